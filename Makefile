@@ -1,0 +1,24 @@
+# Each target sets up its own environment (.venv) from the package registry, then runs.
+PYTHON ?= python3
+VENV ?= .venv
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
+
+.PHONY: demo test bench lint
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+demo: $(STAMP)  ## synthetic Phoenix14T corpus through every stage
+	$(VENV)/bin/prep demo --out demo-out
+
+test: $(STAMP)  ## the whole test suite
+	$(VENV)/bin/python -m pytest
+
+bench: $(STAMP)  ## benchmark scripts (needs Debian's ffmpeg for the decode comparison)
+	$(VENV)/bin/python bench/decode.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pipeline stages manifests tests bench

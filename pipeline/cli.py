@@ -1,0 +1,223 @@
+"""The ``prep`` command line. Commands only parse flags, build configs and call the runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from pipeline.config import RunConfig, default_workers, load_config_file, merge_options, resolve_rank
+from pipeline.errors import PrepError
+from pipeline.runner import run_stage
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Offline data preparation for gloss-free sign language translation "
+    "(manifests, pseudo-glosses, hand captions, features, WebDataset shards).",
+)
+log = logging.getLogger("prep")
+
+DATASETS = ("phoenix14t", "csl-daily", "generic")
+RUN_DEFAULTS: dict[str, Any] = {
+    "stage": None, "dataset": None, "root": None, "out": None,
+    "rank": None, "world_size": None, "workers": None, "overwrite": False, "quiet": False, "retries": 1,
+}  # fmt: skip
+
+MANIFEST = "Stage manifest"
+RUNNER = "Runner"
+
+
+def stage_registry() -> tuple[dict, list[str]]:
+    from stages import ORDER, STAGES  # the one place pipeline imports stages
+
+    return STAGES, ORDER
+
+
+def all_defaults() -> dict[str, Any]:
+    defaults = dict(RUN_DEFAULTS)
+    for _stage, options_cls in stage_registry()[0].values():
+        for f in dataclasses.fields(options_cls):
+            defaults[f.name] = f.default
+    return defaults
+
+
+@app.command()
+def run(
+    stage: Optional[str] = typer.Option(None, help="Stage to run: manifest, or 'all' for every stage in order."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset layout: phoenix14t, csl-daily or generic."),
+    root: Optional[Path] = typer.Option(None, help="Dataset root (for generic: the CSV/JSONL file)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder; every stage writes under it."),
+    config: Optional[Path] = typer.Option(None, help="TOML/YAML/JSON file with the same keys; flags win."),
+    rank: Optional[int] = typer.Option(None, help="This process's rank (default: RANK or SLURM_ARRAY_TASK_ID, else 0).", rich_help_panel=RUNNER),
+    world_size: Optional[int] = typer.Option(None, help="Number of ranks (default: WORLD_SIZE or SLURM_ARRAY_TASK_COUNT, else 1).", rich_help_panel=RUNNER),
+    workers: Optional[int] = typer.Option(None, help="Worker processes per rank (default: PREP_WORKERS or 1).", rich_help_panel=RUNNER),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite", help="Redo finished units instead of skipping them.", rich_help_panel=RUNNER),
+    quiet: Optional[bool] = typer.Option(None, "--quiet/--progress", help="Plain log lines instead of a progress bar.", rich_help_panel=RUNNER),
+    retries: Optional[int] = typer.Option(None, help="Retries of a failed unit before the run fails (default: 1).", rich_help_panel=RUNNER),
+    unit_size: Optional[int] = typer.Option(None, help="Samples per work unit (default: 200).", rich_help_panel=MANIFEST),
+    deep_check: Optional[bool] = typer.Option(None, "--deep-check/--spot-check", help="Decode every frame while probing, not only first and last (default: spot).", rich_help_panel=MANIFEST),
+    min_frames: Optional[int] = typer.Option(None, help="Quarantine samples with fewer frames (default: 2).", rich_help_panel=MANIFEST),
+    frame_count_tolerance: Optional[int] = typer.Option(None, help="Allowed difference to an annotated frame count (default: 0).", rich_help_panel=MANIFEST),
+    fps: Optional[float] = typer.Option(None, help="Frame rate for samples that give none (overrides container and descriptor).", rich_help_panel=MANIFEST),
+    frame_step: Optional[int] = typer.Option(None, help="Use every k-th frame (default: 1).", rich_help_panel=MANIFEST),
+    max_frames: Optional[int] = typer.Option(None, help="Use at most this many frames per sample.", rich_help_panel=MANIFEST),
+    sampling: Optional[str] = typer.Option(None, help="How --max-frames picks: uniform or head (default: uniform).", rich_help_panel=MANIFEST),
+) -> None:
+    """Run a stage (or all stages) over a corpus; finished work units are skipped on re-runs."""
+    flags = {k: v for k, v in locals().items() if k != "config"}
+    with handled_errors():
+        file_options = load_config_file(config) if config else {}
+        options = merge_options(flags, file_options, all_defaults())
+        run_config = build_run_config(options)
+        for name in stages_to_run(options["stage"]):
+            execute(name, options, run_config)
+
+
+def build_run_config(options: dict[str, Any]) -> RunConfig:
+    for key in ("stage", "dataset", "root", "out"):
+        if options[key] is None:
+            raise PrepError(f"--{key.replace('_', '-')} is required (as a flag or in --config)")
+    if options["dataset"] not in DATASETS:
+        raise PrepError(f"unknown dataset {options['dataset']!r}; choose one of {', '.join(DATASETS)}")
+    root = Path(options["root"]).expanduser()
+    if not root.exists():
+        raise PrepError(f"--root does not exist: {root}")
+    rank, world_size = resolve_rank(options["rank"], options["world_size"])
+    return RunConfig(
+        dataset=options["dataset"],
+        root=root.resolve(),
+        out=Path(options["out"]).expanduser().resolve(),
+        rank=rank,
+        world_size=world_size,
+        workers=options["workers"] or default_workers(),
+        overwrite=bool(options["overwrite"]),
+        quiet=bool(options["quiet"]),
+        retries=int(options["retries"]),
+    )
+
+
+def stages_to_run(stage: str) -> list[str]:
+    registry, order = stage_registry()
+    if stage == "all":
+        return list(order)
+    if stage not in registry:
+        raise PrepError(f"unknown stage {stage!r}; choose one of {', '.join(order)} or all")
+    return [stage]
+
+
+def build_stage(name: str, options: dict[str, Any], run_config: RunConfig):
+    stage_cls, options_cls = stage_registry()[0][name]
+    try:
+        stage_options = options_cls(**{f.name: options[f.name] for f in dataclasses.fields(options_cls)})
+    except (TypeError, ValueError) as exc:
+        raise PrepError(f"invalid options for stage {name}: {exc}") from exc
+    return stage_cls(stage_options, run_config)
+
+
+def execute(name: str, options: dict[str, Any], run_config: RunConfig) -> None:
+    """Run ``name``, running the stages it reads first when their outputs are missing."""
+    stage = build_stage(name, options, run_config)
+    for required in stage.requires:
+        if not build_stage(required, options, run_config).is_complete():
+            log.info("stage %s needs %s first", name, required)
+            execute(required, options, run_config)
+    summary = run_stage(stage)
+    if summary is not None:
+        typer.echo(format_summary(summary))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"{summary['stage']} (v{summary['stage_version']}): outputs in {summary.get('outputs', '')}"]
+    for split, info in summary.get("splits", {}).items():
+        expected = info.get("expected")
+        note = f" (release has {expected})" if expected and expected != info["samples"] else ""
+        quarantined = ", ".join(f"{r} {n}" for r, n in info.get("quarantined", {}).items()) or "none"
+        lines.append(f"  {split:<8} {info['samples']:>6} samples{note}; quarantined: {quarantined}")
+    return "\n".join(lines)
+
+
+@app.command()
+def synth(
+    layout: str = typer.Option("phoenix14t", help="phoenix14t, csl-daily or generic."),
+    out: Path = typer.Option(..., help="Folder to write the corpus into."),
+    clips: int = typer.Option(12, help="Number of clips (ignored rows beyond it in --sentences)."),
+    frames: str = typer.Option("16:40", help="Frame count range MIN:MAX for generated sentences."),
+    size: Optional[str] = typer.Option(None, help="Frame size WxH (default: the layout's, 160x120 for generic)."),
+    sentences: Optional[Path] = typer.Option(None, help="A name|num_frames|orth|translation file to take sentences and lengths from."),
+    max_frames: Optional[int] = typer.Option(None, help="Cap frame counts taken from --sentences."),
+    language: str = typer.Option("de", help="Language of the generated sentences (de or zh) for generic."),
+) -> None:
+    """Write a small synthetic corpus in an official layout; prints the --root to use."""
+    from pipeline import synthetic
+
+    with handled_errors():
+        root = make_corpus(synthetic, layout, out, clips, frames, size, sentences, max_frames, language)
+        typer.echo(str(root))
+
+
+def make_corpus(synthetic, layout, out, clips, frames, size, sentences, max_frames, language) -> Path:
+    try:
+        low, high = (int(x) for x in frames.split(":"))
+        dims = tuple(int(x) for x in size.lower().split("x")) if size else None
+    except ValueError as exc:
+        raise PrepError(f"bad --frames or --size: {exc}") from exc
+    language = "zh" if layout == "csl-daily" else language
+    if sentences:
+        samples = synthetic.samples_from_file(sentences, clips, max_frames)
+    else:
+        samples = synthetic.default_samples(language, clips, (low, high))
+    writers = {
+        "phoenix14t": lambda: synthetic.write_phoenix14t(out, samples, *([dims] if dims else [])),
+        "csl-daily": lambda: synthetic.write_csl_daily(out, samples, *([dims] if dims else [])),
+        "generic": lambda: synthetic.write_generic(out, samples, language, *([dims] if dims else [])),
+    }
+    if layout not in writers:
+        raise PrepError(f"unknown layout {layout!r}; choose one of {', '.join(writers)}")
+    return writers[layout]()
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), help="Folder for the synthetic corpus and all outputs."),
+    clips: int = typer.Option(12, help="Clips in the synthetic Phoenix14T corpus."),
+) -> None:
+    """Generate a small synthetic Phoenix14T corpus and run every stage end to end."""
+    from pipeline import synthetic
+
+    with handled_errors():
+        out = out.resolve()
+        corpus = make_corpus(synthetic, "phoenix14t", out / "corpus", clips, "16:40", None, None, None, "de")
+        options = merge_options({"stage": "all", "dataset": "phoenix14t", "root": corpus, "out": out / "prepared"}, {}, all_defaults())
+        run_config = build_run_config(options)
+        for name in stages_to_run("all"):
+            execute(name, options, run_config)
+        typer.echo(f"corpus:  {corpus}\noutputs: {run_config.out}")
+
+
+class handled_errors:
+    """Turn a :class:`PrepError` into one line on stderr and exit status 1."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and issubclass(exc_type, PrepError):
+            typer.echo(f"prep: error: {exc}", err=True)
+            raise typer.Exit(1)
+        return False
+
+
+def main() -> None:
+    level = os.environ.get("PREP_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="prep: %(message)s", stream=sys.stderr)
+    app(prog_name="prep")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The only place that turns (stage, split, unit) into paths under ``--out``.
+
+::
+
+    <out>/<stage>/<split>.parquet        merged per-split table of a stage
+    <out>/<stage>/quarantine.parquet     rejected samples with their reason
+    <out>/<stage>/summary.json           counts per split and reason, options, versions
+    <out>/_units/<stage>/<split>/<NNNNN>/  one committed work unit (+ _done.json, stats.json)
+    <out>/runs/<stage>-<confighash>.json  the resolved configuration of a run
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DONE_MARKER = "_done.json"
+UNIT_STATS = "stats.json"
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Layout:
+    out: Path
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.out / stage
+
+    def split_table(self, stage: str, split: str) -> Path:
+        return self.stage_dir(stage) / f"{split}.parquet"
+
+    def quarantine_table(self, stage: str) -> Path:
+        return self.stage_dir(stage) / "quarantine.parquet"
+
+    def summary(self, stage: str) -> Path:
+        return self.stage_dir(stage) / "summary.json"
+
+    def units_dir(self, stage: str) -> Path:
+        return self.out / "_units" / stage
+
+    def unit_dir(self, stage: str, unit_id: str) -> Path:
+        return self.units_dir(stage) / unit_id
+
+    def unit_marker(self, stage: str, unit_id: str) -> Path:
+        return self.unit_dir(stage, unit_id) / DONE_MARKER
+
+    def run_record(self, stage: str, config_hash: str) -> Path:
+        return self.out / "runs" / f"{stage}-{config_hash}.json"
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden name next to ``path`` that no reader ever takes for a finished output."""
+    return path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")

@@ -1,0 +1,111 @@
+"""Parquet schemas of the manifest and the quarantine, defined once, plus their readers.
+
+Every table carries its provenance (stage, versions, options) in the schema metadata under
+the key ``prep``, so a file found on disk says what made it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import __version__
+from pipeline.storage import canonical_json
+
+# Quarantine reasons: constants that tests and reports rely on.
+MISSING_FRAMES = "missing_frames"
+UNREADABLE_FILE = "unreadable_file"
+CORRUPT_FRAME = "corrupt_frame"
+FRAME_GAP = "frame_gap"
+FRAME_COUNT_MISMATCH = "frame_count_mismatch"
+TOO_FEW_FRAMES = "too_few_frames"
+EMPTY_TEXT = "empty_text"
+UNDECODABLE_TEXT = "undecodable_text"
+DUPLICATE_ID = "duplicate_id"
+UNSAFE_ID = "unsafe_id"
+PATH_ESCAPES_ROOT = "path_escapes_root"
+MISSING_FIELD = "missing_field"
+INVALID_FIELD = "invalid_field"
+UNKNOWN_SPLIT = "unknown_split"
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("split", pa.string()),
+        ("dataset", pa.string()),
+        ("language", pa.string()),
+        ("source_path", pa.string()),
+        ("source_kind", pa.string()),
+        ("num_frames", pa.int64()),
+        ("fps", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("translation", pa.string()),
+        ("gloss", pa.string()),
+        ("signer", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("fingerprint", pa.string()),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("split", pa.string()),
+        ("dataset", pa.string()),
+        ("stage", pa.string()),
+        ("source_path", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+PROVENANCE_KEY = b"prep"
+
+
+def provenance(stage: str, stage_version: int, options: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "stage": stage,
+        "stage_version": stage_version,
+        "prep_version": __version__,
+        "options": dict(options),
+    }
+
+
+def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema, meta: Mapping | None = None) -> pa.Table:
+    """Rows (dicts) to a table of exactly ``schema``; provenance goes into the metadata."""
+    rows = list(rows)
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    table = pa.table(columns, schema=schema)
+    if meta is not None:
+        table = table.replace_schema_metadata({PROVENANCE_KEY: canonical_json(meta).encode()})
+    return table
+
+
+def read_table(path: Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def quarantine_row(
+    sample_id: str, split: str, dataset: str, stage: str, reason: str, detail: str, source_path: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": sample_id,
+        "split": split,
+        "dataset": dataset,
+        "stage": stage,
+        "source_path": source_path,
+        "reason": reason,
+        "detail": " ".join(detail.split())[:300],
+    }

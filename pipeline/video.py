@@ -1,0 +1,255 @@
+"""Decoding: one interface over video files (decord) and frame folders (OpenCV, threaded).
+
+Every source returns uint8 RGB frames ``[N, H, W, 3]`` with timestamps in seconds from the
+start of the sample. Long clips are read in bounded batches (:func:`iter_clip`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg"})
+SAMPLING_MODES = ("uniform", "head")
+
+cv2.setNumThreads(1)  # we parallelise across frames; nested OpenCV threads only contend
+
+
+class DecodeError(Exception):
+    """A frame or file could not be decoded; the message is a one-line reason."""
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    """Which frames of a sample are used: every ``step``-th, then at most ``max_frames``.
+
+    ``sampling="uniform"`` spreads ``max_frames`` evenly over the clip, ``"head"`` keeps the
+    first ones. The selection is recorded in every output that depends on it.
+    """
+
+    step: int = 1
+    max_frames: int | None = None
+    sampling: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.step < 1:
+            raise ValueError(f"frame step must be >= 1, got {self.step}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.sampling not in SAMPLING_MODES:
+            raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+
+    def indices(self, num_frames: int) -> np.ndarray:
+        picked = np.arange(0, num_frames, self.step, dtype=np.int64)
+        if self.max_frames is None or len(picked) <= self.max_frames:
+            return picked
+        if self.sampling == "head":
+            return picked[: self.max_frames]
+        spread = np.linspace(0, len(picked) - 1, self.max_frames).round().astype(np.int64)
+        return picked[spread]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # uint8 [T, H, W, 3], RGB
+    timestamps: np.ndarray  # float64 [T], seconds from the sample's start
+    indices: np.ndarray  # int64 [T], frame indices within the sample
+
+
+class FrameSource(Protocol):
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+    def read(self, indices: Sequence[int]) -> np.ndarray: ...
+
+
+def segment_bounds(total: int, fps: float, start: float | None, end: float | None) -> tuple[int, int]:
+    """Frame range [first, stop) of a segment given in seconds (whole file when not given)."""
+    first = 0 if start is None else max(0, int(round(start * fps)))
+    stop = total if end is None else min(total, int(round(end * fps)))
+    return first, max(first, stop)
+
+
+class VideoFileSource:
+    """A video file, or a [start, end) segment of one, read with decord's batched ``get_batch``."""
+
+    def __init__(
+        self,
+        path: Path,
+        fps: float | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        threads: int = 1,
+    ) -> None:
+        import decord  # deferred: import cost and its own FFmpeg stay out of light commands
+
+        decord.logging.set_level(decord.logging.ERROR)  # FFmpeg's chatter; errors still raise
+
+        if not path.is_file():
+            raise DecodeError(f"file not found: {path.name}")
+        if path.stat().st_size == 0:
+            raise DecodeError(f"empty file: {path.name}")
+        try:
+            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads)
+        except Exception as exc:  # decord raises its own DECORDError (a RuntimeError) or others
+            raise DecodeError(f"unreadable video {path.name}: {_first_line(exc)}") from exc
+        total = len(self._reader)
+        if total == 0:
+            raise DecodeError(f"video has no frames: {path.name}")
+        self.fps = float(fps or self._reader.get_avg_fps())
+        self._first, stop = segment_bounds(total, self.fps, start, end)
+        self.num_frames = stop - self._first
+        self.height, self.width = self._reader[0].shape[:2] if self.num_frames else (0, 0)
+        self.path = path
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        absolute = [self._first + int(i) for i in indices]
+        try:
+            return self._reader.get_batch(absolute).asnumpy()
+        except Exception as exc:
+            raise DecodeError(f"cannot decode {self.path.name}: {_first_line(exc)}") from exc
+
+    def timestamps(self, indices: Sequence[int]) -> np.ndarray:
+        return np.asarray(indices, dtype=np.float64) / self.fps
+
+
+class FrameFolderSource:
+    """A folder of numbered images (PNG/JPEG), decoded with OpenCV in a thread pool."""
+
+    def __init__(
+        self,
+        folder: Path,
+        fps: float,
+        start: float | None = None,
+        end: float | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.files = list_frame_files(folder)
+        if not self.files:
+            raise DecodeError(f"no frames in {folder.name}")
+        self.fps = float(fps)
+        first, stop = segment_bounds(len(self.files), self.fps, start, end)
+        self.files = self.files[first:stop]
+        self.num_frames = len(self.files)
+        self._threads = threads or min(4, os.cpu_count() or 1)
+        probe = decode_image(self.files[0]) if self.files else np.zeros((0, 0, 3), np.uint8)
+        self.height, self.width = probe.shape[:2]
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        paths = [self.files[int(i)] for i in indices]
+        out = np.empty((len(paths), self.height, self.width, 3), dtype=np.uint8)
+
+        def load(item: tuple[int, Path]) -> None:
+            position, path = item
+            image = decode_image(path)
+            if image.shape[:2] != (self.height, self.width):
+                raise DecodeError(f"frame size changes at {path.name}: {image.shape[:2]}")
+            out[position] = image
+
+        list(_thread_pool(self._threads).map(load, enumerate(paths)))
+        return out
+
+    def timestamps(self, indices: Sequence[int]) -> np.ndarray:
+        return np.asarray(indices, dtype=np.float64) / self.fps
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """One image file as uint8 RGB ``[H, W, 3]``; raises :class:`DecodeError` on a bad file."""
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise DecodeError(f"corrupt or unreadable image {path.name}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+
+
+_DIGITS = re.compile(r"(\d+)(?=\.[^.]+$)")
+
+
+def frame_number(path: Path) -> int | None:
+    """The number at the end of a frame's file name (``images0042.png`` -> 42)."""
+    match = _DIGITS.search(path.name)
+    return int(match.group(1)) if match else None
+
+
+def list_frame_files(folder: Path) -> list[Path]:
+    """Image files of a frame folder in frame order; stray non-image files are ignored."""
+    if not folder.is_dir():
+        return []
+    images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    return sorted(images, key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
+
+
+def numbering_gaps(files: Sequence[Path]) -> list[int]:
+    """Frame numbers missing between the first and last file (empty for unnumbered files)."""
+    numbers = [frame_number(p) for p in files]
+    if not numbers or any(n is None for n in numbers):
+        return []
+    present = set(numbers)  # type: ignore[arg-type]
+    return [n for n in range(min(present), max(present) + 1) if n not in present]
+
+
+def open_source(
+    path: Path,
+    fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    threads: int | None = None,
+) -> FrameSource:
+    """A frame source for a video file or a frame folder; ``fps`` is required for folders."""
+    if path.is_dir():
+        if not fps:
+            raise DecodeError(f"frame folder {path.name} needs an fps (descriptor or --fps)")
+        return FrameFolderSource(path, fps, start, end, threads)
+    return VideoFileSource(path, fps, start, end, threads or 1)
+
+
+def iter_clip(source: FrameSource, selection: FrameSelection, batch_size: int = 64) -> Iterator[Clip]:
+    """Selected frames in batches of at most ``batch_size``: memory stays bounded on long clips."""
+    indices = selection.indices(source.num_frames)
+    for begin in range(0, len(indices), batch_size):
+        chunk = indices[begin : begin + batch_size]
+        yield Clip(source.read(chunk), source.timestamps(chunk), chunk)
+
+
+def decode_clip(source: FrameSource, selection: FrameSelection = FrameSelection()) -> Clip:
+    """All selected frames of a sample at once (use :func:`iter_clip` for long clips)."""
+    parts = list(iter_clip(source, selection))
+    if not parts:
+        empty = np.zeros((0, source.height, source.width, 3), np.uint8)
+        return Clip(empty, np.zeros(0), np.zeros(0, np.int64))
+    return Clip(
+        np.concatenate([p.frames for p in parts]),
+        np.concatenate([p.timestamps for p in parts]),
+        np.concatenate([p.indices for p in parts]),
+    )
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="prep-decode")
+    return _POOLS[threads]
+
+
+_DECORD_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: (Error: )?")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a decoder error: first line, without decord's timestamp and source location."""
+    text = str(exc).strip() or type(exc).__name__
+    return _DECORD_PREFIX.sub("", text.splitlines()[0])[:200]

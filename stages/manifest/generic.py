@@ -1,0 +1,96 @@
+"""Any corpus: a CSV (header row) or JSONL file with id, path, text, language, split per sample.
+
+Optional fields: gloss, signer, fps, start, end (seconds, for segments of a longer video).
+Paths are relative to the annotation file's folder, or absolute.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from pipeline import manifest as m
+from pipeline.errors import PrepError
+from stages.manifest.annotations import decoded_lines
+from stages.manifest.candidates import candidate, rejected
+
+REQUIRED = ("id", "path", "text", "language", "split")
+NUMERIC = ("fps", "start", "end")
+
+
+def read_generic(root: Path, descriptor: object = None) -> tuple[Path, list[dict]]:
+    """Returns (folder that relative paths start from, candidates in file order)."""
+    if root.is_dir():
+        raise PrepError(f"--root for the generic dataset must be a .csv or .jsonl file, got a folder: {root}")
+    if not root.is_file():
+        raise PrepError(f"annotation file not found: {root}")
+    if root.suffix.lower() == ".csv":
+        records = _csv_records(root)
+    elif root.suffix.lower() in (".jsonl", ".json"):
+        records = _jsonl_records(root)
+    else:
+        raise PrepError(f"layout not recognised: {root.name} is neither .csv nor .jsonl")
+    return root.parent, [_candidate(where, record, ok) for where, record, ok in records]
+
+
+def _csv_records(path: Path):
+    lines = list(decoded_lines(path))
+    if not lines:
+        raise PrepError(f"{path.name} is empty")
+    header = next(csv.reader([lines[0][1]]))
+    missing = [f for f in REQUIRED if f not in header]
+    if missing:
+        raise PrepError(f"{path.name}: header lacks column(s) {', '.join(missing)}")
+    for number, text, ok in lines[1:]:
+        values = next(csv.reader(io.StringIO(text)), [])
+        yield f"{path.name} line {number}", dict(zip(header, values)), ok
+
+
+def _jsonl_records(path: Path):
+    for number, text, ok in decoded_lines(path):
+        where = f"{path.name} line {number}"
+        try:
+            record = json.loads(text)
+        except ValueError:
+            yield where, {"__invalid__": "is not valid JSON"}, ok
+            continue
+        if not isinstance(record, dict):
+            record = {"__invalid__": "is not a JSON object"}
+        yield where, {k: "" if v is None else str(v) for k, v in record.items()}, ok
+
+
+def _candidate(where: str, record: dict, decoded_ok: bool) -> dict:
+    sample_id = (record.get("id") or "").strip()
+    split = (record.get("split") or "").strip() or "unassigned"
+    if not decoded_ok:
+        return rejected(sample_id, split, m.UNDECODABLE_TEXT, f"{where} is not valid UTF-8")
+    if "__invalid__" in record:
+        return rejected(sample_id, split, m.INVALID_FIELD, f"{where} {record['__invalid__']}")
+    missing = [f for f in REQUIRED if not (record.get(f) or "").strip() and f != "text"]
+    if missing:
+        return rejected(sample_id, split, m.MISSING_FIELD, f"{where} lacks {', '.join(missing)}")
+    numbers = {}
+    for name in NUMERIC:
+        raw = (record.get(name) or "").strip()
+        try:
+            numbers[name] = float(raw) if raw else None
+        except ValueError:
+            return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: {name}={raw!r} is not a number")
+        if numbers[name] is not None and (not math.isfinite(numbers[name]) or numbers[name] < 0):
+            return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: {name}={raw!r} is out of range")
+    if numbers["start"] is not None and numbers["end"] is not None and numbers["end"] <= numbers["start"]:
+        return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: end is not after start")
+    path = record["path"].strip()
+    return candidate(
+        sample_id,
+        split,
+        path,
+        record.get("text"),
+        language=record["language"].strip(),
+        gloss=(record.get("gloss") or "").strip() or None,
+        signer=(record.get("signer") or "").strip() or None,
+        **numbers,
+    )

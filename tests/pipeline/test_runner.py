@@ -1,0 +1,91 @@
+"""Work units, atomic commits, resumption after an interruption, ranks and determinism."""
+
+import json
+
+
+from pipeline.config import rank_from_environment
+from pipeline.layout import DONE_MARKER, TMP_PREFIX
+from stages.manifest import ManifestStage
+from tests.conftest import manifest_rows, prep
+
+
+def run_args(root, out, *extra):
+    return ["run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", root, "--out", out,
+            "--unit-size", "4", "--quiet", *extra]  # fmt: skip
+
+
+def unit_markers(out):
+    return sorted((out / "_units" / "manifest").glob(f"*/*/{DONE_MARKER}"))
+
+
+def test_interrupted_run_resumes_without_redoing_or_losing_units(phoenix_root, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    done = []
+    original = ManifestStage.run
+
+    def crash_after_three(self, unit, workdir):
+        if len(done) == 3:
+            (workdir / "partial.bin").write_bytes(b"half")  # a unit in flight when the process dies
+            raise KeyboardInterrupt
+        done.append(unit.id)
+        return original(self, unit, workdir)
+
+    monkeypatch.setattr(ManifestStage, "run", crash_after_three)
+    interrupted = prep(*run_args(phoenix_root, out))
+    assert interrupted.exit_code != 0
+    assert len(unit_markers(out)) == 3
+    assert not (out / "manifest" / "train.parquet").exists()  # nothing merged from a partial run
+    first_markers = {p: p.read_bytes() for p in unit_markers(out)}
+
+    redone = []
+    monkeypatch.setattr(ManifestStage, "run", lambda self, u, w: redone.append(u.id) or original(self, u, w))
+    result = prep(*run_args(phoenix_root, out))
+    assert result.exit_code == 0, result.output
+    assert not set(redone) & set(done) and len(redone) + len(done) == 10  # 40 samples / 4 per unit
+    assert all(p.read_bytes() == b for p, b in first_markers.items())
+    assert not list(out.rglob(f"{TMP_PREFIX}*"))  # no temporary folder left under any name
+    resumed = {s: (out / "manifest" / f"{s}.parquet").read_bytes() for s in ("train", "dev", "test")}
+
+    fresh = tmp_path / "fresh"
+    assert prep(*run_args(phoenix_root, fresh)).exit_code == 0
+    assert resumed == {s: (fresh / "manifest" / f"{s}.parquet").read_bytes() for s in resumed}
+
+    again = []
+    monkeypatch.setattr(ManifestStage, "run", lambda self, u, w: again.append(u.id) or original(self, u, w))
+    assert prep(*run_args(phoenix_root, out)).exit_code == 0 and again == []
+    assert prep(*run_args(phoenix_root, out, "--overwrite")).exit_code == 0 and len(again) == 10
+
+
+def test_changed_options_are_refused_without_overwrite(phoenix_root, tmp_path):
+    out = tmp_path / "out"
+    assert prep(*run_args(phoenix_root, out)).exit_code == 0
+    result = prep(*run_args(phoenix_root, out, "--min-frames", "3"))
+    assert result.exit_code == 1 and "--overwrite" in result.stderr
+
+
+def test_two_ranks_share_units_without_overlap_and_the_last_merges(phoenix_root, tmp_path):
+    out = tmp_path / "out"
+    first = prep(*run_args(phoenix_root, out, "--rank", "0", "--world-size", "2"))
+    assert first.exit_code == 0 and not (out / "manifest" / "summary.json").exists()
+    assert len(unit_markers(out)) == 5
+    second = prep(*run_args(phoenix_root, out, "--rank", "1", "--world-size", "2"))
+    assert second.exit_code == 0 and len(unit_markers(out)) == 10
+    ids = [r["id"] for s in ("train", "dev", "test") for r in manifest_rows(out, s)]
+    assert len(ids) == len(set(ids)) == 40
+    summary = json.loads((out / "manifest" / "summary.json").read_text())
+    assert summary["splits"]["dev"]["samples"] == 8
+
+
+def test_two_worker_processes_give_the_same_bytes(phoenix_root, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert prep(*run_args(phoenix_root, one)).exit_code == 0
+    assert prep(*run_args(phoenix_root, two, "--workers", "2")).exit_code == 0
+    for name in ("train.parquet", "dev.parquet", "test.parquet", "quarantine.parquet"):
+        assert (one / "manifest" / name).read_bytes() == (two / "manifest" / name).read_bytes()
+
+
+def test_rank_from_launcher_environments():
+    assert rank_from_environment({}) == (0, 1)
+    assert rank_from_environment({"RANK": "3", "WORLD_SIZE": "4"}) == (3, 4)
+    slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "2"}
+    assert rank_from_environment(slurm) == (3, 4)

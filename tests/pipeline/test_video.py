@@ -1,0 +1,81 @@
+import cv2
+import numpy as np
+import pytest
+
+from pipeline import synthetic
+from pipeline.video import (
+    DecodeError,
+    FrameFolderSource,
+    FrameSelection,
+    VideoFileSource,
+    decode_clip,
+    iter_clip,
+    list_frame_files,
+    numbering_gaps,
+    open_source,
+)
+from tests.conftest import HAND_CLIP
+
+
+def test_frame_selection_step_head_and_uniform():
+    assert FrameSelection().indices(5).tolist() == [0, 1, 2, 3, 4]
+    assert FrameSelection(step=2).indices(7).tolist() == [0, 2, 4, 6]
+    assert FrameSelection(max_frames=3, sampling="head").indices(10).tolist() == [0, 1, 2]
+    assert FrameSelection(max_frames=3).indices(10).tolist() == [0, 4, 9]
+    assert FrameSelection(step=2, max_frames=2).indices(10).tolist() == [0, 8]
+    with pytest.raises(ValueError):
+        FrameSelection(step=0)
+
+
+def test_real_h264_clip_has_58_frames_at_about_30_fps():
+    source = open_source(HAND_CLIP)
+    assert (source.num_frames, source.width, source.height) == (58, 540, 720)
+    assert source.fps == pytest.approx(359 / 12, rel=1e-3)
+    clip = decode_clip(source, FrameSelection(step=2))
+    assert clip.frames.shape == (29, 720, 540, 3) and clip.frames.dtype == np.uint8
+    assert clip.timestamps[1] == pytest.approx(2 / source.fps)
+
+
+def test_long_clip_is_read_in_bounded_batches():
+    source = open_source(HAND_CLIP)
+    sizes = [len(c.frames) for c in iter_clip(source, FrameSelection(), batch_size=16)]
+    assert sizes == [16, 16, 16, 10]
+
+
+def test_video_segment_by_seconds():
+    source = VideoFileSource(HAND_CLIP, start=0.5, end=1.0)
+    assert source.num_frames == round(1.0 * source.fps) - round(0.5 * source.fps)
+    whole = decode_clip(open_source(HAND_CLIP)).frames
+    first = round(0.5 * source.fps)
+    np.testing.assert_array_equal(decode_clip(source).frames[0], whole[first])
+
+
+def test_frame_folder_matches_opencv_and_ignores_stray_files(tmp_path):
+    frames = list(synthetic.render_frames(5, 40, 30, "x"))
+    for i, frame in enumerate(frames, start=1):
+        cv2.imwrite(str(tmp_path / f"images{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    (tmp_path / "Thumbs.db").write_bytes(b"junk")
+    source = FrameFolderSource(tmp_path, fps=25)
+    assert source.num_frames == 5
+    clip = decode_clip(source)
+    np.testing.assert_array_equal(clip.frames, np.stack(frames))
+    assert clip.timestamps.tolist() == [0, 0.04, 0.08, 0.12, 0.16]
+
+
+def test_numbering_gaps_and_order(tmp_path):
+    for n in (1, 2, 10, 4):
+        (tmp_path / f"images{n:04d}.png").write_bytes(b"x")
+    files = list_frame_files(tmp_path)
+    assert [f.name for f in files] == ["images0001.png", "images0002.png", "images0004.png", "images0010.png"]
+    assert numbering_gaps(files) == [3, 5, 6, 7, 8, 9]
+
+
+def test_unreadable_video_raises_decode_error(tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(DecodeError, match="unreadable video"):
+        open_source(fake)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(DecodeError, match="empty file"):
+        open_source(empty)

@@ -1,0 +1,143 @@
+"""Ingest of the official Phoenix14T and CSL-Daily layouts and of generic CSV/JSONL corpora."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from pipeline import synthetic
+from pipeline.manifest import read_provenance
+from tests.conftest import HAND_CLIP, PHOENIX_DEV, manifest_rows, prep, quarantine_rows
+
+
+def test_phoenix14t_release_layout(phoenix_root, tmp_path):
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", phoenix_root, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "dev" in result.stdout and "release has 519" in result.stdout
+    expected = synthetic.samples_from_file(PHOENIX_DEV, clips=40, max_frames=12)
+    rows = {r["id"]: r for split in ("train", "dev", "test") for r in manifest_rows(out, split)}
+    assert len(rows) == 40 and quarantine_rows(out) == []
+    for sample in expected:
+        row = rows[sample.name]
+        assert (row["split"], row["num_frames"], row["fps"]) == (sample.split, sample.num_frames, 25.0)
+        assert (row["width"], row["height"], row["source_kind"]) == (42, 52, "frames")
+        assert row["translation"] == sample.translation and row["gloss"] == sample.gloss
+        assert row["language"] == "de" and row["signer"] == sample.signer
+        assert row["source_path"] == f"features/fullFrame-210x260px/{sample.split}/{sample.name}"
+        assert len(row["fingerprint"]) == 64
+    meta = read_provenance(out / "manifest" / "dev.parquet")
+    assert meta["stage"] == "manifest" and meta["options"]["unit_size"] == 200
+    assert meta["frame_selection"] == {"step": 1, "max_frames": None, "sampling": "uniform"}
+
+
+def test_phoenix_inner_folder_stray_file_and_video_column_folder(phoenix_root, tmp_path):
+    inner = phoenix_root / "PHOENIX-2014-T"
+    frames = inner / "features" / "fullFrame-210x260px" / "dev"
+    first = sorted(p for p in frames.iterdir())[0]
+    (first / "desktop.ini").write_text("[junk]")  # a stray non-image file among the frames
+    second = sorted(p for p in frames.iterdir())[1]
+    nested = second / "1"  # the layout the 'video' column describes: <name>/1/*.png
+    nested.mkdir()
+    for png in second.glob("*.png"):
+        shutil.move(png, nested / png.name)
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", inner, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in manifest_rows(out, "dev")}
+    assert rows[first.name]["num_frames"] == len(list(first.glob("*.png")))
+    assert rows[second.name]["source_path"].endswith(f"{second.name}/1")
+    assert rows[second.name]["num_frames"] == len(list(nested.glob("*.png")))
+
+
+def test_csl_daily_layout_known_defect_and_nested_frames(csl_root, tmp_path):
+    labels = csl_root / "sentence_label"
+    frames = csl_root / "sentence" / "frames_512x512"
+    # the known defect of the release: a labelled sample without frames
+    shutil.rmtree(frames / "synth00002")
+    split_file = labels / "split_1.txt"
+    split_file.write_text(split_file.read_text().replace("synth00002|", "S000005_P0004_T00|"))
+    import pickle
+
+    data = pickle.loads((labels / "csl2020ct_v2.pkl").read_bytes())
+    data["info"][2]["name"] = "S000005_P0004_T00"
+    (labels / "csl2020ct_v2.pkl").write_bytes(pickle.dumps(data))
+    # some copies nest the frame folders one level deeper
+    nested = frames / "sentence_frames-512x512"
+    nested.mkdir()
+    for folder in list(frames.iterdir()):
+        if folder != nested:
+            shutil.move(folder, nested / folder.name)
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "manifest", "--dataset", "csl-daily", "--root", csl_root, "--out", out)
+    assert result.exit_code == 0, result.output
+    train = manifest_rows(out, "train")
+    entry = data["info"][0]
+    row = next(r for r in train if r["id"] == entry["name"])
+    assert row["translation"] == "".join(entry["label_char"]) and row["language"] == "zh"
+    assert row["num_frames"] == entry["length"] and row["fps"] == 30.0
+    assert row["gloss"] == " ".join(entry["label_gloss"])
+    (bad,) = quarantine_rows(out)
+    assert bad["id"] == "S000005_P0004_T00" and bad["reason"] == "missing_frames"
+    assert "known defect" in bad["detail"]
+    assert "missing_frames 1" in result.stdout
+
+
+def test_generic_csv_of_videos_with_real_clip_and_segments(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "videos").mkdir(parents=True)
+    shutil.copy(HAND_CLIP, folder / "videos" / "long.mp4")
+    rows = [
+        {"id": "whole", "path": "videos/long.mp4", "text": "a raised hand", "language": "en", "split": "train"},
+        {"id": "seg_a", "path": "videos/long.mp4", "text": "first part", "language": "en", "split": "train",
+         "start": "0.0", "end": "1.0"},
+        {"id": "seg_b", "path": str(folder / "videos" / "long.mp4"), "text": "second part", "language": "en",
+         "split": "test", "start": "1.0", "end": "1.9", "signer": "s1", "fps": ""},
+    ]
+    with open(folder / "corpus.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "path", "text", "language", "split", "start", "end", "signer", "fps"])
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", folder / "corpus.csv", "--out", out)
+    assert result.exit_code == 0, result.output
+    train = {r["id"]: r for r in manifest_rows(out, "train")}
+    assert train["whole"]["num_frames"] == 58 and train["whole"]["fps"] == pytest.approx(29.917, abs=1e-3)
+    assert (train["whole"]["width"], train["whole"]["height"]) == (540, 720)
+    assert train["seg_a"]["num_frames"] == 30 and train["seg_a"]["start"] == 0.0 and train["seg_a"]["end"] == 1.0
+    (seg_b,) = manifest_rows(out, "test")
+    assert seg_b["num_frames"] == round(1.9 * 359 / 12) - 30 and seg_b["signer"] == "s1"
+    assert len({train["whole"]["fingerprint"], train["seg_a"]["fingerprint"], seg_b["fingerprint"]}) == 3
+
+
+def test_generic_jsonl_with_frame_folder(tmp_path, generic_csv):
+    frames = tmp_path / "frames" / "clip7"
+    frames.mkdir(parents=True)
+    import cv2
+
+    for i, frame in enumerate(synthetic.render_frames(9, 32, 24, "f")):
+        cv2.imwrite(str(frames / f"{i:06d}.jpg"), frame)
+    jsonl = tmp_path / "corpus.jsonl"
+    records = [
+        {"id": "clip7", "path": "frames/clip7", "text": "hallo welt", "language": "de", "split": "dev", "fps": 24},
+        {"id": "vid0", "path": str(generic_csv.parent / "clips" / "synth00000.mp4"), "text": "x", "language": "de", "split": "dev"},
+    ]
+    jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", jsonl, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in manifest_rows(out, "dev")}
+    assert (rows["clip7"]["source_kind"], rows["clip7"]["num_frames"], rows["clip7"]["fps"]) == ("frames", 9, 24.0)
+    assert rows["vid0"]["source_kind"] == "video" and rows["vid0"]["fps"] == 25.0
+
+
+def test_synth_and_generic_csv_via_cli(tmp_path):
+    result = prep("synth", "--layout", "generic", "--out", tmp_path / "g", "--clips", "4", "--frames", "6:8")
+    assert result.exit_code == 0, result.output
+    root = result.stdout.strip().splitlines()[-1]
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "all", "--dataset", "generic", "--root", root, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    counts = sum(len(manifest_rows(out, s)) for s in ("train", "dev"))
+    assert counts == 4
