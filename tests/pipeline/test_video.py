@@ -79,3 +79,11 @@ def test_unreadable_video_raises_decode_error(tmp_path):
     empty.touch()
     with pytest.raises(DecodeError, match="empty file"):
         open_source(empty)
+
+
+def test_sparse_and_dense_reads_agree_on_the_real_clip():
+    whole = decode_clip(open_source(HAND_CLIP)).frames
+    sparse = decode_clip(open_source(HAND_CLIP), FrameSelection(step=7)).frames  # batched get_batch
+    np.testing.assert_array_equal(sparse, whole[::7])
+    dense = decode_clip(open_source(HAND_CLIP), FrameSelection(step=2)).frames  # sequential pass
+    np.testing.assert_array_equal(dense, whole[::2])
