@@ -30,6 +30,7 @@ RUN_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 MANIFEST = "Stage manifest"
+PSEUDO_GLOSS = "Stage pseudo-gloss"
 RUNNER = "Runner"
 
 
@@ -49,7 +50,7 @@ def all_defaults() -> dict[str, Any]:
 
 @app.command()
 def run(
-    stage: Optional[str] = typer.Option(None, help="Stage to run: manifest, or 'all' for every stage in order."),
+    stage: Optional[str] = typer.Option(None, help="Stage to run: manifest, pseudo-gloss, or 'all' for every stage in order."),
     dataset: Optional[str] = typer.Option(None, help="Dataset layout: phoenix14t, csl-daily or generic."),
     root: Optional[Path] = typer.Option(None, help="Dataset root (for generic: the CSV/JSONL file)."),
     out: Optional[Path] = typer.Option(None, help="Output folder; every stage writes under it."),
@@ -68,6 +69,10 @@ def run(
     frame_step: Optional[int] = typer.Option(None, help="Use every k-th frame (default: 1).", rich_help_panel=MANIFEST),
     max_frames: Optional[int] = typer.Option(None, help="Use at most this many frames per sample.", rich_help_panel=MANIFEST),
     sampling: Optional[str] = typer.Option(None, help="How --max-frames picks: uniform or head (default: uniform).", rich_help_panel=MANIFEST),
+    spacy_model: Optional[str] = typer.Option(None, help="Installed spaCy pipeline (name or folder) to use instead of the offline HanTa/jieba defaults.", rich_help_panel=PSEUDO_GLOSS),
+    fasttext: Optional[str] = typer.Option(None, help="fastText vectors (.bin or .vec) for the prototypes (default: train skipgram vectors on the corpus).", rich_help_panel=PSEUDO_GLOSS),
+    max_gloss_share: Optional[float] = typer.Option(None, help="Drop pseudo-glosses found in at least this share of unique training sentences (Sign2GPT: 0.4; default: off).", rich_help_panel=PSEUDO_GLOSS),
+    nlp_batch_size: Optional[int] = typer.Option(None, help="Sentences per nlp.pipe batch (default: 256).", rich_help_panel=PSEUDO_GLOSS),
 ) -> None:
     """Run a stage (or all stages) over a corpus; finished work units are skipped on re-runs."""
     flags = {k: v for k, v in locals().items() if k != "config"}
@@ -133,13 +138,21 @@ def execute(name: str, options: dict[str, Any], run_config: RunConfig) -> None:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    """Per split: samples, the stage's own figures (e.g. OOV rate), quarantine counts by reason."""
     lines = [f"{summary['stage']} (v{summary['stage_version']}): outputs in {summary.get('outputs', '')}"]
+    for key in ("vocabulary_size", "prototypes"):
+        if key in summary:
+            lines.append(f"  {key.replace('_', ' ')}: {summary[key]}")
     for split, info in summary.get("splits", {}).items():
         expected = info.get("expected")
         note = f" (release has {expected})" if expected and expected != info["samples"] else ""
+        extra = "".join(f"; {k.replace('_', ' ')} {v}" for k, v in info.items() if k not in SUMMARY_COMMON)
         quarantined = ", ".join(f"{r} {n}" for r, n in info.get("quarantined", {}).items()) or "none"
-        lines.append(f"  {split:<8} {info['samples']:>6} samples{note}; quarantined: {quarantined}")
+        lines.append(f"  {split:<8} {info['samples']:>6} samples{note}{extra}; quarantined: {quarantined}")
     return "\n".join(lines)
+
+
+SUMMARY_COMMON = ("samples", "expected", "quarantined")
 
 
 @app.command()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from stages.manifest import ManifestOptions, ManifestStage
+from stages.pseudo_gloss import PseudoGlossOptions, PseudoGlossStage
 
 STAGES = {
     ManifestStage.name: (ManifestStage, ManifestOptions),
+    PseudoGlossStage.name: (PseudoGlossStage, PseudoGlossOptions),
 }
-ORDER = [ManifestStage.name]
+ORDER = [ManifestStage.name, PseudoGlossStage.name]

@@ -1,0 +1,62 @@
+"""Part-of-speech tables: the tags our offline taggers emit, mapped to Universal POS.
+
+German (HanTa emits STTS, with its own spellings such as ``VV(FIN)`` and ``ADJ(A)``, plus
+``NNA``/``NNI``/``UNKNOWN``): the standard STTS→UD table used by spaCy's German tag map.
+Auxiliaries (``VA*``) are AUX, as spaCy's German models tag them, so Sign2GPT's filter drops
+them; modals (``VM*``) are VERB.
+
+Chinese (jieba's ICTCLAS-style flags): no official table exists; this one follows the UD
+Chinese treebanks: time, place and localizer words and classifiers are NOUN, abbreviations and
+names PROPN, idioms and set phrases X.
+"""
+
+from __future__ import annotations
+
+KEPT_UPOS = frozenset({"NOUN", "NUM", "ADV", "PRON", "PROPN", "ADJ", "VERB"})  # Sign2GPT
+
+STTS_TO_UPOS = {
+    "ADJA": "ADJ", "ADJD": "ADJ", "ADJ(A)": "ADJ", "ADJ(D)": "ADJ",
+    "ADV": "ADV", "PAV": "ADV", "PROAV": "ADV", "PWAV": "ADV",
+    "APPR": "ADP", "APPRART": "ADP", "APPO": "ADP", "APZR": "ADP", "PTKVZ": "ADP",
+    "ART": "DET", "PDAT": "DET", "PIAT": "DET", "PIDAT": "DET", "PPOSAT": "DET", "PRELAT": "DET", "PWAT": "DET",
+    "CARD": "NUM",
+    "FM": "X", "TRUNC": "X", "XY": "X", "UNKNOWN": "X",
+    "ITJ": "INTJ",
+    "KOUI": "SCONJ", "KOUS": "SCONJ", "KON": "CCONJ", "KOKOM": "CCONJ",
+    "NN": "NOUN", "NNA": "NOUN", "NNI": "NOUN", "NE": "PROPN",
+    "PDS": "PRON", "PIS": "PRON", "PPER": "PRON", "PPOSS": "PRON", "PRELS": "PRON", "PRF": "PRON", "PWS": "PRON",
+    "PTKA": "PART", "PTKANT": "PART", "PTKNEG": "PART", "PTKZU": "PART",
+    "VV": "VERB", "VM": "VERB", "VA": "AUX",
+    "$,": "PUNCT", "$.": "PUNCT", "$(": "PUNCT",
+}  # fmt: skip
+
+JIEBA_TO_UPOS = {
+    "n": "NOUN", "ng": "NOUN", "nl": "NOUN", "vn": "NOUN", "an": "NOUN", "s": "NOUN", "t": "NOUN", "tg": "NOUN",
+    "f": "NOUN", "q": "NOUN", "qe": "NOUN", "qg": "NOUN", "qv": "NOUN", "qt": "NOUN",
+    "nr": "PROPN", "nrt": "PROPN", "nrfg": "PROPN", "ns": "PROPN", "nt": "PROPN", "nz": "PROPN", "j": "PROPN",
+    "v": "VERB", "vd": "VERB", "vg": "VERB", "vi": "VERB", "vq": "VERB", "vshi": "VERB", "vyou": "VERB",
+    "vf": "VERB", "vx": "VERB", "vl": "VERB",
+    "a": "ADJ", "ag": "ADJ", "al": "ADJ", "b": "ADJ", "bg": "ADJ", "z": "ADJ", "zg": "ADJ",
+    "ad": "ADV", "d": "ADV", "df": "ADV", "dg": "ADV",
+    "m": "NUM", "mg": "NUM", "mq": "NUM",
+    "r": "PRON", "rr": "PRON", "rz": "PRON", "rg": "PRON", "ry": "PRON",
+    "p": "ADP", "c": "CCONJ", "cc": "CCONJ",
+    "u": "PART", "ud": "PART", "ug": "PART", "uj": "PART", "ul": "PART", "uv": "PART", "uz": "PART",
+    "y": "PART", "yg": "PART", "k": "PART",
+    "e": "INTJ", "o": "INTJ",
+    "h": "X", "i": "X", "l": "X", "in": "X", "ln": "X", "jn": "X", "g": "X", "eng": "X", "x": "X", "w": "PUNCT",
+}  # fmt: skip
+
+
+def stts_to_upos(tag: str) -> str:
+    """Exact tag, then the part before ``(`` (``VV(FIN)`` → ``VV``), then the first two letters."""
+    for key in (tag, tag.split("(")[0], tag[:2]):
+        if key in STTS_TO_UPOS:
+            return STTS_TO_UPOS[key]
+    return "X"
+
+
+def jieba_to_upos(flag: str, word: str) -> str:
+    if flag == "x" and word and not any(ch.isalnum() for ch in word):
+        return "SPACE" if word.isspace() else "PUNCT"
+    return JIEBA_TO_UPOS.get(flag, JIEBA_TO_UPOS.get(flag[:1], "X"))

@@ -1,0 +1,61 @@
+"""A vocabulary from the training split only, with ids that never depend on hash seeds or order.
+
+Ids are assigned in sorted (Unicode code point) order of the pseudo-glosses, starting at 1;
+id 0 is the blank class (its prototype is the zero vector).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+BLANK_ID = 0
+OOV_ID = -1
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    glosses: tuple[str, ...]  # sorted; id = position + 1
+    counts: dict[str, int]  # occurrences in training sentences
+    sentence_counts: dict[str, int]  # training sentences containing the gloss
+    dropped: tuple[str, ...]  # removed by the frequency filter
+    unique_sentences: int
+
+    def ids(self) -> dict[str, int]:
+        return {g: i for i, g in enumerate(self.glosses, start=1)}
+
+    def encode(self, sequence: Sequence[str]) -> list[int]:
+        table = self.ids()
+        return [table.get(g, OOV_ID) for g in sequence]
+
+    def rows(self) -> list[dict]:
+        return [{"id": i, "gloss": g, "count": self.counts[g], "sentences": self.sentence_counts[g]}
+                for i, g in enumerate(self.glosses, start=1)]  # fmt: skip
+
+
+def build_vocabulary(train: Iterable[tuple[str, Sequence[str]]], max_sentence_share: float | None) -> Vocabulary:
+    """``train`` yields (translation, pseudo-glosses). With ``max_sentence_share`` (Sign2GPT: 0.4),
+    a gloss found in at least that share of the unique training sentences is dropped."""
+    counts: Counter[str] = Counter()
+    per_sentence: dict[str, set[str]] = {}
+    for sentence, glosses in train:
+        counts.update(glosses)
+        per_sentence.setdefault(sentence, set()).update(glosses)
+    sentence_counts: Counter[str] = Counter(g for glosses in per_sentence.values() for g in glosses)
+    unique = len(per_sentence)
+    dropped = sorted(
+        g for g in counts if max_sentence_share is not None and unique and sentence_counts[g] / unique >= max_sentence_share
+    )
+    kept = tuple(sorted(set(counts) - set(dropped)))
+    return Vocabulary(kept, dict(counts), dict(sentence_counts), tuple(dropped), unique)
+
+
+def oov_rate(vocabulary: Vocabulary, sequences: Iterable[Sequence[str]]) -> float | None:
+    """Share of pseudo-gloss tokens outside the vocabulary (None when there are none)."""
+    known = set(vocabulary.glosses)
+    total = oov = 0
+    for sequence in sequences:
+        total += len(sequence)
+        oov += sum(1 for g in sequence if g not in known)
+    return round(oov / total, 6) if total else None
