@@ -17,7 +17,11 @@ import numpy as np
 from pipeline.errors import PrepError
 
 DIM = 300
-BUCKETS = 20000  # fastText's default 2M buckets make a 2.4 GB model for a few thousand words
+BUCKETS = 20000
+# fastText's default rate first, three times: its "Encountered NaN" check can also fire
+# spuriously (seen once in CI on a 3-sentence corpus, not reproducible), and a retry at the same
+# rate gives the same vectors; lower rates only for real divergence on tiny corpora.
+LEARNING_RATES = (0.05, 0.05, 0.05, 0.01, 0.001)  # fastText's default 2M buckets make a 2.4 GB model for a few thousand words
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,21 @@ def prototypes_from_corpus(sentences: Iterable[Sequence[str]], glosses: Sequence
     with tempfile.TemporaryDirectory(prefix="prep-fasttext-") as tmp:
         corpus = Path(tmp) / "train.txt"
         corpus.write_text("\n".join(" ".join(s) for s in sentences if s) + "\n", encoding="utf-8")
-        model = fasttext.train_unsupervised(
-            str(corpus), model="skipgram", dim=dim, thread=1, minCount=1, bucket=BUCKETS, verbose=0
-        )
+        model = _train(fasttext, corpus, dim)
     rows = [model.get_word_vector(g) for g in glosses]
     return Prototypes(_stack(rows, dim), f"fasttext-skipgram-trained-on-train(dim={dim},thread=1,bucket={BUCKETS})", 0)
+
+
+def _train(fasttext, corpus: Path, dim: int):
+    """Skipgram training, retried on fastText's "Encountered NaN" with the rates above in order."""
+    for rate in LEARNING_RATES:
+        try:
+            return fasttext.train_unsupervised(str(corpus), model="skipgram", dim=dim, thread=1, minCount=1,
+                                               bucket=BUCKETS, lr=rate, verbose=0)  # fmt: skip
+        except RuntimeError as exc:
+            if "NaN" not in str(exc):
+                raise
+    raise PrepError("fastText training diverged on this training split; give vectors with --fasttext")
 
 
 def read_vec(path: Path, wanted: set[str]) -> dict[str, np.ndarray]:
