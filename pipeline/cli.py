@@ -185,14 +185,14 @@ def make_corpus(synthetic, layout, out, clips, frames, size, sentences, max_fram
         samples = synthetic.samples_from_file(sentences, clips, max_frames)
     else:
         samples = synthetic.default_samples(language, clips, (low, high))
-    writers = {
-        "phoenix14t": lambda: synthetic.write_phoenix14t(out, samples, *([dims] if dims else [])),
-        "csl-daily": lambda: synthetic.write_csl_daily(out, samples, *([dims] if dims else [])),
-        "generic": lambda: synthetic.write_generic(out, samples, language, *([dims] if dims else [])),
-    }
-    if layout not in writers:
-        raise PrepError(f"unknown layout {layout!r}; choose one of {', '.join(writers)}")
-    return writers[layout]()
+    size_option = {"size": dims} if dims else {}
+    if layout == "phoenix14t":
+        return synthetic.write_phoenix14t(out, samples, **size_option)
+    if layout == "csl-daily":
+        return synthetic.write_csl_daily(out, samples, **size_option)
+    if layout == "generic":
+        return synthetic.write_generic(out, samples, language, **size_option)
+    raise PrepError(f"unknown layout {layout!r}; choose one of {', '.join(DATASETS)}")
 
 
 @app.command()

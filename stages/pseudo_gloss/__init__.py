@@ -91,7 +91,8 @@ class PseudoGlossStage(Stage):
                                               UNSUPPORTED_LANGUAGE, detail) for i in items]  # fmt: skip
                 continue
             rows += self._annotate(unit.split, language, items)
-        rows.sort(key=lambda r: [i["id"] for i in unit.items].index(r["id"]))
+        order = {item["id"]: position for position, item in enumerate(unit.items)}
+        rows.sort(key=lambda row: order[row["id"]])  # manifest order, whatever the language grouping
         write_parquet(m.to_table(rows, SCHEMA), workdir / UNIT_ROWS)
         write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
         empty = sum(1 for r in rows if not r["pseudo_glosses"])
