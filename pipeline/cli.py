@@ -31,6 +31,7 @@ RUN_DEFAULTS: dict[str, Any] = {
 
 MANIFEST = "Stage manifest"
 PSEUDO_GLOSS = "Stage pseudo-gloss"
+FEATURES = "Stage features"
 RUNNER = "Runner"
 
 
@@ -50,7 +51,7 @@ def all_defaults() -> dict[str, Any]:
 
 @app.command()
 def run(
-    stage: Optional[str] = typer.Option(None, help="Stage to run: manifest, pseudo-gloss, or 'all' for every stage in order."),
+    stage: Optional[str] = typer.Option(None, help="Stage to run: manifest, pseudo-gloss, features, or 'all' for every stage in order."),
     dataset: Optional[str] = typer.Option(None, help="Dataset layout: phoenix14t, csl-daily or generic."),
     root: Optional[Path] = typer.Option(None, help="Dataset root (for generic: the CSV/JSONL file)."),
     out: Optional[Path] = typer.Option(None, help="Output folder; every stage writes under it."),
@@ -73,6 +74,18 @@ def run(
     fasttext: Optional[str] = typer.Option(None, help="fastText vectors (.bin or .vec) for the prototypes (default: train skipgram vectors on the corpus).", rich_help_panel=PSEUDO_GLOSS),
     max_gloss_share: Optional[float] = typer.Option(None, help="Drop pseudo-glosses found in at least this share of unique training sentences (Sign2GPT: 0.4; default: off).", rich_help_panel=PSEUDO_GLOSS),
     nlp_batch_size: Optional[int] = typer.Option(None, help="Sentences per nlp.pipe batch (default: 256).", rich_help_panel=PSEUDO_GLOSS),
+    features: Optional[str] = typer.Option(None, help="Comma list of per-frame features (default: dinov2).", rich_help_panel=FEATURES),
+    dinov2: Optional[str] = typer.Option(None, help="DINOv2 folder (save_pretrained) or cached Hugging Face id (default: facebook/dinov2-small).", rich_help_panel=FEATURES),
+    dinov2_pooling: Optional[str] = typer.Option(None, help="Per-frame vector: cls, patch-mean or cls+patch-mean (default: cls).", rich_help_panel=FEATURES),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda[:N] (default: auto).", rich_help_panel=FEATURES),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16.", rich_help_panel=FEATURES),
+    batch_size: Optional[int] = typer.Option(None, help="Frames per model batch, packed across clips (default: 64).", rich_help_panel=FEATURES),
+    decode_workers: Optional[int] = typer.Option(None, help="Clips decoded ahead in parallel threads (default: 4).", rich_help_panel=FEATURES),
+    shard_size: Optional[str] = typer.Option(None, help="Start a new tar past this size, e.g. 1GB, 500MB (default: 1GB).", rich_help_panel=FEATURES),
+    shard_clips: Optional[int] = typer.Option(None, help="Clips per work unit; a unit writes one or more tars (default: 512).", rich_help_panel=FEATURES),
+    with_frames: Optional[bool] = typer.Option(None, "--with-frames/--no-frames", help="Also store each clip's frames as JPEGs (for end-to-end fine-tuning).", rich_help_panel=FEATURES),
+    frame_size: Optional[int] = typer.Option(None, help="Side of the stored square frames (default: 256).", rich_help_panel=FEATURES),
+    jpeg_quality: Optional[int] = typer.Option(None, help="JPEG quality of stored frames (default: 90).", rich_help_panel=FEATURES),
 ) -> None:
     """Run a stage (or all stages) over a corpus; finished work units are skipped on re-runs."""
     flags = {k: v for k, v in locals().items() if k != "config"}
@@ -80,7 +93,10 @@ def run(
         file_options = load_config_file(config) if config else {}
         options = merge_options(flags, file_options, all_defaults())
         run_config = build_run_config(options)
-        for name in stages_to_run(options["stage"]):
+        names = stages_to_run(options["stage"])
+        for name in names:
+            build_stage(name, options, run_config)  # every option and model checked before any work
+        for name in names:
             execute(name, options, run_config)
 
 
@@ -200,17 +216,24 @@ def demo(
     out: Path = typer.Option(Path("demo-out"), help="Folder for the synthetic corpus and all outputs."),
     clips: int = typer.Option(12, help="Clips in the synthetic Phoenix14T corpus."),
 ) -> None:
-    """Generate a small synthetic Phoenix14T corpus and run every stage end to end."""
+    """Generate a small synthetic Phoenix14T corpus and run every stage end to end.
+
+    Features come from a tiny randomly initialised DINOv2 written next to the corpus: the demo
+    shows the plumbing offline; real runs pass --dinov2 with real weights.
+    """
     from pipeline import synthetic
+    from stages.features.dinov2 import write_tiny_dinov2
 
     with handled_errors():
         out = out.resolve()
         corpus = make_corpus(synthetic, "phoenix14t", out / "corpus", clips, "16:40", None, None, None, "de")
-        options = merge_options({"stage": "all", "dataset": "phoenix14t", "root": corpus, "out": out / "prepared"}, {}, all_defaults())
+        dinov2 = write_tiny_dinov2(out / "models" / "dinov2-tiny-random")
+        flags = {"stage": "all", "dataset": "phoenix14t", "root": corpus, "out": out / "prepared", "dinov2": str(dinov2)}
+        options = merge_options(flags, {}, all_defaults())
         run_config = build_run_config(options)
         for name in stages_to_run("all"):
             execute(name, options, run_config)
-        typer.echo(f"corpus:  {corpus}\noutputs: {run_config.out}")
+        typer.echo(f"corpus:  {corpus}\noutputs: {run_config.out}\nshards:  {run_config.out / 'shards'}")
 
 
 class handled_errors:

@@ -7,6 +7,7 @@
     <out>/<stage>/summary.json           counts per split and reason, options, versions
     <out>/_units/<stage>/<split>/<NNNNN>/  one committed work unit (+ _done.json, stats.json)
     <out>/runs/<stage>-<confighash>.json  the resolved configuration of a run
+    <out>/shards/<split>/                 published WebDataset tars + index.json
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class Layout:
 
     def unit_marker(self, stage: str, unit_id: str) -> Path:
         return self.unit_dir(stage, unit_id) / DONE_MARKER
+
+    def shard_dir(self, split: str) -> Path:
+        return self.out / "shards" / split
 
     def run_record(self, stage: str, config_hash: str) -> Path:
         return self.out / "runs" / f"{stage}-{config_hash}.json"

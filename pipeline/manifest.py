@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
+from pipeline.errors import PrepError
 from pipeline.storage import canonical_json
 
 # Quarantine reasons: constants that tests and reports rely on.
@@ -66,6 +67,20 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 PROVENANCE_KEY = b"prep"
+SPLIT_ORDER = ("train", "dev", "val", "test")
+
+
+def split_order(split: str) -> tuple[int, str]:
+    """Sort key: the usual splits first, in training order, then any others by name."""
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+
+
+def manifest_splits(layout) -> list[str]:
+    """The splits of a finished manifest, in :func:`split_order`; a clear error without one."""
+    summary = layout.summary("manifest")
+    if not summary.is_file():
+        raise PrepError(f"no manifest under {layout.out}; run --stage manifest first")
+    return sorted(json.loads(summary.read_text())["splits"], key=split_order)
 
 
 def provenance(stage: str, stage_version: int, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,11 @@ class WorkUnit:
         return hashlib.sha256(canonical_json(list(self.items)).encode()).hexdigest()
 
 
+def slice_units(split: str, rows: list[dict[str, Any]], size: int) -> list[WorkUnit]:
+    """A split's rows cut into units of ``size`` (the last one shorter), numbered from 0."""
+    return [WorkUnit(split, i, tuple(rows[b : b + size])) for i, b in enumerate(range(0, len(rows), size))]
+
+
 @dataclass
 class UnitResult:
     unit_id: str
@@ -61,6 +66,7 @@ class Stage(ABC):
     name: ClassVar[str]
     version: ClassVar[int]
     requires: ClassVar[tuple[str, ...]] = ()  # stages whose outputs this one reads
+    runtime_options: ClassVar[tuple[str, ...]] = ()  # options that never change outputs (not hashed)
 
     def __init__(self, options: Any, run: RunConfig) -> None:
         self.options = options
@@ -88,7 +94,8 @@ class Stage(ABC):
 
 
 def config_hash(stage: Stage) -> str:
-    identity = {"stage": stage.name, "version": stage.version, "options": stage.options_dict()}
+    options = {k: v for k, v in stage.options_dict().items() if k not in stage.runtime_options}
+    identity = {"stage": stage.name, "version": stage.version, "options": options}
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 

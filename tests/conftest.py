@@ -32,6 +32,14 @@ def quarantine_rows(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
+def tiny_dinov2(tmp_path_factory) -> Path:
+    """A tiny random DINOv2 saved with save_pretrained (hidden size 32), loaded like real weights."""
+    from stages.features.dinov2 import write_tiny_dinov2
+
+    return write_tiny_dinov2(tmp_path_factory.mktemp("models") / "dinov2-tiny")
+
+
+@pytest.fixture(scope="session")
 def phoenix_template(tmp_path_factory) -> Path:
     """40 real Phoenix14T dev sentences (frame counts capped at 12) in the release layout."""
     out = tmp_path_factory.mktemp("phoenix")

@@ -18,10 +18,10 @@ import pyarrow.compute as pc
 import manifests
 from pipeline import manifest as m
 from pipeline.errors import PrepError
-from pipeline.runner import Stage, WorkUnit, committed_units
+from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
 from pipeline.storage import write_parquet
 from pipeline.video import FrameSelection
-from stages.manifest.candidates import check_candidates, split_order
+from stages.manifest.candidates import check_candidates
 from stages.manifest.csl_daily import read_csl_daily
 from stages.manifest.generic import read_generic
 from stages.manifest.phoenix14t import read_phoenix14t
@@ -79,12 +79,9 @@ class ManifestStage(Stage):
         by_split: dict[str, list[dict]] = defaultdict(list)
         for cand in candidates:
             by_split[cand["split"]].append(cand)
-        size = self.options.unit_size
         units = []
-        for split in sorted(by_split, key=split_order):
-            rows = by_split[split]
-            for index, begin in enumerate(range(0, len(rows), size)):
-                units.append(WorkUnit(split, index, tuple(rows[begin : begin + size])))
+        for split in sorted(by_split, key=m.split_order):
+            units += slice_units(split, by_split[split], self.options.unit_size)
         return units
 
     def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
@@ -117,7 +114,7 @@ class ManifestStage(Stage):
             quarantine.append(m.read_table(folder / UNIT_QUARANTINE))
         splits = {}
         reasons = pa.concat_tables(quarantine).to_pylist()
-        for split in sorted({u.split for u in units}, key=split_order):
+        for split in sorted({u.split for u in units}, key=m.split_order):
             table = pa.concat_tables(tables[split]).replace_schema_metadata(None)
             write_parquet(m.to_table(table.to_pylist(), m.MANIFEST_SCHEMA, meta), self.layout.split_table(self.name, split))
             splits[split] = self._split_summary(split, table, reasons)
@@ -126,7 +123,8 @@ class ManifestStage(Stage):
 
     def provenance(self) -> dict[str, Any]:
         meta = m.provenance(self.name, self.version, self.options_dict())
-        meta.update({"dataset": self.run_config.dataset, "frame_selection": self.options.selection().as_dict()})
+        meta.update({"dataset": self.run_config.dataset, "frame_selection": self.options.selection().as_dict(),
+                     "base_dir": str(self.base_dir)})  # fmt: skip
         return meta
 
     def _split_summary(self, split: str, table: pa.Table, quarantine: list[dict]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from pipeline import manifest as m
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
 SAFE_SPLIT = re.compile(r"^[a-z0-9_\-]+$")
-SPLIT_ORDER = ("train", "dev", "val", "test")
 
 
 def candidate(sample_id: str, split: str, source_path: str, translation: str | None, **extra: Any) -> dict:
@@ -52,15 +51,11 @@ def path_problem(source_path: str) -> str | None:
     return None
 
 
-def split_order(split: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
-
-
 def check_candidates(candidates: Iterable[dict]) -> list[dict]:
     """Reject unsafe ids and paths, empty text and duplicate ids (the first occurrence wins)."""
     seen: dict[str, str] = {}
     checked = []
-    for cand in sorted(candidates, key=lambda c: split_order(c["split"])):  # stable: keeps file order
+    for cand in sorted(candidates, key=lambda c: m.split_order(c["split"])):  # stable: keeps file order
         if cand["reject"] is None:
             cand["reject"] = _first_problem(cand, seen)
         seen.setdefault(cand["id"], cand["split"])

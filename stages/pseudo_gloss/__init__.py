@@ -10,7 +10,6 @@ the vocabulary (unseen in train, or dropped by the frequency filter).
 from __future__ import annotations
 
 import io
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,8 @@ import pyarrow as pa
 
 from pipeline import manifest as m
 from pipeline.errors import PrepError
-from pipeline.runner import Stage, WorkUnit, committed_units
+from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
 from pipeline.storage import atomic_write_bytes, atomic_write_json, write_parquet
-from stages.manifest.candidates import split_order
 from stages.pseudo_gloss.languages import OFFLINE_LANGUAGES, load_pipeline, pipeline_name
 from stages.pseudo_gloss.prototypes import prototypes_from_corpus, prototypes_from_user_vectors
 from stages.pseudo_gloss.tagsets import KEPT_UPOS
@@ -66,18 +64,10 @@ class PseudoGlossStage(Stage):
 
     def plan(self) -> list[WorkUnit]:
         units = []
-        for split in self._manifest_splits():
+        for split in m.manifest_splits(self.layout):
             table = m.read_table(self.layout.split_table("manifest", split)).select(["id", "language", "translation"])
-            rows = table.to_pylist()
-            size = self.options.unit_size
-            units += [WorkUnit(split, i, tuple(rows[b : b + size])) for i, b in enumerate(range(0, len(rows), size))]
+            units += slice_units(split, table.to_pylist(), self.options.unit_size)
         return units
-
-    def _manifest_splits(self) -> list[str]:
-        summary = self.layout.summary("manifest")
-        if not summary.is_file():
-            raise PrepError(f"no manifest under {self.layout.out}; run --stage manifest first")
-        return sorted(json.loads(summary.read_text())["splits"], key=split_order)
 
     def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
         rows, rejected = [], []
@@ -133,7 +123,7 @@ class PseudoGlossStage(Stage):
         prototypes = self._prototypes(train, vocabulary.glosses)
         meta = self._provenance(vocabulary, prototypes.source)
         splits = {}
-        for split in sorted(tables, key=split_order):
+        for split in sorted(tables, key=m.split_order):
             rows = tables[split]
             for row in rows:
                 row["pseudo_gloss_ids"] = vocabulary.encode(row["pseudo_glosses"])

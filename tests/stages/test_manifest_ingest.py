@@ -132,12 +132,13 @@ def test_generic_jsonl_with_frame_folder(tmp_path, generic_csv):
     assert rows["vid0"]["source_kind"] == "video" and rows["vid0"]["fps"] == 25.0
 
 
-def test_synth_and_generic_csv_via_cli(tmp_path):
+def test_synth_and_generic_csv_via_cli(tmp_path, tiny_dinov2):
     result = prep("synth", "--layout", "generic", "--out", tmp_path / "g", "--clips", "4", "--frames", "6:8")
     assert result.exit_code == 0, result.output
     root = result.stdout.strip().splitlines()[-1]
     out = tmp_path / "out"
-    result = prep("run", "--stage", "all", "--dataset", "generic", "--root", root, "--out", out, "--quiet")
+    result = prep("run", "--stage", "all", "--dataset", "generic", "--root", root, "--out", out, "--quiet",
+                  "--dinov2", tiny_dinov2)  # fmt: skip
     assert result.exit_code == 0, result.output
     counts = sum(len(manifest_rows(out, s)) for s in ("train", "dev"))
     assert counts == 4

@@ -116,7 +116,7 @@ def test_chinese_segmentation_in_csl_daily_layout(tmp_path):
                for i, s in enumerate(sentences)]  # fmt: skip
     root = synthetic.write_csl_daily(tmp_path / "c", samples, size=(8, 8))
     out = tmp_path / "out"
-    result = prep("run", "--stage", "all", "--dataset", "csl-daily", "--root", root, "--out", out, "--quiet")
+    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "csl-daily", "--root", root, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     got = {r["translation"]: r["pseudo_glosses"] for s in ("train", "dev") for r in rows(out, s)}
     assert got["明天下午三点我们去图书馆看书"] == ["明天", "下午", "三点", "我们", "去", "图书馆", "看书"]

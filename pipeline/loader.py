@@ -1,0 +1,230 @@
+"""Stream a split's shards into a torch ``DataLoader`` for training.
+
+::
+
+    from pipeline.loader import make_loader
+    loader = make_loader("prepared", "train", batch_size=32, num_workers=4)
+    for batch in loader:  # batch["dinov2"]: [B, T, D], batch["mask"]: [B, T], batch["json"]: metadata
+        ...
+
+Training (``train=True``): shards shuffled per epoch, split over ranks and loader workers,
+read repeatedly, a sample shuffle buffer, optional bucketing by length, and exactly
+``batches_per_epoch`` batches on every rank (equal across ranks, so DDP never waits on a
+rank that ran dry). Evaluation (``train=False``): every sample once, in shard order, split
+over ranks. Shards with fewer files than ranks x workers are split by sample instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from pipeline.shards import read_index
+
+
+def shard_paths(out: Path | str, split: str) -> tuple[list[str], dict[str, Any]]:
+    """Absolute tar paths of a split, in index order, and the index itself."""
+    folder = Path(out) / "shards" / split
+    index = read_index(folder)
+    return [str(folder / s["url"]) for s in index["shardlist"]], index
+
+
+def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """Raw WebDataset sample -> ``json`` parsed, ``*.npy`` as arrays (never unpickled), rest bytes."""
+    out: dict[str, Any] = {"__key__": sample["__key__"]}
+    for name, value in sample.items():
+        if name.startswith("__"):
+            continue
+        if name == "json":
+            out[name] = json.loads(value)
+        elif name.endswith(".npy"):
+            out[name[: -len(".npy")]] = np.load(io.BytesIO(value), allow_pickle=False)
+        else:
+            out[name] = value
+    return out
+
+
+class PadCollate:
+    """Pads ``[T, D]`` fields to the longest clip of the batch; adds ``lengths`` and ``mask``."""
+
+    def __init__(self, fields: Sequence[str] = ("dinov2",), pad_value: float = 0.0) -> None:
+        self.fields, self.pad_value = tuple(fields), pad_value
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        lengths = [len(s[self.fields[0]]) for s in samples]
+        longest = max(lengths)
+        batch: dict[str, Any] = {"__key__": [s["__key__"] for s in samples], "json": [s.get("json") for s in samples]}
+        for name in self.fields:
+            first = samples[0][name]
+            padded = np.full((len(samples), longest, *first.shape[1:]), self.pad_value, dtype=np.float32)
+            for row, sample in enumerate(samples):
+                padded[row, : len(sample[name])] = sample[name]
+            batch[name] = torch.from_numpy(padded)
+        batch["lengths"] = torch.tensor(lengths, dtype=torch.long)
+        batch["mask"] = torch.arange(longest)[None, :] < batch["lengths"][:, None]
+        return batch
+
+
+def split_stream(items: Iterable, slot: int, slots: int) -> Iterator:
+    for position, item in enumerate(items):
+        if position % slots == slot:
+            yield item
+
+
+def worker_slot() -> tuple[int, int]:
+    info = torch.utils.data.get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+def bucket_batches(samples: Iterable[dict], batch_size: int, buffer: int, length_of, rng: random.Random) -> Iterator[list]:
+    """Collect ``buffer`` samples, sort by length, cut into batches, yield them shuffled."""
+    pool: list[dict] = []
+
+    def drain() -> Iterator[list]:
+        pool.sort(key=length_of)
+        batches = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+        rng.shuffle(batches)
+        pool.clear()
+        yield from batches
+
+    for sample in samples:
+        pool.append(sample)
+        if len(pool) >= buffer:
+            yield from drain()
+    yield from drain()
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """An ``IterableDataset`` of collated batches for one rank (see the module docstring)."""
+
+    def __init__(self, urls: list[str], *, rank: int, world_size: int, num_workers: int, batch_size: int, train: bool,
+                 seed: int, shuffle_buffer: int, bucket_buffer: int, collate: PadCollate) -> None:  # fmt: skip
+        super().__init__()
+        self.urls, self.rank, self.world_size = urls, rank, world_size
+        self.by_shard = len(urls) >= world_size * max(num_workers, 1)
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.shuffle_buffer, self.bucket_buffer, self.collate = shuffle_buffer, bucket_buffer, collate
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers = worker_slot()
+        slot, slots = self.rank * workers + worker, self.world_size * workers
+        rng = random.Random(self.seed * 1_000_003 + self.epoch * 1009 + slot)
+        samples = self._samples(slot, slots, rng)
+        if self.bucket_buffer > 1:
+            key = self.collate.fields[0]
+            batches = bucket_batches(samples, self.batch_size, self.bucket_buffer, lambda s: len(s[key]), rng)
+        else:
+            batches = chunks(samples, self.batch_size)
+        for batch in batches:
+            yield self.collate(batch)
+
+    def _samples(self, slot: int, slots: int, rng: random.Random) -> Iterator[dict]:
+        import webdataset as wds
+
+        for cycle in range(1_000_000_000 if self.train else 1):
+            urls = list(self.urls)
+            if self.train:
+                random.Random(self.seed + self.epoch * 7919 + cycle).shuffle(urls)  # same order on every rank
+            mine = split_stream(urls, slot, slots) if self.by_shard else urls
+            samples = wds.tarfile_to_samples()(({"url": url} for url in mine))
+            if not self.by_shard:
+                samples = split_stream(samples, slot, slots)
+            samples = (decode_sample(s) for s in samples)
+            if self.train and self.shuffle_buffer > 1:  # within a pass: no sample twice before all once
+                samples = shuffled(samples, self.shuffle_buffer, rng)
+            yield from samples
+
+
+def shuffled(samples: Iterable, buffer: int, rng: random.Random) -> Iterator:
+    pool: list = []
+    for sample in samples:
+        if len(pool) < buffer:
+            pool.append(sample)
+            continue
+        position = rng.randrange(len(pool))
+        yield pool[position]
+        pool[position] = sample
+    rng.shuffle(pool)
+    yield from pool
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def make_loader(out: Path | str, split: str, *, batch_size: int = 16, fields: Sequence[str] = ("dinov2",),
+                train: bool = True, num_workers: int = 2, shuffle_buffer: int = 500, bucket_buffer: int = 0,
+                seed: int = 0, rank: int | None = None, world_size: int | None = None):  # fmt: skip
+    """A ``DataLoader`` over ``<out>/shards/<split>``; rank and world size default to
+    ``torch.distributed`` when it is initialised, else to RANK/WORLD_SIZE, else a single process.
+
+    The returned loader has ``batches_per_epoch`` (training: equal on every rank) and
+    ``set_epoch(n)`` to reshuffle.
+    """
+    urls, index = shard_paths(out, split)
+    rank, world_size = current_rank(rank, world_size)
+    dataset = ShardStream(urls, rank=rank, world_size=world_size, num_workers=num_workers, batch_size=batch_size,
+                          train=train, seed=seed, shuffle_buffer=shuffle_buffer, bucket_buffer=bucket_buffer,
+                          collate=PadCollate(fields))  # fmt: skip
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
+                                         persistent_workers=False, pin_memory=torch.cuda.is_available())  # fmt: skip
+    samples = int(index["samples"])
+    per_rank = math.ceil(samples / world_size)
+    batches = math.ceil(per_rank / batch_size)
+    if train:
+        loader = EpochLimited(loader, dataset, batches)
+    loader.batches_per_epoch = batches
+    loader.samples = samples
+    return loader
+
+
+class EpochLimited:
+    """Stops an endless training stream after the same number of batches on every rank."""
+
+    def __init__(self, loader, dataset: ShardStream, batches: int) -> None:
+        self.loader, self.dataset, self.batches = loader, dataset, batches
+        self._iterator = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+        self._iterator = None
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._iterator is None:
+            self._iterator = iter(self.loader)
+        for _ in range(self.batches):
+            yield next(self._iterator)
+
+
+def current_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    from pipeline.config import resolve_rank
+
+    return resolve_rank(rank, world_size)

@@ -1,0 +1,101 @@
+"""Decode clips ahead of the model in threads, handing frames over in clip order.
+
+Thread ``i`` decodes clips ``i, i+W, i+2W, ...`` into its own small queue, so the consumer
+reads clips strictly in order (deterministic batches, hence byte-identical outputs) while
+the next ``W-1`` clips are already being decoded. Memory is bounded by
+``workers x lookahead x chunk_frames`` frames whatever the clip length. decord, OpenCV and
+torch release the GIL, so threads overlap decoding with inference.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from pipeline.video import DecodeError, FrameSelection, FrameSource, iter_clip
+
+
+@dataclass
+class FrameChunk:
+    """Consecutive selected frames of one clip, with whatever the host-side hooks made of them."""
+
+    position: int
+    indices: np.ndarray
+    prepared: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClipEnd:
+    """The last message for a clip: ``error`` is a one-line reason when it could not be decoded."""
+
+    position: int
+    num_frames: int = 0
+    error: str | None = None
+    crash: BaseException | None = None  # a bug, not bad data: re-raised in the consumer
+
+
+Hook = Callable[[np.ndarray], Any]
+
+
+def decoded_chunks(
+    clips: Sequence[Any],
+    open_clip: Callable[[Any], tuple[FrameSource, FrameSelection]],
+    hooks: dict[str, Hook],
+    *,
+    workers: int = 2,
+    chunk_frames: int = 32,
+    lookahead: int = 4,
+) -> Iterator[FrameChunk | ClipEnd]:
+    """For each clip in order: its chunks, then a :class:`ClipEnd`."""
+    workers = max(1, min(workers, len(clips)))
+    queues = [queue.Queue(maxsize=lookahead) for _ in range(workers)]
+    stop = threading.Event()
+
+    def put(q: queue.Queue, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode_share(worker: int) -> None:
+        for position in range(worker, len(clips), workers):
+            count, error, crash = 0, None, None
+            try:
+                source, selection = open_clip(clips[position])
+                for clip in iter_clip(source, selection, chunk_frames):
+                    prepared = {name: hook(clip.frames) for name, hook in hooks.items()}
+                    count += len(clip.indices)
+                    if not put(queues[worker], FrameChunk(position, clip.indices, prepared)):
+                        return
+            except (DecodeError, OSError, RuntimeError, ValueError) as exc:
+                error = " ".join(str(exc).split())[:300] or type(exc).__name__
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                crash = exc
+            if not put(queues[worker], ClipEnd(position, count, error, crash)):
+                return
+
+    threads = [threading.Thread(target=decode_share, args=(w,), daemon=True, name=f"prep-clip-{w}")
+               for w in range(workers)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    try:
+        for position in range(len(clips)):
+            source = queues[position % workers]
+            while True:
+                item = source.get()
+                if isinstance(item, ClipEnd) and item.crash is not None:
+                    raise item.crash
+                yield item
+                if isinstance(item, ClipEnd):
+                    break
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)

@@ -1,0 +1,187 @@
+"""DINOv2 adapter: frames in, one vector per frame out, through transformers' ``Dinov2Model``.
+
+Preprocessing follows Sign2GPT/BeyondGloss (and DINOv2's own image processor): resize the
+shorter side to 256 (bicubic, antialiased), centre-crop 224, scale to [0, 1], ImageNet
+mean/std. It runs on batched tensors: in the decode threads on CPU, on the device on GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import PrepError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+POOLINGS = ("cls", "patch-mean", "cls+patch-mean")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a model was found offline, and the revision it is recorded under."""
+
+    reference: str  # what the user gave: a folder or a Hugging Face id
+    folder: Path
+    revision: str
+
+
+def locate_model(reference: str, what: str, flag: str) -> ModelLocation:
+    """A local folder, or a Hugging Face id already in the local cache; never downloads."""
+    folder = Path(reference).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise PrepError(f"{what} folder {folder} has no config.json; pass a folder written by save_pretrained")
+        return ModelLocation(reference, folder.resolve(), weights_digest(folder))
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        snapshot = Path(snapshot_download(reference, local_files_only=True))
+    except Exception:  # not cached, or not a valid id: the same advice applies
+        raise PrepError(
+            f"{what} {reference!r} is not available offline: on a machine with internet run "
+            f"`huggingface-cli download {reference}` and copy the folder here, then pass {flag} /that/folder "
+            f"(or copy the Hugging Face cache to {constants.HF_HUB_CACHE})"
+        ) from None
+    return ModelLocation(reference, snapshot, snapshot.name)
+
+
+def weights_digest(folder: Path) -> str:
+    """A local folder has no hub revision: the sha256 of its weights names it instead."""
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+            return f"sha256:{digest.hexdigest()[:16]}"
+    return "unknown"
+
+
+def torch_dtype(precision: str, device: str):
+    import torch
+
+    if precision not in PRECISIONS:
+        raise PrepError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class Dinov2Encoder:
+    """``load()`` once per worker, ``host_prepare`` in decode threads, ``__call__`` per batch."""
+
+    field = "dinov2.npy"
+
+    def __init__(self, reference: str, *, pooling: str = "cls", device: str = "cpu",
+                 precision: str = "auto", resize: int = 256, crop: int = 224) -> None:  # fmt: skip
+        if pooling not in POOLINGS:
+            raise PrepError(f"--dinov2-pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        if crop > resize:
+            raise PrepError(f"DINOv2 crop {crop} is larger than the resize {resize}")
+        self.location = locate_model(reference, "DINOv2 model", "--dinov2")
+        self.pooling, self.device, self.precision = pooling, device, precision
+        self.resize, self.crop = resize, crop
+        self.model = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "model": None}  # weights load in each worker, not in the parent
+
+    def load(self) -> None:
+        if self.model is not None:
+            return
+        import torch
+        from transformers import Dinov2Model
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own bar covers the run; theirs would interleave
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise PrepError("--device cuda was asked for but torch sees no CUDA device")
+        dtype = torch_dtype(self.precision, self.device)
+        try:
+            model = Dinov2Model.from_pretrained(self.location.folder, local_files_only=True, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise PrepError(f"cannot load DINOv2 from {self.location.folder}: {exc}".splitlines()[0]) from exc
+        self.model = model.to(self.device).eval()
+        self._dtype = dtype
+        log.info("DINOv2 %s (%s) on %s, %s", self.location.reference, self.location.revision, self.device, dtype)
+
+    @property
+    def width(self) -> int:
+        from transformers import AutoConfig
+
+        hidden = AutoConfig.from_pretrained(self.location.folder, local_files_only=True).hidden_size
+        return hidden * (2 if self.pooling == "cls+patch-mean" else 1)
+
+    def host_prepare(self, frames: np.ndarray):
+        """Decode-thread side: the full preprocessing on CPU; on GPU only a pinned uint8 tensor."""
+        import torch
+
+        tensor = torch.from_numpy(np.ascontiguousarray(frames))
+        if self.device.startswith("cuda"):
+            return tensor.pin_memory()
+        return preprocess(tensor, self.resize, self.crop)
+
+    def device_prepare(self, prepared):
+        if self.device.startswith("cuda"):
+            return preprocess(prepared.to(self.device, non_blocking=True), self.resize, self.crop)
+        return prepared
+
+    def __call__(self, batch) -> np.ndarray:
+        """``[N, 3, crop, crop]`` normalised float tensor -> float32 ``[N, D]``."""
+        import torch
+
+        with torch.inference_mode():
+            hidden = self.model(pixel_values=batch.to(self._dtype)).last_hidden_state
+            cls, patches = hidden[:, 0], hidden[:, 1:].mean(dim=1)
+            out = {"cls": cls, "patch-mean": patches, "cls+patch-mean": torch.cat([cls, patches], 1)}[self.pooling]
+            return out.float().cpu().numpy()
+
+    def provenance(self) -> dict[str, Any]:
+        dtype = str(torch_dtype(self.precision, self.device)).removeprefix("torch.")
+        return {"model": self.location.reference, "revision": self.location.revision, "pooling": self.pooling,
+                "dtype": dtype, "device_kind": self.device.split(":")[0],
+                "preprocessing": {"resize_shorter": self.resize, "center_crop": self.crop, "interpolation": "bicubic",
+                                  "antialias": True, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}}  # fmt: skip
+
+
+def preprocess(frames, resize: int, crop: int):
+    """uint8 ``[N, H, W, 3]`` tensor -> normalised float ``[N, 3, crop, crop]`` (same device)."""
+    import torch
+    from torch.nn import functional as F
+
+    images = frames.permute(0, 3, 1, 2).float()
+    height, width = images.shape[-2:]
+    short, long = min(height, width), max(height, width)
+    scaled_long = int(resize * long / short)  # as torchvision and the HF image processor round
+    size = (resize, scaled_long) if height <= width else (scaled_long, resize)
+    images = F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False)
+    top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
+    images = images[:, :, top : top + crop, left : left + crop].clamp_(0, 255) / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def write_tiny_dinov2(folder: Path, seed: int = 0) -> Path:
+    """A tiny randomly initialised DINOv2 written with ``save_pretrained``: it exercises the
+    real loading path offline (demo, tests). Its features are noise, not DINOv2 features."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          image_size=56, patch_size=14)  # fmt: skip
+    Dinov2Model(config).save_pretrained(folder)
+    return folder

@@ -1,0 +1,152 @@
+"""Frames of many clips -> per-clip feature arrays, with the model fed full batches.
+
+Frames from consecutive clips are packed into batches of exactly ``batch_size`` (a short
+clip never leaves the model half idle), and each clip gets its rows back in order once all
+of them are computed. Batches depend only on clip order, never on decode timing, so the
+same inputs give the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from stages.features.decoding import FrameChunk, decoded_chunks
+
+
+class FrameEncoder(Protocol):
+    """What a per-frame model adapter offers (DINOv2 now; hand models share it)."""
+
+    field: str
+
+    def load(self) -> None: ...
+    def host_prepare(self, frames: np.ndarray) -> Any: ...
+    def device_prepare(self, prepared: Any) -> Any: ...
+    def __call__(self, batch: Any) -> np.ndarray: ...
+    def provenance(self) -> dict[str, Any]: ...
+
+
+class FrameBatcher:
+    """Queues prepared frames of consecutive clips and runs the encoder on full batches."""
+
+    def __init__(self, encoder: FrameEncoder, batch_size: int) -> None:
+        self.encoder, self.batch_size = encoder, batch_size
+        self._pending: deque[tuple[int, Any]] = deque()
+        self._pending_frames = 0
+        self._rows: dict[int, list[np.ndarray]] = defaultdict(list)
+        self._dropped: set[int] = set()
+        self.forward_seconds = 0.0
+
+    def add(self, position: int, prepared: Any) -> None:
+        self._pending.append((position, self.encoder.device_prepare(prepared)))
+        self._pending_frames += len(prepared)
+        while self._pending_frames >= self.batch_size:
+            self._run()
+
+    def flush(self) -> None:
+        while self._pending_frames:
+            self._run()
+
+    def computed(self, position: int) -> int:
+        return sum(len(rows) for rows in self._rows.get(position, ()))
+
+    def pop(self, position: int, width: int) -> np.ndarray:
+        rows = self._rows.pop(position, [])
+        return np.concatenate(rows) if rows else np.zeros((0, width), np.float32)
+
+    def drop(self, position: int) -> None:
+        """Forget a clip that failed to decode; rows still queued for it are discarded."""
+        self._dropped.add(position)
+        self._rows.pop(position, None)
+
+    def _run(self) -> None:
+        import torch
+
+        parts, owners, size = [], [], 0
+        while self._pending and size < self.batch_size:
+            position, tensor = self._pending.popleft()
+            take = min(len(tensor), self.batch_size - size)
+            if take < len(tensor):
+                self._pending.appendleft((position, tensor[take:]))
+                tensor = tensor[:take]
+            parts.append(tensor)
+            owners.append((position, take))
+            size += take
+        self._pending_frames -= size
+        started = time.perf_counter()
+        rows = self.encoder(torch.cat(parts) if len(parts) > 1 else parts[0])
+        self.forward_seconds += time.perf_counter() - started
+        begin = 0
+        for position, count in owners:
+            if position not in self._dropped:
+                self._rows[position].append(rows[begin : begin + count])
+            begin += count
+
+
+@dataclass
+class ExtractedClip:
+    position: int
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: list[Any] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class ExtractionTimes:
+    forward_seconds: float = 0.0
+    clips: int = 0
+    frames: int = 0
+
+
+def extract_clips(
+    clips: Sequence[Any],
+    open_clip: Callable,
+    encoders: dict[str, FrameEncoder],
+    widths: dict[str, int],
+    *,
+    batch_size: int,
+    decode_workers: int,
+    frame_hook: Callable[[np.ndarray], list] | None = None,
+    times: ExtractionTimes | None = None,
+) -> Iterator[ExtractedClip]:
+    """Each clip's arrays (``{field: [T, D]}``) in clip order; failed clips carry ``error``."""
+    hooks = {name: enc.host_prepare for name, enc in encoders.items()}
+    if frame_hook is not None:
+        hooks["frames"] = frame_hook
+    batchers = {name: FrameBatcher(enc, batch_size) for name, enc in encoders.items()}
+    waiting: deque[tuple[int, int, str | None]] = deque()
+    extras: dict[int, list] = defaultdict(list)
+
+    def ready(final: bool) -> Iterator[ExtractedClip]:
+        while waiting:
+            position, frames, error = waiting[0]
+            if error is None and not final and any(b.computed(position) < frames for b in batchers.values()):
+                return
+            waiting.popleft()
+            if error is not None:
+                yield ExtractedClip(position, error=error)
+                continue
+            arrays = {name: b.pop(position, widths[name]) for name, b in batchers.items()}
+            yield ExtractedClip(position, arrays, extras.pop(position, []))
+
+    for item in decoded_chunks(clips, open_clip, hooks, workers=decode_workers):
+        if isinstance(item, FrameChunk):
+            for name, batcher in batchers.items():
+                batcher.add(item.position, item.prepared[name])
+            extras[item.position].extend(item.prepared.get("frames", ()))
+            continue
+        if item.error is not None:
+            for batcher in batchers.values():
+                batcher.drop(item.position)
+            extras.pop(item.position, None)
+        waiting.append((item.position, item.num_frames, item.error))
+        yield from ready(final=False)
+    for batcher in batchers.values():
+        batcher.flush()
+    yield from ready(final=True)
+    if times is not None:
+        times.forward_seconds += sum(b.forward_seconds for b in batchers.values())
