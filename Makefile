@@ -24,6 +24,7 @@ test: $(STAMP)  ## the whole test suite
 bench: $(STAMP)  ## benchmark scripts (needs Debian's ffmpeg for the decode comparison)
 	$(VENV)/bin/python bench/decode.py
 	$(VENV)/bin/python bench/pseudo_gloss.py
+	$(VENV)/bin/python bench/features.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline stages manifests tests bench

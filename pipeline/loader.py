@@ -4,7 +4,7 @@
 
     from pipeline.loader import make_loader
     loader = make_loader("prepared", "train", batch_size=32, num_workers=4)
-    for batch in loader:  # batch["dinov2"]: [B, T, D], batch["mask"]: [B, T], batch["json"]: metadata
+    for batch in loader:  # batch["dinov2"]: float16 [B, T, D], batch["mask"]: [B, T], batch["json"]: metadata
         ...
 
 Training (``train=True``): shards shuffled per epoch, split over ranks and loader workers,
@@ -16,7 +16,6 @@ over ranks. Shards with fewer files than ranks x workers are split by sample ins
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from pipeline.shards import read_index
+from pipeline.shards import decode_npy, iter_tar_samples, read_index
 
 
 def shard_paths(out: Path | str, split: str) -> tuple[list[str], dict[str, Any]]:
@@ -38,7 +37,7 @@ def shard_paths(out: Path | str, split: str) -> tuple[list[str], dict[str, Any]]
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw WebDataset sample -> ``json`` parsed, ``*.npy`` as arrays (never unpickled), rest bytes."""
+    """Raw sample -> ``json`` parsed, ``*.npy`` as read-only arrays (never unpickled), rest bytes."""
     out: dict[str, Any] = {"__key__": sample["__key__"]}
     for name, value in sample.items():
         if name.startswith("__"):
@@ -46,17 +45,18 @@ def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
         if name == "json":
             out[name] = json.loads(value)
         elif name.endswith(".npy"):
-            out[name[: -len(".npy")]] = np.load(io.BytesIO(value), allow_pickle=False)
+            out[name[: -len(".npy")]] = decode_npy(value)
         else:
             out[name] = value
     return out
 
 
 class PadCollate:
-    """Pads ``[T, D]`` fields to the longest clip of the batch; adds ``lengths`` and ``mask``."""
+    """Pads ``[T, D]`` fields with zeros to the longest clip of the batch, in their stored dtype
+    (float16) unless ``dtype`` says otherwise; adds ``lengths`` and ``mask`` (True = a frame)."""
 
-    def __init__(self, fields: Sequence[str] = ("dinov2",), pad_value: float = 0.0) -> None:
-        self.fields, self.pad_value = tuple(fields), pad_value
+    def __init__(self, fields: Sequence[str] = ("dinov2",), dtype: str | None = None) -> None:
+        self.fields, self.dtype = tuple(fields), dtype
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         lengths = [len(s[self.fields[0]]) for s in samples]
@@ -64,7 +64,8 @@ class PadCollate:
         batch: dict[str, Any] = {"__key__": [s["__key__"] for s in samples], "json": [s.get("json") for s in samples]}
         for name in self.fields:
             first = samples[0][name]
-            padded = np.full((len(samples), longest, *first.shape[1:]), self.pad_value, dtype=np.float32)
+            dtype = self.dtype or first.dtype  # float16 as stored: half the copying; cast on the GPU
+            padded = np.zeros((len(samples), longest, *first.shape[1:]), dtype=dtype)
             for row, sample in enumerate(samples):
                 padded[row, : len(sample[name])] = sample[name]
             batch[name] = torch.from_numpy(padded)
@@ -131,14 +132,12 @@ class ShardStream(torch.utils.data.IterableDataset):
             yield self.collate(batch)
 
     def _samples(self, slot: int, slots: int, rng: random.Random) -> Iterator[dict]:
-        import webdataset as wds
-
         for cycle in range(1_000_000_000 if self.train else 1):
             urls = list(self.urls)
             if self.train:
                 random.Random(self.seed + self.epoch * 7919 + cycle).shuffle(urls)  # same order on every rank
             mine = split_stream(urls, slot, slots) if self.by_shard else urls
-            samples = wds.tarfile_to_samples()(({"url": url} for url in mine))
+            samples = ({"__key__": key, **fields} for url in mine for key, fields in iter_tar_samples(Path(url)))
             if not self.by_shard:
                 samples = split_stream(samples, slot, slots)
             samples = (decode_sample(s) for s in samples)
@@ -173,7 +172,7 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
 
 def make_loader(out: Path | str, split: str, *, batch_size: int = 16, fields: Sequence[str] = ("dinov2",),
                 train: bool = True, num_workers: int = 2, shuffle_buffer: int = 500, bucket_buffer: int = 0,
-                seed: int = 0, rank: int | None = None, world_size: int | None = None):  # fmt: skip
+                seed: int = 0, rank: int | None = None, world_size: int | None = None, dtype: str | None = None):  # fmt: skip
     """A ``DataLoader`` over ``<out>/shards/<split>``; rank and world size default to
     ``torch.distributed`` when it is initialised, else to RANK/WORLD_SIZE, else a single process.
 
@@ -184,9 +183,9 @@ def make_loader(out: Path | str, split: str, *, batch_size: int = 16, fields: Se
     rank, world_size = current_rank(rank, world_size)
     dataset = ShardStream(urls, rank=rank, world_size=world_size, num_workers=num_workers, batch_size=batch_size,
                           train=train, seed=seed, shuffle_buffer=shuffle_buffer, bucket_buffer=bucket_buffer,
-                          collate=PadCollate(fields))  # fmt: skip
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
-                                         persistent_workers=False, pin_memory=torch.cuda.is_available())  # fmt: skip
+                          collate=PadCollate(fields, dtype))  # fmt: skip
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=as_is,
+                                         pin_memory=torch.cuda.is_available())  # fmt: skip
     samples = int(index["samples"])
     per_rank = math.ceil(samples / world_size)
     batches = math.ceil(per_rank / batch_size)
@@ -195,6 +194,11 @@ def make_loader(out: Path | str, split: str, *, batch_size: int = 16, fields: Se
     loader.batches_per_epoch = batches
     loader.samples = samples
     return loader
+
+
+def as_is(batch: Any) -> Any:
+    """Batches are collated in the dataset; torch's default conversion would walk every json."""
+    return batch
 
 
 class EpochLimited:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +37,25 @@ def sample_key(sample_id: str) -> str:
 
 def encode_npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
 
 
-def decode_npy(data: bytes) -> np.ndarray:
+_SIMPLE_NPY_HEADER = re.compile(
+    rb"\{'descr': '([<>|][a-z]\d+)', 'fortran_order': False, 'shape': \(((?:\d+, ?)*\d*)\), \}"
+)
+
+
+def decode_npy(data: bytes | memoryview) -> np.ndarray:
+    """An ``.npy`` payload as an array, never unpickling. The plain C-order headers that
+    :func:`encode_npy` writes are parsed directly (np.load's literal_eval costs as much as the
+    copy for small arrays); anything else goes through ``np.load(allow_pickle=False)``."""
+    if bytes(data[:8]) == b"\x93NUMPY\x01\x00":
+        header_len = int.from_bytes(data[8:10], "little")
+        match = _SIMPLE_NPY_HEADER.match(bytes(data[10 : 10 + header_len]))
+        if match:
+            shape = tuple(int(x) for x in match.group(2).split(b",") if x.strip())
+            return np.frombuffer(data, np.dtype(match.group(1).decode()), offset=10 + header_len).reshape(shape)
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 

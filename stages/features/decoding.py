@@ -47,8 +47,8 @@ def decoded_chunks(
     hooks: dict[str, Hook],
     *,
     workers: int = 2,
-    chunk_frames: int = 32,
-    lookahead: int = 4,
+    chunk_frames: int = 16,
+    lookahead: int = 2,
 ) -> Iterator[FrameChunk | ClipEnd]:
     """For each clip in order: its chunks, then a :class:`ClipEnd`."""
     workers = max(1, min(workers, len(clips)))

@@ -179,7 +179,9 @@ def write_tiny_dinov2(folder: Path, seed: int = 0) -> Path:
     real loading path offline (demo, tests). Its features are noise, not DINOv2 features."""
     import torch
     from transformers import Dinov2Config, Dinov2Model
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     torch.manual_seed(seed)
     config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                           image_size=56, patch_size=14)  # fmt: skip

@@ -36,7 +36,7 @@ def test_training_batches_are_padded_with_lengths_and_masks(prepared):
     assert len(batches) == loader.batches_per_epoch == len(loader)
     for batch in batches:
         features, lengths, mask = batch["dinov2"], batch["lengths"], batch["mask"]
-        assert features.shape[:2] == mask.shape and features.shape[2] == 32 and features.dtype == torch.float32
+        assert features.shape[:2] == mask.shape and features.shape[2] == 32 and features.dtype == torch.float16
         assert mask.sum(1).tolist() == lengths.tolist()
         assert lengths.tolist() == [len(meta["frame_indices"]) for meta in batch["json"]]
         assert torch.all(features[~mask] == 0) and torch.all(features[mask].abs().sum(-1) > 0)

@@ -178,3 +178,15 @@ def test_shards_read_with_plain_webdataset(phoenix_root, tmp_path, tiny_dinov2):
     assert len(samples) == len(manifest_rows(out, "dev"))
     assert samples[0]["dinov2.npy"].shape[1] == WIDTH and "translation" in samples[0]["json"]
     assert np.load(io.BytesIO(shard_samples(out, "dev")[samples[0]["__key__"]]["dinov2.npy"])).shape == samples[0]["dinov2.npy"].shape
+
+
+def test_index_opens_with_wids(phoenix_root, tmp_path, tiny_dinov2):
+    import wids
+
+    out = tmp_path / "out"
+    run_features("phoenix14t", phoenix_root, out, tiny_dinov2, "--shard-clips", 3)
+    dataset = wids.ShardListDataset(str(out / "shards" / "dev" / "index.json"), transformations=[],
+                                    cache_dir=str(tmp_path / "wids-cache"))
+    assert len(dataset) == len(manifest_rows(out, "dev"))
+    last = dataset[len(dataset) - 1]
+    assert np.load(last[".dinov2.npy"]).shape[1] == WIDTH and json.load(last[".json"])["split"] == "dev"
