@@ -74,7 +74,7 @@ def run(
     fasttext: Optional[str] = typer.Option(None, help="fastText vectors (.bin or .vec) for the prototypes (default: train skipgram vectors on the corpus).", rich_help_panel=PSEUDO_GLOSS),
     max_gloss_share: Optional[float] = typer.Option(None, help="Drop pseudo-glosses found in at least this share of unique training sentences (Sign2GPT: 0.4; default: off).", rich_help_panel=PSEUDO_GLOSS),
     nlp_batch_size: Optional[int] = typer.Option(None, help="Sentences per nlp.pipe batch (default: 256).", rich_help_panel=PSEUDO_GLOSS),
-    features: Optional[str] = typer.Option(None, help="Comma list of per-frame features (default: dinov2).", rich_help_panel=FEATURES),
+    features: Optional[str] = typer.Option(None, help="Comma list of per-frame features: dinov2, hands, hamer (default: dinov2).", rich_help_panel=FEATURES),
     dinov2: Optional[str] = typer.Option(None, help="DINOv2 folder (save_pretrained) or cached Hugging Face id (default: facebook/dinov2-small).", rich_help_panel=FEATURES),
     dinov2_pooling: Optional[str] = typer.Option(None, help="Per-frame vector: cls, patch-mean or cls+patch-mean (default: cls).", rich_help_panel=FEATURES),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda[:N] (default: auto).", rich_help_panel=FEATURES),
@@ -86,6 +86,11 @@ def run(
     with_frames: Optional[bool] = typer.Option(None, "--with-frames/--no-frames", help="Also store each clip's frames as JPEGs (for end-to-end fine-tuning).", rich_help_panel=FEATURES),
     frame_size: Optional[int] = typer.Option(None, help="Side of the stored square frames (default: 256).", rich_help_panel=FEATURES),
     jpeg_quality: Optional[int] = typer.Option(None, help="JPEG quality of stored frames (default: 90).", rich_help_panel=FEATURES),
+    hamer: Optional[str] = typer.Option(None, help="HaMeR checkpoint (hamer.ckpt or a converted .safetensors) for --features hamer.", rich_help_panel=FEATURES),
+    hamer_config: Optional[str] = typer.Option(None, help="JSON of HaMeR architecture sizes, for checkpoints other than the released one.", rich_help_panel=FEATURES),
+    hand_confidence: Optional[float] = typer.Option(None, help="MediaPipe detection/tracking confidence (default: 0.5).", rich_help_panel=FEATURES),
+    pose_fallback: Optional[bool] = typer.Option(None, "--pose-fallback/--no-pose-fallback", help="Boxes from body-pose wrists where no hand is found (default: on).", rich_help_panel=FEATURES),
+    hands_mirrored: Optional[bool] = typer.Option(None, "--hands-mirrored/--hands-not-mirrored", help="The video is mirrored (selfie); decides which hand is the signer's left.", rich_help_panel=FEATURES),
 ) -> None:
     """Run a stage (or all stages) over a corpus; finished work units are skipped on re-runs."""
     flags = {k: v for k, v in locals().items() if k != "config"}
@@ -234,6 +239,22 @@ def demo(
         for name in stages_to_run("all"):
             execute(name, options, run_config)
         typer.echo(f"corpus:  {corpus}\noutputs: {run_config.out}\nshards:  {run_config.out / 'shards'}")
+
+
+@app.command("convert-hamer")
+def convert_hamer(
+    checkpoint: Path = typer.Argument(..., help="HaMeR's hamer.ckpt (PyTorch Lightning)."),
+    target: Path = typer.Argument(..., help="Where to write the .safetensors file."),
+    hamer_config: Optional[Path] = typer.Option(None, help="JSON of architecture sizes (default: the released HaMeR's)."),
+) -> None:
+    """Convert hamer.ckpt once into a pickle-free .safetensors with only the weights features need."""
+    from stages.hands.hamer import HamerConfig, convert_to_safetensors
+
+    with handled_errors():
+        if target.suffix != ".safetensors":
+            raise PrepError(f"target must end in .safetensors: {target}")
+        config = HamerConfig.from_file(hamer_config) if hamer_config else None
+        typer.echo(str(convert_to_safetensors(checkpoint, target, config)))
 
 
 class handled_errors:

@@ -34,7 +34,8 @@ DECODE_FAILED = "decode_failed"
 FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
 UNIT_SHARDS = "shards.json"
 UNIT_QUARANTINE = "quarantine.parquet"
-KNOWN_FEATURES = ("dinov2",)
+KNOWN_FEATURES = ("dinov2", "hands", "hamer")
+FULL_PRECISION_FIELDS = {"hands.npy"}  # pixel coordinates: float16 would round them
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the hub at run time
 
@@ -53,6 +54,11 @@ class FeaturesOptions:
     with_frames: bool = False
     frame_size: int = 256
     jpeg_quality: int = 90
+    hamer: str | None = None
+    hamer_config: str | None = None
+    hand_confidence: float = 0.5
+    pose_fallback: bool = True
+    hands_mirrored: bool = False
 
     def feature_list(self) -> list[str]:
         names = [n.strip() for n in self.features.split(",") if n.strip()]
@@ -78,11 +84,21 @@ class FeaturesStage(Stage):
         self.device = resolve_device(options.device)
         torch_dtype(options.precision, self.device)  # validates the choice early
         self.encoders = {name: self._encoder(name) for name in options.feature_list()}
-        self.widths = {name: enc.width for name, enc in self.encoders.items()}
 
-    def _encoder(self, name: str) -> Dinov2Encoder:
+    def _encoder(self, name: str):
         o = self.options
-        return Dinov2Encoder(o.dinov2, pooling=o.dinov2_pooling, device=self.device, precision=o.precision)
+        if name == "dinov2":
+            return Dinov2Encoder(o.dinov2, pooling=o.dinov2_pooling, device=self.device, precision=o.precision)
+        from stages.hands.detect import HandDetector, require_mediapipe
+        from stages.hands.encoders import HamerEncoder, HandsEncoder
+
+        require_mediapipe()
+        if not hasattr(self, "_detector"):  # one detector: hamer reuses what hands found
+            self._detector = HandDetector(min_confidence=o.hand_confidence, pose_fallback=o.pose_fallback,
+                                          mirrored=o.hands_mirrored)  # fmt: skip
+        if name == "hands":
+            return HandsEncoder(self._detector)
+        return HamerEncoder(self._detector, o.hamer, o.hamer_config, device=self.device, precision=o.precision)
 
     def options_dict(self) -> dict[str, Any]:
         """Options with ``auto`` resolved: a CPU run and a GPU run give different numbers."""
@@ -108,7 +124,7 @@ class FeaturesStage(Stage):
         provenance = self._provenance()
         frame_hook = FrameJpegs(self.options.frame_size, self.options.jpeg_quality) if self.options.with_frames else None
         rejected, frames = [], 0
-        clips = extract_clips(unit.items, self._open_clip, self.encoders, self.widths, batch_size=self.options.batch_size,
+        clips = extract_clips(unit.items, self._open_clip, self.encoders, batch_size=self.options.batch_size,
                               decode_workers=self.options.decode_workers, frame_hook=frame_hook)  # fmt: skip
         with ShardWriter(workdir, "part", self.max_shard_bytes) as writer:
             for clip in clips:
@@ -139,10 +155,10 @@ class FeaturesStage(Stage):
     def _fields(self, row: dict, clip: ExtractedClip, provenance: dict) -> dict[str, bytes]:
         fields: dict[str, bytes] = {}
         described: dict[str, dict] = {}
-        for name, array in clip.arrays.items():
-            field = self.encoders[name].field
-            fields[field] = encode_npy(array.astype(np.float16))
-            described[field] = {"dtype": "float16", "shape": list(array.shape)}
+        for field, array in clip.arrays.items():
+            dtype = np.float32 if field in FULL_PRECISION_FIELDS else np.float16
+            fields[field] = encode_npy(array.astype(dtype))
+            described[field] = {"dtype": np.dtype(dtype).name, "shape": list(array.shape)}
         for position, jpeg in enumerate(clip.extras):
             fields[frame_field(position)] = jpeg
         if clip.extras:

@@ -38,7 +38,7 @@ class ClipEnd:
     crash: BaseException | None = None  # a bug, not bad data: re-raised in the consumer
 
 
-Hook = Callable[[np.ndarray], Any]
+Hook = Callable[[np.ndarray, int], Any]  # (frames, clip position) -> prepared
 
 
 def decoded_chunks(
@@ -70,7 +70,7 @@ def decoded_chunks(
             try:
                 source, selection = open_clip(clips[position])
                 for clip in iter_clip(source, selection, chunk_frames):
-                    prepared = {name: hook(clip.frames) for name, hook in hooks.items()}
+                    prepared = {name: hook(clip.frames, position) for name, hook in hooks.items()}
                     count += len(clip.indices)
                     if not put(queues[worker], FrameChunk(position, clip.indices, prepared)):
                         return

@@ -124,7 +124,7 @@ class Dinov2Encoder:
         hidden = AutoConfig.from_pretrained(self.location.folder, local_files_only=True).hidden_size
         return hidden * (2 if self.pooling == "cls+patch-mean" else 1)
 
-    def host_prepare(self, frames: np.ndarray):
+    def host_prepare(self, frames: np.ndarray, position: int = 0):
         """Decode-thread side: the full preprocessing on CPU; on GPU only a pinned uint8 tensor."""
         import torch
 
@@ -138,15 +138,20 @@ class Dinov2Encoder:
             return preprocess(prepared.to(self.device, non_blocking=True), self.resize, self.crop)
         return prepared
 
-    def __call__(self, batch) -> np.ndarray:
-        """``[N, 3, crop, crop]`` normalised float tensor -> float32 ``[N, D]``."""
+    @property
+    def fields(self) -> dict[str, tuple[int, ...]]:
+        """What each frame yields: ``{shard field: per-frame shape}``."""
+        return {self.field: (self.width,)}
+
+    def __call__(self, batch) -> dict[str, np.ndarray]:
+        """``[N, 3, crop, crop]`` normalised float tensor -> ``{"dinov2.npy": float32 [N, D]}``."""
         import torch
 
         with torch.inference_mode():
             hidden = self.model(pixel_values=batch.to(self._dtype)).last_hidden_state
             cls, patches = hidden[:, 0], hidden[:, 1:].mean(dim=1)
             out = {"cls": cls, "patch-mean": patches, "cls+patch-mean": torch.cat([cls, patches], 1)}[self.pooling]
-            return out.float().cpu().numpy()
+            return {self.field: out.float().cpu().numpy()}
 
     def provenance(self) -> dict[str, Any]:
         dtype = str(torch_dtype(self.precision, self.device)).removeprefix("torch.")

@@ -19,14 +19,19 @@ from stages.features.decoding import FrameChunk, decoded_chunks
 
 
 class FrameEncoder(Protocol):
-    """What a per-frame model adapter offers (DINOv2 now; hand models share it)."""
+    """What a per-frame adapter offers (DINOv2, hand detection, HaMeR).
 
-    field: str
+    ``host_prepare`` runs in the decode threads, a clip's chunks in order; ``__call__`` maps a
+    batch to ``{shard field: rows}``, one row per frame. A prepared value supports ``len``,
+    slicing, and concatenation (``torch.cat``, or a ``cat`` classmethod of its type).
+    """
+
+    fields: dict[str, tuple[int, ...]]
 
     def load(self) -> None: ...
-    def host_prepare(self, frames: np.ndarray) -> Any: ...
+    def host_prepare(self, frames: np.ndarray, position: int) -> Any: ...
     def device_prepare(self, prepared: Any) -> Any: ...
-    def __call__(self, batch: Any) -> np.ndarray: ...
+    def __call__(self, batch: Any) -> dict[str, np.ndarray]: ...
     def provenance(self) -> dict[str, Any]: ...
 
 
@@ -37,7 +42,7 @@ class FrameBatcher:
         self.encoder, self.batch_size = encoder, batch_size
         self._pending: deque[tuple[int, Any]] = deque()
         self._pending_frames = 0
-        self._rows: dict[int, list[np.ndarray]] = defaultdict(list)
+        self._rows: dict[int, list[dict[str, np.ndarray]]] = defaultdict(list)
         self._dropped: set[int] = set()
         self.forward_seconds = 0.0
 
@@ -52,11 +57,12 @@ class FrameBatcher:
             self._run()
 
     def computed(self, position: int) -> int:
-        return sum(len(rows) for rows in self._rows.get(position, ()))
+        return sum(len(next(iter(rows.values()))) for rows in self._rows.get(position, ()))
 
-    def pop(self, position: int, width: int) -> np.ndarray:
-        rows = self._rows.pop(position, [])
-        return np.concatenate(rows) if rows else np.zeros((0, width), np.float32)
+    def pop(self, position: int) -> dict[str, np.ndarray]:
+        parts = self._rows.pop(position, [])
+        return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros((0, *shape), np.float32)
+                for name, shape in self.encoder.fields.items()}  # fmt: skip
 
     def drop(self, position: int) -> None:
         """Forget a clip that failed to decode; rows still queued for it are discarded."""
@@ -78,12 +84,13 @@ class FrameBatcher:
             size += take
         self._pending_frames -= size
         started = time.perf_counter()
-        rows = self.encoder(torch.cat(parts) if len(parts) > 1 else parts[0])
+        concat = getattr(type(parts[0]), "cat", torch.cat)
+        rows = self.encoder(concat(parts) if len(parts) > 1 else parts[0])
         self.forward_seconds += time.perf_counter() - started
         begin = 0
         for position, count in owners:
             if position not in self._dropped:
-                self._rows[position].append(rows[begin : begin + count])
+                self._rows[position].append({name: r[begin : begin + count] for name, r in rows.items()})
             begin += count
 
 
@@ -106,14 +113,13 @@ def extract_clips(
     clips: Sequence[Any],
     open_clip: Callable,
     encoders: dict[str, FrameEncoder],
-    widths: dict[str, int],
     *,
     batch_size: int,
     decode_workers: int,
     frame_hook: Callable[[np.ndarray], list] | None = None,
     times: ExtractionTimes | None = None,
 ) -> Iterator[ExtractedClip]:
-    """Each clip's arrays (``{field: [T, D]}``) in clip order; failed clips carry ``error``."""
+    """Each clip's arrays (``{shard field: [T, ...]}``) in clip order; failed clips carry ``error``."""
     hooks = {name: enc.host_prepare for name, enc in encoders.items()}
     if frame_hook is not None:
         hooks["frames"] = frame_hook
@@ -130,7 +136,7 @@ def extract_clips(
             if error is not None:
                 yield ExtractedClip(position, error=error)
                 continue
-            arrays = {name: b.pop(position, widths[name]) for name, b in batchers.items()}
+            arrays = {field: rows for b in batchers.values() for field, rows in b.pop(position).items()}
             yield ExtractedClip(position, arrays, extras.pop(position, []))
 
     for item in decoded_chunks(clips, open_clip, hooks, workers=decode_workers):

@@ -7,7 +7,9 @@ makes deterministic (its seed is fixed at 0 and not settable from Python).
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -46,15 +48,26 @@ def prototypes_from_user_vectors(path: Path, glosses: Sequence[str]) -> Prototyp
 
 
 def prototypes_from_corpus(sentences: Iterable[Sequence[str]], glosses: Sequence[str], dim: int = DIM) -> Prototypes:
-    """Train skipgram vectors on the given token sequences (one thread: reproducible bytes)."""
-    import fasttext
+    """Train skipgram vectors on the given token sequences (one thread: reproducible bytes).
 
+    Training runs in a fresh child process: in a process that has already run other native
+    libraries (MediaPipe's TFLite, torch) fastText was seen to report "Encountered NaN" on every
+    attempt, while a clean process trains the same corpus to the same vectors every time.
+    """
     with tempfile.TemporaryDirectory(prefix="prep-fasttext-") as tmp:
         corpus = Path(tmp) / "train.txt"
         corpus.write_text("\n".join(" ".join(s) for s in sentences if s) + "\n", encoding="utf-8")
-        model = _train(fasttext, corpus, dim)
-    rows = [model.get_word_vector(g) for g in glosses]
-    return Prototypes(_stack(rows, dim), f"fasttext-skipgram-trained-on-train(dim={dim},thread=1,bucket={BUCKETS})", 0)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = pool.submit(trained_vectors, corpus, dim, list(glosses)).result()
+    return Prototypes(_stack(list(rows), dim), f"fasttext-skipgram-trained-on-train(dim={dim},thread=1,bucket={BUCKETS})", 0)
+
+
+def trained_vectors(corpus: Path, dim: int, glosses: list[str]) -> np.ndarray:
+    """Child-process side: train, then return the glosses' vectors."""
+    import fasttext
+
+    model = _train(fasttext, corpus, dim)
+    return np.stack([model.get_word_vector(g) for g in glosses]) if glosses else np.zeros((0, dim), np.float32)
 
 
 def _train(fasttext, corpus: Path, dim: int):

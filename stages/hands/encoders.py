@@ -1,0 +1,169 @@
+"""Per-frame hand features for the features stage: ``hands`` (detections) and ``hamer``.
+
+Crops follow HaMeR's demo: a box around the hand, enlarged by 2.0, widened to HaMeR's 192:256
+aspect, the longer side taken as a square, cut out and resized to 256x256, ImageNet-normalised.
+A left hand is mirrored before the network (HaMeR only knows right hands); its rotations are
+mirrored back (R -> M R M, M = diag(-1, 1, 1)) and its camera's x translation negated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from pipeline.errors import PrepError
+from stages.features.dinov2 import IMAGENET_MEAN, IMAGENET_STD, torch_dtype
+from stages.hands.detect import BOX, COLUMNS, HandDetector
+from stages.hands.hamer import HamerConfig, load_hamer
+
+RESCALE = 2.0
+CROP = 256
+ASPECT = 192 / 256  # width : height the backbone sees
+MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
+HAMER_URL = "https://github.com/geopavlakos/hamer (bash fetch_demo_data.sh -> _DATA/hamer_ckpts/checkpoints/hamer.ckpt)"
+
+
+def square_box(box: np.ndarray) -> tuple[float, float, float]:
+    """Centre and side of HaMeR's crop for a hand box (x0, y0, x1, y1)."""
+    (x0, y0, x1, y1) = box
+    width, height = (x1 - x0) * RESCALE, (y1 - y0) * RESCALE
+    if width / max(height, 1e-6) < ASPECT:
+        width = height * ASPECT
+    else:
+        height = width / ASPECT
+    return (x0 + x1) / 2, (y0 + y1) / 2, max(width, height, 1.0)
+
+
+def hand_crop(frame: np.ndarray, box: np.ndarray, mirror: bool) -> np.ndarray:
+    """A 256x256 uint8 crop (mirrored for left hands), zero outside the frame."""
+    cx, cy, side = square_box(box)
+    scale = CROP / side
+    if mirror:
+        matrix = np.array([[-scale, 0, CROP / 2 + cx * scale], [0, scale, CROP / 2 - cy * scale]], np.float32)
+    else:
+        matrix = np.array([[scale, 0, CROP / 2 - cx * scale], [0, scale, CROP / 2 - cy * scale]], np.float32)
+    return cv2.warpAffine(frame, matrix, (CROP, CROP), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+@dataclass
+class HandCrops:
+    """Prepared input of a chunk: both slots' crops per frame and which slots hold a hand."""
+
+    crops: torch.Tensor  # uint8 [n, 2, 256, 256, 3]
+    present: torch.Tensor  # bool [n, 2]
+
+    def __len__(self) -> int:
+        return len(self.present)
+
+    def __getitem__(self, index: slice) -> "HandCrops":
+        return HandCrops(self.crops[index], self.present[index])
+
+    @classmethod
+    def cat(cls, parts: list["HandCrops"]) -> "HandCrops":
+        return cls(torch.cat([p.crops for p in parts]), torch.cat([p.present for p in parts]))
+
+
+class HandsEncoder:
+    """Field ``hands.npy``: float32 ``[T, 2, COLUMNS]`` (see ``stages.hands.detect``)."""
+
+    fields = {"hands.npy": (2, COLUMNS)}
+
+    def __init__(self, detector: HandDetector) -> None:
+        self.detector = detector
+
+    def load(self) -> None:
+        self.detector.load()
+
+    def host_prepare(self, frames: np.ndarray, position: int) -> torch.Tensor:
+        return torch.from_numpy(self.detector.detect(frames, position))
+
+    def device_prepare(self, prepared: torch.Tensor) -> torch.Tensor:
+        return prepared
+
+    def __call__(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        return {"hands.npy": batch.numpy()}
+
+    def provenance(self) -> dict[str, Any]:
+        d = self.detector
+        return {"detector": "mediapipe-hands-0.10.21 (video mode)", "fallback": "mediapipe-pose" if d.pose_fallback else None,
+                "min_confidence": d.min_confidence, "mirrored_input": d.mirrored, "slots": ["left", "right"],
+                "columns": "present, source (0 none, 1 hands, 2 pose), score, box x0 y0 x1 y1 px, "
+                           "21x(x, y, z) px, 21x(x, y) normalised"}  # fmt: skip
+
+
+class HamerEncoder:
+    """Fields ``hamer.npy`` (float ``[T, 288]``: left then right ``hand_pose`` 15x3x3, then left
+    then right ``global_orient`` 3x3; zeros where a hand is missing) and ``hamer_shape.npy``
+    (``[T, 2, 13]``: per slot ``betas`` (10) and weak-perspective ``cam`` (3))."""
+
+    fields = {"hamer.npy": (288,), "hamer_shape.npy": (2, 13)}
+
+    def __init__(self, detector: HandDetector, checkpoint: str | None, config: str | None, *, device: str,
+                 precision: str, crop_batch: int = 32) -> None:  # fmt: skip
+        if not checkpoint:
+            raise PrepError(f"the hamer feature needs HaMeR's checkpoint: get hamer.ckpt from {HAMER_URL} "
+                            "and pass --hamer /path/to/hamer.ckpt (MANO files are not needed)")  # fmt: skip
+        if not Path(checkpoint).is_file():
+            raise PrepError(f"--hamer {checkpoint}: no such file; get hamer.ckpt from {HAMER_URL}")
+        self.detector, self.checkpoint, self.config_path = detector, Path(checkpoint), config
+        self.config = HamerConfig.from_file(Path(config)) if config else HamerConfig()
+        self.device, self.precision, self.crop_batch = device, precision, crop_batch
+        self.model = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "model": None}
+
+    def load(self) -> None:
+        self.detector.load()
+        if self.model is None:
+            self._dtype = torch_dtype(self.precision, self.device)
+            self.model = load_hamer(self.checkpoint, self.config).to(self.device, self._dtype)
+
+    def host_prepare(self, frames: np.ndarray, position: int) -> HandCrops:
+        rows = self.detector.detect(frames, position)
+        crops = np.zeros((len(frames), 2, CROP, CROP, 3), np.uint8)
+        for i, frame in enumerate(frames):
+            for slot in (0, 1):
+                if rows[i, slot, 0]:
+                    crops[i, slot] = hand_crop(frame, rows[i, slot, BOX], mirror=slot == 0)
+        return HandCrops(torch.from_numpy(crops), torch.from_numpy(rows[:, :, 0] > 0))
+
+    def device_prepare(self, prepared: HandCrops) -> HandCrops:
+        return prepared
+
+    @torch.inference_mode()
+    def __call__(self, batch: HandCrops) -> dict[str, np.ndarray]:
+        n = len(batch)
+        pose, shape = torch.zeros(n, 2, 16, 3, 3), torch.zeros(n, 2, 13)
+        frame_slot = batch.present.nonzero()
+        for begin in range(0, len(frame_slot), self.crop_batch):
+            index = frame_slot[begin : begin + self.crop_batch]
+            images = normalise(batch.crops[index[:, 0], index[:, 1]].to(self.device), self._dtype)
+            out = {k: v.float().cpu() for k, v in self.model(images).items()}
+            rotations = torch.cat([out["global_orient"], out["hand_pose"]], 1)
+            left = index[:, 1] == 0
+            rotations[left] = MIRROR @ rotations[left] @ MIRROR
+            out["cam"][left, 1] = -out["cam"][left, 1]
+            pose[index[:, 0], index[:, 1]] = rotations
+            shape[index[:, 0], index[:, 1]] = torch.cat([out["betas"], out["cam"]], 1)
+        hamer = torch.cat([pose[:, :, 1:].reshape(n, -1), pose[:, :, 0].reshape(n, -1)], 1)
+        return {"hamer.npy": hamer.numpy(), "hamer_shape.npy": shape.numpy()}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint.name, "config": self.config.as_dict(), "rescale": RESCALE,
+                "crop": CROP, "left_hands": "mirrored in, rotations mirrored back (M R M), cam x negated",
+                "layout": "hamer.npy: hand_pose left, right (15x3x3 each), global_orient left, right (3x3 each)",
+                "dtype": str(torch_dtype(self.precision, self.device)).removeprefix("torch.")}  # fmt: skip
+
+
+def normalise(crops: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 ``[N, 256, 256, 3]`` -> ImageNet-normalised ``[N, 3, 256, 256]``."""
+    images = crops.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return ((images - mean) / std).to(dtype)

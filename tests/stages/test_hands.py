@@ -1,0 +1,165 @@
+"""HaMeR written here against the reference test vectors; safe checkpoint loading; MediaPipe
+hand detection on the real hand clip; hand features through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import decord
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import PrepError
+from pipeline.shards import decode_npy, iter_tar_samples
+from stages.hands import Hamer, HamerConfig, load_hamer
+from stages.hands.detect import COLUMNS, SOURCE_HANDS, HandDetector
+from tests.conftest import HAND_CLIP, SHARED, prep
+
+TINY = SHARED / "testvectors" / "hamer_tiny"
+CKPT, CONFIG = TINY / "hamer_tiny.ckpt", TINY / "config.json"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return dict(np.load(TINY / "io.npz"))
+
+
+def test_tiny_checkpoint_reproduces_the_reference_outputs(reference):
+    model = load_hamer(CKPT, CONFIG)
+    crops = torch.from_numpy(reference["img"])
+    with torch.no_grad():
+        backbone = model.backbone(crops[:, :, :, 32:-32])
+        out = model(crops)
+    assert np.abs(backbone.numpy() - reference["backbone_out"]).max() <= 1e-4
+    for name, shape in (("global_orient", (3, 1, 3, 3)), ("hand_pose", (3, 15, 3, 3)), ("betas", (3, 10)), ("cam", (3, 3))):
+        assert tuple(out[name].shape) == shape
+        assert np.abs(out[name].numpy() - reference[name]).max() <= 1e-4, name
+
+
+def test_default_config_has_the_released_checkpoints_names_and_shapes():
+    with torch.device("meta"):
+        state = {k: tuple(v.shape) for k, v in Hamer().state_dict().items()}
+    expected = {
+        "backbone.pos_embed": (1, 193, 1280), "backbone.patch_embed.proj.weight": (1280, 3, 16, 16),
+        "backbone.patch_embed.proj.bias": (1280,), "backbone.last_norm.weight": (1280,), "backbone.last_norm.bias": (1280,),
+        "mano_head.init_hand_pose": (1, 96), "mano_head.init_betas": (1, 10), "mano_head.init_cam": (1, 3),
+        "mano_head.transformer.pos_embedding": (1, 1, 1024), "mano_head.transformer.to_token_embedding.weight": (1024, 1),
+        "mano_head.transformer.to_token_embedding.bias": (1024,),
+        "mano_head.decpose.weight": (96, 1024), "mano_head.decpose.bias": (96,), "mano_head.decshape.weight": (10, 1024),
+        "mano_head.decshape.bias": (10,), "mano_head.deccam.weight": (3, 1024), "mano_head.deccam.bias": (3,),
+    }  # fmt: skip
+    for i in range(32):
+        b = f"backbone.blocks.{i}."
+        expected.update({b + "norm1.weight": (1280,), b + "norm1.bias": (1280,), b + "attn.qkv.weight": (3840, 1280),
+                         b + "attn.qkv.bias": (3840,), b + "attn.proj.weight": (1280, 1280), b + "attn.proj.bias": (1280,),
+                         b + "norm2.weight": (1280,), b + "norm2.bias": (1280,), b + "mlp.fc1.weight": (5120, 1280),
+                         b + "mlp.fc1.bias": (5120,), b + "mlp.fc2.weight": (1280, 5120), b + "mlp.fc2.bias": (1280,)})  # fmt: skip
+    for i in range(6):
+        h = f"mano_head.transformer.transformer.layers.{i}."
+        expected.update({h + "0.norm.weight": (1024,), h + "0.norm.bias": (1024,), h + "0.fn.to_qkv.weight": (1536, 1024),
+                         h + "0.fn.to_out.0.weight": (1024, 512), h + "0.fn.to_out.0.bias": (1024,),
+                         h + "1.norm.weight": (1024,), h + "1.norm.bias": (1024,), h + "1.fn.to_q.weight": (512, 1024),
+                         h + "1.fn.to_kv.weight": (1024, 1280), h + "1.fn.to_out.0.weight": (1024, 512),
+                         h + "1.fn.to_out.0.bias": (1024,), h + "2.norm.weight": (1024,), h + "2.norm.bias": (1024,),
+                         h + "2.fn.net.0.weight": (1024, 1024), h + "2.fn.net.0.bias": (1024,),
+                         h + "2.fn.net.3.weight": (1024, 1024), h + "2.fn.net.3.bias": (1024,)})  # fmt: skip
+    assert state == expected
+
+
+def test_a_checkpoint_for_other_sizes_is_refused_with_the_keys_named():
+    with pytest.raises(PrepError, match=r"does not fit.*other shapes \(e\.g\. backbone\..*--hamer-config"):
+        load_hamer(CKPT)  # the tiny file against the full-size default
+    with pytest.raises(PrepError, match=r"missing \(e\.g\. backbone\.blocks\.2\."):
+        load_hamer(CKPT, HamerConfig.from_file(CONFIG).__class__(
+            backbone=HamerConfig.from_file(CONFIG).backbone.__class__(embed_dim=64, depth=3, num_heads=4),
+            head=HamerConfig.from_file(CONFIG).head))
+
+
+class Payload:
+    """Pickles as a call to os.system that would create a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_whose_pickle_would_run_code_loads_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    state = load_hamer(CKPT, CONFIG).state_dict()
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": Payload(marker)}, evil)
+    model = load_hamer(evil, CONFIG)
+    assert not marker.exists()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), state.values()))
+    only_payload = tmp_path / "payload.ckpt"
+    torch.save(Payload(marker), only_payload)
+    with pytest.raises(PrepError, match="no state_dict"):
+        load_hamer(only_payload, CONFIG)
+    assert not marker.exists()
+
+
+def test_conversion_to_safetensors_gives_the_same_model(tmp_path, reference):
+    target = tmp_path / "hamer.safetensors"
+    result = prep("convert-hamer", CKPT, target, "--hamer-config", CONFIG)
+    assert result.exit_code == 0, result.output
+    crops = torch.from_numpy(reference["img"])
+    with torch.no_grad():
+        a, b = load_hamer(CKPT, CONFIG)(crops), load_hamer(target, CONFIG)(crops)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def clip_frames():
+    return decord.VideoReader(str(HAND_CLIP)).get_batch(list(range(58))).asnumpy()
+
+
+def test_mediapipe_tracks_the_raised_hand_of_the_real_clip(clip_frames):
+    detector = HandDetector(pose_fallback=False)
+    rows = np.concatenate([detector.detect(clip_frames[i : i + 16], position=0) for i in range(0, 58, 16)])
+    assert rows.shape == (58, 2, COLUMNS)
+    height = clip_frames.shape[1]
+    found = rows[17:45, :, 0].any(axis=1)
+    assert found.mean() >= 0.6  # most of frames 17-44
+    raised = [r for r in rows[17:33].reshape(-1, COLUMNS) if r[1] == SOURCE_HANDS]
+    centres = [(r[4] + r[6]) / 2 for r in raised]
+    assert raised and np.mean([c < height / 2 for c in centres]) >= 0.7  # in front of the face
+    assert (rows[17:45, 1, 0] > 0).sum() > (rows[17:45, 0, 0] > 0).sum()  # the signer's right hand
+    assert not rows[:5, :, 0].any() and not rows[-4:, :, 0].any()  # hands resting below the frame
+    landmarks = raised[0][7 : 7 + 63].reshape(21, 3)
+    box = raised[0][3:7]
+    assert (landmarks[:, 0] >= box[0] - 1e-3).all() and (landmarks[:, 1] <= box[3] + 1e-3).all()
+
+
+def test_hand_features_through_the_cli(tmp_path):
+    annotations = tmp_path / "clips.csv"
+    annotations.write_text(f"id,path,text,language,split\nhand_clip,{HAND_CLIP},eine hand hebt sich,de,test\n")
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out, "--quiet",
+                  "--features", "hands,hamer", "--hamer", CKPT, "--hamer-config", CONFIG)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (key, fields), = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
+    hands, hamer, shape = (decode_npy(fields[f]) for f in ("hands.npy", "hamer.npy", "hamer_shape.npy"))
+    assert "dinov2.npy" not in fields
+    assert hands.shape == (58, 2, COLUMNS) and hands.dtype == np.float32
+    assert hamer.shape == (58, 288) and hamer.dtype == np.float16 and shape.shape == (58, 2, 13)
+    present = hands[:, :, 0] > 0
+    assert present[:, 1].sum() >= 17
+    blocks = {0: np.r_[0:135, 270:279], 1: np.r_[135:270, 279:288]}
+    for slot, columns in blocks.items():
+        assert not hamer[~present[:, slot]][:, columns].any()  # missing hand: zeros
+        assert (np.abs(hamer[present[:, slot]][:, columns]).sum(axis=1) > 0).all()
+    rotations = hamer[present[:, 1]][:, 135:270].astype(np.float32).reshape(-1, 15, 3, 3)
+    assert np.allclose(rotations @ rotations.transpose(0, 1, 3, 2), np.eye(3), atol=1e-2)  # rotation matrices
+    meta = json.loads(fields["json"])
+    assert meta["fields"]["hamer.npy"]["shape"] == [58, 288] and "hamer" in meta["provenance"]["features"]
+
+
+def test_hamer_without_a_checkpoint_says_where_to_get_it(tmp_path, generic_csv):
+    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", tmp_path / "o",
+                  "--features", "hamer")  # fmt: skip
+    assert result.exit_code == 1 and "hamer.ckpt" in result.output and "--hamer" in result.output
