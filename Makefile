@@ -25,6 +25,7 @@ bench: $(STAMP)  ## benchmark scripts (needs Debian's ffmpeg for the decode comp
 	$(VENV)/bin/python bench/decode.py
 	$(VENV)/bin/python bench/pseudo_gloss.py
 	$(VENV)/bin/python bench/features.py
+	$(VENV)/bin/python bench/hands.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline stages manifests tests bench

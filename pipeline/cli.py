@@ -90,6 +90,8 @@ def run(
     hamer_config: Optional[str] = typer.Option(None, help="JSON of HaMeR architecture sizes, for checkpoints other than the released one.", rich_help_panel=FEATURES),
     hand_confidence: Optional[float] = typer.Option(None, help="MediaPipe detection/tracking confidence (default: 0.5).", rich_help_panel=FEATURES),
     pose_fallback: Optional[bool] = typer.Option(None, "--pose-fallback/--no-pose-fallback", help="Boxes from body-pose wrists where no hand is found (default: on).", rich_help_panel=FEATURES),
+    hamer_tokens: Optional[bool] = typer.Option(None, "--hamer-tokens/--no-hamer-tokens", help="Also store each hand's mean-pooled HaMeR backbone token (1280-d).", rich_help_panel=FEATURES),
+    hand_keypoints: Optional[str] = typer.Option(None, help="Folder of <id>.npy hand keypoints ([T,133,3] COCO-WholeBody or [T,2,K,3]) to use instead of MediaPipe.", rich_help_panel=FEATURES),
     hands_mirrored: Optional[bool] = typer.Option(None, "--hands-mirrored/--hands-not-mirrored", help="The video is mirrored (selfie); decides which hand is the signer's left.", rich_help_panel=FEATURES),
 ) -> None:
     """Run a stage (or all stages) over a corpus; finished work units are skipped on re-runs."""

@@ -59,6 +59,8 @@ class FeaturesOptions:
     hand_confidence: float = 0.5
     pose_fallback: bool = True
     hands_mirrored: bool = False
+    hamer_tokens: bool = False
+    hand_keypoints: str | None = None
 
     def feature_list(self) -> list[str]:
         names = [n.strip() for n in self.features.split(",") if n.strip()]
@@ -92,13 +94,18 @@ class FeaturesStage(Stage):
         from stages.hands.detect import HandDetector, require_mediapipe
         from stages.hands.encoders import HamerEncoder, HandsEncoder
 
-        require_mediapipe()
+        keypoints = Path(o.hand_keypoints).expanduser().resolve() if o.hand_keypoints else None
+        if keypoints is None:
+            require_mediapipe()
+        elif not keypoints.is_dir():
+            raise PrepError(f"--hand-keypoints {o.hand_keypoints}: no such folder (one <id>.npy per clip)")
         if not hasattr(self, "_detector"):  # one detector: hamer reuses what hands found
             self._detector = HandDetector(min_confidence=o.hand_confidence, pose_fallback=o.pose_fallback,
-                                          mirrored=o.hands_mirrored)  # fmt: skip
+                                          mirrored=o.hands_mirrored, keypoints=keypoints)  # fmt: skip
         if name == "hands":
             return HandsEncoder(self._detector)
-        return HamerEncoder(self._detector, o.hamer, o.hamer_config, device=self.device, precision=o.precision)
+        return HamerEncoder(self._detector, o.hamer, o.hamer_config, device=self.device, precision=o.precision,
+                            tokens=o.hamer_tokens)  # fmt: skip
 
     def options_dict(self) -> dict[str, Any]:
         """Options with ``auto`` resolved: a CPU run and a GPU run give different numbers."""

@@ -38,7 +38,16 @@ class ClipEnd:
     crash: BaseException | None = None  # a bug, not bad data: re-raised in the consumer
 
 
-Hook = Callable[[np.ndarray, int], Any]  # (frames, clip position) -> prepared
+@dataclass(frozen=True)
+class ChunkInfo:
+    """What a host-side hook knows about the frames it gets: which clip, which frames."""
+
+    position: int  # the clip's place in the unit
+    item: Any  # the clip's manifest row
+    indices: np.ndarray  # frame indices within the clip
+
+
+Hook = Callable[[np.ndarray, ChunkInfo], Any]  # (frames, info) -> prepared
 
 
 def decoded_chunks(
@@ -70,7 +79,8 @@ def decoded_chunks(
             try:
                 source, selection = open_clip(clips[position])
                 for clip in iter_clip(source, selection, chunk_frames):
-                    prepared = {name: hook(clip.frames, position) for name, hook in hooks.items()}
+                    info = ChunkInfo(position, clips[position], clip.indices)
+                    prepared = {name: hook(clip.frames, info) for name, hook in hooks.items()}
                     count += len(clip.indices)
                     if not put(queues[worker], FrameChunk(position, clip.indices, prepared)):
                         return

@@ -124,7 +124,7 @@ class Dinov2Encoder:
         hidden = AutoConfig.from_pretrained(self.location.folder, local_files_only=True).hidden_size
         return hidden * (2 if self.pooling == "cls+patch-mean" else 1)
 
-    def host_prepare(self, frames: np.ndarray, position: int = 0):
+    def host_prepare(self, frames: np.ndarray, info: Any = None):
         """Decode-thread side: the full preprocessing on CPU; on GPU only a pinned uint8 tensor."""
         import torch
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from stages.features.decoding import FrameChunk, decoded_chunks
+from stages.features.decoding import ChunkInfo, FrameChunk, decoded_chunks
 
 
 class FrameEncoder(Protocol):
@@ -29,7 +29,7 @@ class FrameEncoder(Protocol):
     fields: dict[str, tuple[int, ...]]
 
     def load(self) -> None: ...
-    def host_prepare(self, frames: np.ndarray, position: int) -> Any: ...
+    def host_prepare(self, frames: np.ndarray, info: ChunkInfo) -> Any: ...
     def device_prepare(self, prepared: Any) -> Any: ...
     def __call__(self, batch: Any) -> dict[str, np.ndarray]: ...
     def provenance(self) -> dict[str, Any]: ...
@@ -116,7 +116,7 @@ def extract_clips(
     *,
     batch_size: int,
     decode_workers: int,
-    frame_hook: Callable[[np.ndarray], list] | None = None,
+    frame_hook: Callable[[np.ndarray, ChunkInfo], list] | None = None,
     times: ExtractionTimes | None = None,
 ) -> Iterator[ExtractedClip]:
     """Each clip's arrays (``{shard field: [T, ...]}``) in clip order; failed clips carry ``error``."""

@@ -63,7 +63,7 @@ class FrameJpegs:
     size: int = 256
     quality: int = 90
 
-    def __call__(self, frames: np.ndarray, position: int = 0) -> list[bytes]:
+    def __call__(self, frames: np.ndarray, info: Any = None) -> list[bytes]:
         encoded = []
         for frame in frames:
             small = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)

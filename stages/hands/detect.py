@@ -5,13 +5,16 @@ MediaPipe Hands (the models inside the ``mediapipe==0.10.21`` wheel) runs in vid
 tracks through a clip. Its handedness assumes a mirrored (selfie) image; for ordinary camera
 video its "Left" is the signer's right hand, which is what the slots record (``mirrored=True``
 for selfie footage). Where it finds no hand for a slot, MediaPipe Pose's wrist, thumb, index
-and pinky points give a fallback box (no landmarks), and the source column says so.
+and pinky points give a fallback box (no landmarks), and the source column says so. With a
+keypoints folder, boxes come from the user's own keypoints instead (``stages.hands.keypoints``).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +52,10 @@ class HandDetector:
     """Per thread: MediaPipe trackers reset at each new clip; ``detect`` is called with a
     clip's chunks in order and returns ``[n, 2, COLUMNS]`` float32 rows."""
 
-    def __init__(self, *, min_confidence: float = 0.5, pose_fallback: bool = True, mirrored: bool = False) -> None:
+    def __init__(self, *, min_confidence: float = 0.5, pose_fallback: bool = True, mirrored: bool = False,
+                 keypoints: Path | None = None) -> None:  # fmt: skip
         self.min_confidence, self.pose_fallback, self.mirrored = min_confidence, pose_fallback, mirrored
+        self.keypoints = keypoints
         self._local = threading.local()
 
     def __getstate__(self) -> dict:
@@ -61,18 +66,43 @@ class HandDetector:
         self._local = threading.local()
 
     def load(self) -> None:
-        require_mediapipe()
+        if self.keypoints is None:
+            require_mediapipe()
 
-    def detect(self, frames: np.ndarray, position: int) -> np.ndarray:
+    @property
+    def source(self) -> str:
+        if self.keypoints is not None:
+            return f"keypoints-file ({self.keypoints.name})"
+        return "mediapipe-hands-0.10.21 (video mode)" + (" + mediapipe-pose fallback" if self.pose_fallback else "")
+
+    def detect(self, frames: np.ndarray, info: Any) -> np.ndarray:
+        """``info``: the chunk's clip position, manifest row and frame indices (a ``ChunkInfo``)."""
         cached = getattr(self._local, "last", None)
-        if cached is not None and cached[0] == position and cached[1] is frames:
+        if cached is not None and cached[0] == info.position and cached[1] is frames:
             return cached[2]  # the hamer feature asks for the chunk the hands feature just did
-        trackers = self._trackers(position)
-        rows = np.zeros((len(frames), 2, COLUMNS), np.float32)
-        for i, frame in enumerate(frames):
-            rows[i] = self._frame(trackers, np.ascontiguousarray(frame))
-        self._local.last = (position, frames, rows)
+        if self.keypoints is not None:
+            rows = self._from_keypoints(frames, info)
+        else:
+            trackers = self._trackers(info.position)
+            rows = np.zeros((len(frames), 2, COLUMNS), np.float32)
+            for i, frame in enumerate(frames):
+                rows[i] = self._frame(trackers, np.ascontiguousarray(frame))
+        self._local.last = (info.position, frames, rows)
         return rows
+
+    def _from_keypoints(self, frames: np.ndarray, info: Any) -> np.ndarray:
+        from stages.hands.keypoints import keypoint_rows, load_hand_keypoints
+        from pipeline.video import DecodeError
+
+        loaded = getattr(self._local, "keypoint_file", None)
+        if loaded is None or loaded[0] != info.item["id"]:
+            loaded = (info.item["id"], load_hand_keypoints(self.keypoints, info.item["id"]))
+            self._local.keypoint_file = loaded
+        points = loaded[1]
+        if len(points) <= int(info.indices.max()):
+            raise DecodeError(f"hand keypoints for {info.item['id']} cover {len(points)} frames, the clip has more")
+        height, width = frames.shape[1:3]
+        return keypoint_rows(np.asarray(points[info.indices], np.float32), width, height, self.min_confidence)
 
     def _trackers(self, position: int) -> _Trackers:
         current = getattr(self._local, "trackers", None)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import PrepError
+from stages.features.decoding import ChunkInfo
 from stages.features.dinov2 import IMAGENET_MEAN, IMAGENET_STD, torch_dtype
 from stages.hands.detect import BOX, COLUMNS, HandDetector
 from stages.hands.hamer import HamerConfig, load_hamer
@@ -79,8 +80,8 @@ class HandsEncoder:
     def load(self) -> None:
         self.detector.load()
 
-    def host_prepare(self, frames: np.ndarray, position: int) -> torch.Tensor:
-        return torch.from_numpy(self.detector.detect(frames, position))
+    def host_prepare(self, frames: np.ndarray, info: ChunkInfo) -> torch.Tensor:
+        return torch.from_numpy(self.detector.detect(frames, info))
 
     def device_prepare(self, prepared: torch.Tensor) -> torch.Tensor:
         return prepared
@@ -90,9 +91,9 @@ class HandsEncoder:
 
     def provenance(self) -> dict[str, Any]:
         d = self.detector
-        return {"detector": "mediapipe-hands-0.10.21 (video mode)", "fallback": "mediapipe-pose" if d.pose_fallback else None,
-                "min_confidence": d.min_confidence, "mirrored_input": d.mirrored, "slots": ["left", "right"],
-                "columns": "present, source (0 none, 1 hands, 2 pose), score, box x0 y0 x1 y1 px, "
+        return {"detector": d.source, "min_confidence": d.min_confidence, "mirrored_input": d.mirrored,
+                "slots": ["left", "right"],
+                "columns": "present, source (0 none, 1 hands, 2 pose, 3 keypoints file), score, box x0 y0 x1 y1 px, "
                            "21x(x, y, z) px, 21x(x, y) normalised"}  # fmt: skip
 
 
@@ -104,7 +105,7 @@ class HamerEncoder:
     fields = {"hamer.npy": (288,), "hamer_shape.npy": (2, 13)}
 
     def __init__(self, detector: HandDetector, checkpoint: str | None, config: str | None, *, device: str,
-                 precision: str, crop_batch: int = 32) -> None:  # fmt: skip
+                 precision: str, crop_batch: int = 32, tokens: bool = False) -> None:  # fmt: skip
         if not checkpoint:
             raise PrepError(f"the hamer feature needs HaMeR's checkpoint: get hamer.ckpt from {HAMER_URL} "
                             "and pass --hamer /path/to/hamer.ckpt (MANO files are not needed)")  # fmt: skip
@@ -113,6 +114,9 @@ class HamerEncoder:
         self.detector, self.checkpoint, self.config_path = detector, Path(checkpoint), config
         self.config = HamerConfig.from_file(Path(config)) if config else HamerConfig()
         self.device, self.precision, self.crop_batch = device, precision, crop_batch
+        self.tokens = tokens
+        if tokens:  # the pooled backbone token per hand: [T, 2, embed_dim]
+            self.fields = {**self.fields, "hamer_tokens.npy": (2, self.config.backbone.embed_dim)}
         self.model = None
 
     def __getstate__(self) -> dict:
@@ -124,8 +128,8 @@ class HamerEncoder:
             self._dtype = torch_dtype(self.precision, self.device)
             self.model = load_hamer(self.checkpoint, self.config).to(self.device, self._dtype)
 
-    def host_prepare(self, frames: np.ndarray, position: int) -> HandCrops:
-        rows = self.detector.detect(frames, position)
+    def host_prepare(self, frames: np.ndarray, info: ChunkInfo) -> HandCrops:
+        rows = self.detector.detect(frames, info)
         crops = np.zeros((len(frames), 2, CROP, CROP, 3), np.uint8)
         for i, frame in enumerate(frames):
             for slot in (0, 1):
@@ -140,19 +144,23 @@ class HamerEncoder:
     def __call__(self, batch: HandCrops) -> dict[str, np.ndarray]:
         n = len(batch)
         pose, shape = torch.zeros(n, 2, 16, 3, 3), torch.zeros(n, 2, 13)
+        tokens = torch.zeros(n, 2, self.config.backbone.embed_dim)
         frame_slot = batch.present.nonzero()
         for begin in range(0, len(frame_slot), self.crop_batch):
             index = frame_slot[begin : begin + self.crop_batch]
             images = normalise(batch.crops[index[:, 0], index[:, 1]].to(self.device), self._dtype)
-            out = {k: v.float().cpu() for k, v in self.model(images).items()}
+            out = {k: v.float().cpu() for k, v in self.model(images, return_tokens=self.tokens).items()}
             rotations = torch.cat([out["global_orient"], out["hand_pose"]], 1)
             left = index[:, 1] == 0
             rotations[left] = MIRROR @ rotations[left] @ MIRROR
             out["cam"][left, 1] = -out["cam"][left, 1]
             pose[index[:, 0], index[:, 1]] = rotations
             shape[index[:, 0], index[:, 1]] = torch.cat([out["betas"], out["cam"]], 1)
+            if self.tokens:
+                tokens[index[:, 0], index[:, 1]] = out["backbone_pooled"]
         hamer = torch.cat([pose[:, :, 1:].reshape(n, -1), pose[:, :, 0].reshape(n, -1)], 1)
-        return {"hamer.npy": hamer.numpy(), "hamer_shape.npy": shape.numpy()}
+        rows = {"hamer.npy": hamer.numpy(), "hamer_shape.npy": shape.numpy()}
+        return {**rows, "hamer_tokens.npy": tokens.numpy()} if self.tokens else rows
 
     def provenance(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint.name, "config": self.config.as_dict(), "rescale": RESCALE,

@@ -15,7 +15,9 @@ import torch
 from pipeline.errors import PrepError
 from pipeline.shards import decode_npy, iter_tar_samples
 from stages.hands import Hamer, HamerConfig, load_hamer
+from stages.features.decoding import ChunkInfo
 from stages.hands.detect import COLUMNS, SOURCE_HANDS, HandDetector
+from stages.hands.keypoints import SOURCE_KEYPOINTS
 from tests.conftest import HAND_CLIP, SHARED, prep
 
 TINY = SHARED / "testvectors" / "hamer_tiny"
@@ -120,7 +122,8 @@ def clip_frames():
 
 def test_mediapipe_tracks_the_raised_hand_of_the_real_clip(clip_frames):
     detector = HandDetector(pose_fallback=False)
-    rows = np.concatenate([detector.detect(clip_frames[i : i + 16], position=0) for i in range(0, 58, 16)])
+    chunks = [(clip_frames[i : i + 16], ChunkInfo(0, {"id": "hand_clip"}, np.arange(i, min(i + 16, 58)))) for i in range(0, 58, 16)]
+    rows = np.concatenate([detector.detect(frames, info) for frames, info in chunks])
     assert rows.shape == (58, 2, COLUMNS)
     height = clip_frames.shape[1]
     found = rows[17:45, :, 0].any(axis=1)
@@ -140,13 +143,15 @@ def test_hand_features_through_the_cli(tmp_path):
     annotations.write_text(f"id,path,text,language,split\nhand_clip,{HAND_CLIP},eine hand hebt sich,de,test\n")
     out = tmp_path / "out"
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out, "--quiet",
-                  "--features", "hands,hamer", "--hamer", CKPT, "--hamer-config", CONFIG)  # fmt: skip
+                  "--features", "hands,hamer", "--hamer", CKPT, "--hamer-config", CONFIG, "--hamer-tokens")  # fmt: skip
     assert result.exit_code == 0, result.output
     (key, fields), = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
     hands, hamer, shape = (decode_npy(fields[f]) for f in ("hands.npy", "hamer.npy", "hamer_shape.npy"))
     assert "dinov2.npy" not in fields
     assert hands.shape == (58, 2, COLUMNS) and hands.dtype == np.float32
     assert hamer.shape == (58, 288) and hamer.dtype == np.float16 and shape.shape == (58, 2, 13)
+    tokens = decode_npy(fields["hamer_tokens.npy"])
+    assert tokens.shape == (58, 2, 64) and not tokens[~(hands[:, :, 0] > 0)].any()
     present = hands[:, :, 0] > 0
     assert present[:, 1].sum() >= 17
     blocks = {0: np.r_[0:135, 270:279], 1: np.r_[135:270, 279:288]}
@@ -163,3 +168,39 @@ def test_hamer_without_a_checkpoint_says_where_to_get_it(tmp_path, generic_csv):
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", tmp_path / "o",
                   "--features", "hamer")  # fmt: skip
     assert result.exit_code == 1 and "hamer.ckpt" in result.output and "--hamer" in result.output
+
+
+def test_boxes_from_a_keypoints_file_instead_of_mediapipe(tmp_path, generic_csv):
+    """One clip with COCO-WholeBody keypoints, one with [T, 2, 21, 3], one without a file."""
+    import csv
+
+    rows = list(csv.DictReader(generic_csv.open()))
+    folder = tmp_path / "keypoints"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    frames = 20  # more than any clip has
+    wholebody = np.zeros((frames, 133, 3), np.float32)
+    wholebody[:, 91:112, :2] = rng.uniform(10, 20, (frames, 21, 2))  # left hand, all confident
+    wholebody[:, 91:112, 2] = 0.9
+    np.save(folder / f"{rows[0]['id']}.npy", wholebody)
+    per_hand = np.zeros((frames, 2, 21, 3), np.float32)
+    per_hand[:, 1, :, :2] = rng.uniform(30, 40, (frames, 21, 2))
+    per_hand[:, 1, :, 2] = 0.8
+    per_hand[5, 1, :, 2] = 0.1  # not confident in frame 5: no hand there
+    np.save(folder / f"{rows[1]['id']}.npy", per_hand)
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", out, "--quiet",
+                  "--features", "hands", "--hand-keypoints", folder)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    samples = {k: f for s in (out / "shards").glob("*/*.tar") for k, f in iter_tar_samples(s)}
+    first, second = (decode_npy(samples[rows[i]["id"]]["hands.npy"]) for i in (0, 1))
+    assert (first[:, 0, 1] == SOURCE_KEYPOINTS).all() and not first[:, 1, 0].any()
+    assert np.allclose(first[:, 0, 3:5], wholebody[: len(first), 91:112, :2].min(1))
+    kept = np.arange(len(second)) != 5
+    assert np.allclose(second[kept, 1, 7 : 7 + 63].reshape(-1, 21, 3)[:, :, :2], per_hand[: len(second), 1, :, :2][kept])
+    assert second[5, 1, 0] == 0 and second[4, 1, 0] == 1
+    import pyarrow.parquet as pq
+
+    quarantined = pq.read_table(out / "features" / "quarantine.parquet").to_pylist()
+    assert len(samples) == 2 and len(quarantined) == len(rows) - 2  # clips without a file; the run goes on
+    assert f"no hand keypoints file {rows[2]['id']}.npy" in {q["id"]: q["detail"] for q in quarantined}[rows[2]["id"]]
