@@ -243,6 +243,20 @@ def demo(
         typer.echo(f"corpus:  {corpus}\noutputs: {run_config.out}\nshards:  {run_config.out / 'shards'}")
 
 
+@app.command()
+def verify(out: Path = typer.Option(..., help="The output folder of a run (holds manifest/ and shards/).")) -> None:
+    """Re-read every shard: checksums, sizes and counts against the index, each manifest sample
+    exactly once (or quarantined), metadata and array shapes; exit 1 on any problem."""
+    from pipeline.verify import format_reports
+    from pipeline.verify import verify as verify_outputs
+
+    with handled_errors():
+        reports = verify_outputs(out.expanduser().resolve())
+    typer.echo(format_reports(reports))
+    if any(r.problems for r in reports):
+        raise typer.Exit(1)
+
+
 @app.command("convert-hamer")
 def convert_hamer(
     checkpoint: Path = typer.Argument(..., help="HaMeR's hamer.ckpt (PyTorch Lightning)."),

@@ -1,0 +1,144 @@
+"""``prep verify``: check published shards against their index, the manifest and themselves.
+
+Per split: every shard's sha256, size and sample count match ``index.json``; every manifest
+sample is in exactly one shard or in the features quarantine; every sample's json parses,
+names the stage versions that made it, and lists the frames whose count every per-frame array
+has (and which the manifest's frame selection gives). Nothing is trusted that is not re-read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import manifest as m
+from pipeline.errors import PrepError
+from pipeline.layout import Layout
+from pipeline.shards import INDEX_NAME, decode_npy, iter_tar_samples, sample_key, sha256_file
+from pipeline.video import FrameSelection
+
+MAX_LISTED = 20
+
+
+@dataclass
+class SplitReport:
+    split: str
+    shards: int = 0
+    samples: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_LISTED:
+            self.problems.append(text)
+        elif len(self.problems) == MAX_LISTED:
+            self.problems.append("… further problems not listed")
+
+
+def verify(out: Path) -> list[SplitReport]:
+    layout = Layout(out)
+    if not (out / "shards").is_dir():
+        raise PrepError(f"no shards under {out}; run --stage features first")
+    splits = m.manifest_splits(layout)
+    quarantined = _quarantined_keys(layout)
+    return [verify_split(layout, split, quarantined.get(split, set())) for split in splits]
+
+
+def _quarantined_keys(layout: Layout) -> dict[str, set[str]]:
+    path = layout.quarantine_table("features")
+    found: dict[str, set[str]] = {}
+    if path.is_file():
+        for row in m.read_table(path).to_pylist():
+            found.setdefault(row["split"], set()).add(sample_key(row["id"]))
+    return found
+
+
+def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitReport:
+    report = SplitReport(split)
+    folder = layout.shard_dir(split)
+    if not (folder / INDEX_NAME).is_file():
+        report.problem(f"no {INDEX_NAME} in {folder}")
+        return report
+    index = json.loads((folder / INDEX_NAME).read_text())
+    manifest = {sample_key(r["id"]): r for r in m.read_table(layout.split_table("manifest", split)).to_pylist()}
+    selection = FrameSelection(**m.read_provenance(layout.split_table("manifest", split)).get("frame_selection", {}))
+    seen: Counter[str] = Counter()
+    for shard in index["shardlist"]:
+        report.shards += 1
+        _check_shard(folder / shard["url"], shard, manifest, selection, seen, report)
+    listed = sum(s["nsamples"] for s in index["shardlist"])
+    if index.get("samples", listed) != listed:
+        report.problem(f"index says {index.get('samples')} samples, its shards list {listed}")
+    for key, count in seen.items():
+        if count > 1:
+            report.problem(f"sample {key} appears {count} times")
+    for key in sorted(set(manifest) - set(seen) - quarantined):
+        report.problem(f"manifest sample {key} is in no shard and not in the quarantine")
+    for key in sorted(set(seen) & quarantined):
+        report.problem(f"sample {key} is both in a shard and in the quarantine")
+    return report
+
+
+def _check_shard(path: Path, entry: dict, manifest: dict, selection: FrameSelection, seen: Counter,
+                 report: SplitReport) -> None:  # fmt: skip
+    name = path.name
+    if not path.is_file():
+        report.problem(f"{name}: listed in the index but missing")
+        return
+    size = path.stat().st_size
+    report.bytes += size
+    if size != entry["filesize"]:
+        report.problem(f"{name}: {size} bytes, index says {entry['filesize']}")
+    if sha256_file(path) != entry["sha256"]:
+        report.problem(f"{name}: sha256 differs from the index (the file changed or is damaged)")
+    count = 0
+    try:
+        for key, fields in iter_tar_samples(path):
+            count += 1
+            seen[key] += 1
+            _check_sample(name, key, fields, manifest.get(key), selection, report)
+    except Exception as exc:  # a damaged tar is a finding, not a crash
+        report.problem(f"{name}: unreadable after {count} samples: {type(exc).__name__}: {exc}".splitlines()[0])
+    report.samples += count
+    if count != entry["nsamples"]:
+        report.problem(f"{name}: {count} samples, index says {entry['nsamples']}")
+
+
+def _check_sample(shard: str, key: str, fields: dict, row: dict | None, selection: FrameSelection,
+                  report: SplitReport) -> None:  # fmt: skip
+    where = f"{shard}: {key}"
+    if row is None:
+        report.problem(f"{where}: not in the manifest")
+        return
+    try:
+        meta = json.loads(fields["json"])
+    except (KeyError, ValueError) as exc:
+        report.problem(f"{where}: json missing or unreadable ({type(exc).__name__})")
+        return
+    stages = meta.get("provenance", {}).get("stages", {})
+    if "features" not in stages or "manifest" not in stages:
+        report.problem(f"{where}: json names no stage versions")
+    frames = meta.get("frame_indices", [])
+    if frames != [int(i) for i in selection.indices(row["num_frames"])]:
+        report.problem(f"{where}: frame_indices disagree with num_frames {row['num_frames']} and the frame selection")
+    for name, data in fields.items():
+        if not name.endswith(".npy"):
+            continue
+        try:
+            array = decode_npy(data)
+        except ValueError as exc:
+            report.problem(f"{where}: {name} unreadable: {exc}")
+            continue
+        if len(array) != len(frames):
+            report.problem(f"{where}: {name} has {len(array)} rows for {len(frames)} frames")
+
+
+def format_reports(reports: list[SplitReport]) -> str:
+    lines = [f"{'split':<8} {'shards':>6} {'samples':>8} {'bytes':>12}  result"]
+    for r in reports:
+        lines.append(f"{r.split:<8} {r.shards:>6} {r.samples:>8} {r.bytes:>12}  {'ok' if not r.problems else f'{len(r.problems)} problem(s)'}")
+    for r in reports:
+        lines += [f"  {r.split}: {p}" for p in r.problems]
+    return "\n".join(lines)
