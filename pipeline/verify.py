@@ -123,8 +123,9 @@ def _check_sample(shard: str, key: str, fields: dict, row: dict | None, selectio
     frames = meta.get("frame_indices", [])
     if frames != [int(i) for i in selection.indices(row["num_frames"])]:
         report.problem(f"{where}: frame_indices disagree with num_frames {row['num_frames']} and the frame selection")
+    per_clip = {name for name, info in meta.get("fields", {}).items() if info.get("per_clip")}
     for name, data in fields.items():
-        if not name.endswith(".npy"):
+        if not name.endswith(".npy") or name in per_clip:
             continue
         try:
             array = decode_npy(data)

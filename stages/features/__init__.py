@@ -28,7 +28,7 @@ from pipeline.video import FrameSelection, open_source
 from stages.features.dinov2 import Dinov2Encoder, torch_dtype
 from stages.features.extract import ExtractedClip, extract_clips
 from stages.features.publish import publish_split
-from stages.features.sample import FrameJpegs, annotated_rows, frame_field, sample_json
+from stages.features.sample import FrameJpegs, annotated_rows, annotation_arrays, frame_field, sample_json
 
 DECODE_FAILED = "decode_failed"
 FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
@@ -166,6 +166,9 @@ class FeaturesStage(Stage):
             dtype = np.float32 if field in FULL_PRECISION_FIELDS else np.float16
             fields[field] = encode_npy(array.astype(dtype))
             described[field] = {"dtype": np.dtype(dtype).name, "shape": list(array.shape)}
+        for field, array in annotation_arrays(row).items():  # per clip, not per frame
+            fields[field] = encode_npy(array)
+            described[field] = {"dtype": "float32", "shape": list(array.shape), "per_clip": True}
         for position, jpeg in enumerate(clip.extras):
             fields[frame_field(position)] = jpeg
         if clip.extras:

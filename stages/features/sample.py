@@ -23,13 +23,19 @@ MANIFEST_FIELDS = ("id", "dataset", "split", "language", "translation", "gloss",
 
 @dataclass(frozen=True)
 class Annotation:
-    """Columns of another stage's per-split table copied into each sample's json."""
+    """Columns of another stage's per-split table copied into each sample: into its json, or,
+    for ``arrays`` (column -> shard field), into an ``.npy`` field of their own."""
 
     stage: str
     columns: tuple[str, ...]
+    arrays: tuple[tuple[str, str], ...] = ()
 
 
-ANNOTATIONS = (Annotation("pseudo-gloss", ("pseudo_glosses", "pseudo_gloss_ids")),)
+ANNOTATIONS = (
+    Annotation("pseudo-gloss", ("pseudo_glosses", "pseudo_gloss_ids")),
+    Annotation("hand-captions", ("hand_caption", "caption_emb"), arrays=(("caption_emb", "caption_emb.npy"),)),
+)
+ARRAY_COLUMNS = {column: field for a in ANNOTATIONS for column, field in a.arrays}
 
 
 def annotated_rows(layout: Layout, split: str) -> tuple[list[dict], dict[str, int]]:
@@ -53,7 +59,14 @@ def annotated_rows(layout: Layout, split: str) -> tuple[list[dict], dict[str, in
 
 def sample_json(row: dict, indices: np.ndarray, fields: dict[str, dict], provenance: dict) -> dict[str, Any]:
     """Everything a trainer needs to know about one sample, beside its arrays."""
-    return {**row, "frame_indices": [int(i) for i in indices], "fields": fields, "provenance": provenance}
+    plain = {k: v for k, v in row.items() if k not in ARRAY_COLUMNS}
+    return {**plain, "frame_indices": [int(i) for i in indices], "fields": fields, "provenance": provenance}
+
+
+def annotation_arrays(row: dict) -> dict[str, np.ndarray]:
+    """Per-clip arrays other stages left for this sample (e.g. ``caption_emb.npy``)."""
+    return {field: np.asarray(row[column], np.float32) for column, field in ARRAY_COLUMNS.items()
+            if row.get(column) is not None}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,9 @@ class HandDetector:
             if rows[slot, 0] or points[0].visibility < 0.5:
                 continue
             xy = np.array([(p.x * width, p.y * height) for p in points], np.float32)
+            centre = xy.mean(0)
+            if not (0 <= centre[0] < width and 0 <= centre[1] < height):
+                continue  # pose guesses hands outside the picture; those are not boxes to crop
             low, high = xy.min(0), xy.max(0)
             pad = 0.5 * max(high - low) + 4.0
             rows[slot, :3] = (1.0, SOURCE_POSE, points[0].visibility)

@@ -1,0 +1,42 @@
+"""Cut a clip into the short chunks a captioner describes (BeyondGloss: 16 frames).
+
+Chunks start every ``stride`` frames (``stride == length``: no overlap). A tail shorter than a
+chunk is merged into the last chunk, so with the defaults the last chunk has 16-31 frames, and
+a clip of ``length`` frames or fewer is one chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start_frame: int  # first frame, inclusive
+    end_frame: int  # last frame, exclusive
+    start_s: float
+    end_s: float
+
+
+def chunk_spans(num_frames: int, length: int = 16, stride: int | None = None) -> list[tuple[int, int]]:
+    stride = stride or length
+    if length < 1 or stride < 1:
+        raise ValueError(f"chunk length and stride must be >= 1, got {length}, {stride}")
+    if num_frames <= length:
+        return [(0, num_frames)] if num_frames > 0 else []
+    starts = list(range(0, num_frames - length + 1, stride))
+    spans = [(s, s + length) for s in starts]
+    if spans[-1][1] < num_frames:  # the tail joins the last chunk
+        spans[-1] = (spans[-1][0], num_frames)
+    return spans
+
+
+def chunks_of(num_frames: int, fps: float, length: int = 16, stride: int | None = None) -> list[Chunk]:
+    return [Chunk(i, a, b, round(a / fps, 3), round(b / fps, 3))
+            for i, (a, b) in enumerate(chunk_spans(num_frames, length, stride))]  # fmt: skip
+
+
+def join_captions(chunks: list[Chunk], texts: list[str]) -> str:
+    """The clip's description in time order, each piece behind its time span."""
+    return " ".join(f"[{c.start_s:.2f}–{c.end_s:.2f} s] {t}" for c, t in zip(chunks, texts))
