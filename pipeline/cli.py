@@ -262,6 +262,16 @@ def verify(out: Path = typer.Option(..., help="The output folder of a run (holds
         raise typer.Exit(1)
 
 
+@app.command()
+def status(out: Path = typer.Option(..., help="The output folder of a run, finished or not.")) -> None:
+    """Per stage and split: units done of planned, samples, quarantined by reason, throughput, last error."""
+    from pipeline.status import format_status
+    from pipeline.status import status as read_status
+
+    with handled_errors():
+        typer.echo(format_status(read_status(out.expanduser().resolve())))
+
+
 @app.command("convert-hamer")
 def convert_hamer(
     checkpoint: Path = typer.Argument(..., help="HaMeR's hamer.ckpt (PyTorch Lightning)."),

@@ -6,6 +6,8 @@
     <out>/<stage>/quarantine.parquet     rejected samples with their reason
     <out>/<stage>/summary.json           counts per split and reason, options, versions
     <out>/_units/<stage>/<split>/<NNNNN>/  one committed work unit (+ _done.json, stats.json)
+    <out>/_units/<stage>/_plan.json      units and samples per split of the latest plan
+    <out>/_units/<stage>/_errors/        the last error of each unit that failed (removed on success)
     <out>/runs/<stage>-<confighash>.json  the resolved configuration of a run
     <out>/shards/<split>/                 published WebDataset tars + index.json
 """
@@ -42,6 +44,12 @@ class Layout:
 
     def unit_dir(self, stage: str, unit_id: str) -> Path:
         return self.units_dir(stage) / unit_id
+
+    def plan_record(self, stage: str) -> Path:
+        return self.units_dir(stage) / "_plan.json"
+
+    def unit_error(self, stage: str, unit_id: str) -> Path:
+        return self.units_dir(stage) / "_errors" / f"{unit_id.replace('/', '-')}.json"
 
     def unit_marker(self, stage: str, unit_id: str) -> Path:
         return self.unit_dir(stage, unit_id) / DONE_MARKER

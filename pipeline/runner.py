@@ -134,6 +134,7 @@ def execute_unit(stage: Stage, unit: WorkUnit, chash: str) -> UnitResult:
     atomic_write_json(tmp / UNIT_STATS, {"unit": unit.id, "counts": counts, "seconds": round(seconds, 3)})
     commit_dir(tmp, final)
     atomic_write_json(final / DONE_MARKER, marker_for(stage, unit, chash))
+    stage.layout.unit_error(stage.name, unit.id).unlink(missing_ok=True)
     return UnitResult(unit.id, counts, seconds)
 
 
@@ -147,6 +148,8 @@ def execute_with_retries(stage: Stage, unit: WorkUnit, chash: str, retries: int)
             log.warning("unit %s failed (attempt %d): %s", unit.id, attempt + 1, exc)
             log.debug("%s", traceback.format_exc())
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    atomic_write_json(stage.layout.unit_error(stage.name, unit.id),
+                      {"unit": unit.id, "error": error, "attempts": retries + 1, "at": time.time()})  # fmt: skip
     return UnitResult(unit.id, error=error)
 
 
@@ -158,6 +161,7 @@ def run_stage(stage: Stage) -> dict[str, Any] | None:
         raise PrepError(f"stage {stage.name}: nothing to do (no samples found under {run.root})")
     chash = config_hash(stage)
     atomic_write_json(stage.layout.run_record(stage.name, chash), run_record(stage, chash))
+    atomic_write_json(stage.layout.plan_record(stage.name), plan_record(units, chash))
     mine = [u for position, u in enumerate(units) if position % run.world_size == run.rank]
     pending = select_pending(stage, mine, chash)
     log.info(
@@ -235,6 +239,16 @@ def map_units(stage: Stage, units: list[WorkUnit], chash: str):
 
 def _quiet_worker() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def plan_record(units: list[WorkUnit], chash: str) -> dict[str, Any]:
+    """What ``prep status`` compares progress against: units and samples per split."""
+    splits: dict[str, dict[str, int]] = {}
+    for unit in units:
+        entry = splits.setdefault(unit.split, {"units": 0, "samples": 0})
+        entry["units"] += 1
+        entry["samples"] += len(unit.items)
+    return {"config_hash": chash, "splits": splits}
 
 
 def run_record(stage: Stage, chash: str) -> dict[str, Any]:

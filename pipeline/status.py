@@ -1,0 +1,88 @@
+"""``prep status``: progress of every stage from what is on disk, also for a crashed run.
+
+Per stage and split: committed units of the latest plan, samples written, quarantined by
+reason, throughput from the units' own timings, and the last unit error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import manifest as m
+from pipeline.errors import PrepError
+from pipeline.layout import DONE_MARKER, UNIT_STATS, Layout
+
+UNIT_QUARANTINE = "quarantine.parquet"  # the name every stage gives its unit's quarantine
+
+
+@dataclass
+class SplitStatus:
+    stage: str
+    split: str
+    units_done: int = 0
+    units_total: int = 0
+    samples: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    quarantined: Counter = field(default_factory=Counter)
+    last_error: str = ""
+
+
+def status(out: Path) -> list[SplitStatus]:
+    layout = Layout(out)
+    units_root = out / "_units"
+    if not units_root.is_dir():
+        raise PrepError(f"nothing has run under {out} (no _units/ folder)")
+    rows = []
+    for stage_dir in sorted(p for p in units_root.iterdir() if p.is_dir()):
+        rows += stage_status(layout, stage_dir.name)
+    return rows
+
+
+def stage_status(layout: Layout, stage: str) -> list[SplitStatus]:
+    plan_path = layout.plan_record(stage)
+    plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"splits": {}}
+    errors = _errors(layout, stage)
+    result = []
+    for split in sorted(plan["splits"], key=m.split_order):
+        row = SplitStatus(stage, split, units_total=plan["splits"][split]["units"])
+        for unit_dir in sorted((layout.units_dir(stage) / split).glob("[0-9]*")):
+            marker = unit_dir / DONE_MARKER
+            if not marker.is_file() or json.loads(marker.read_text()).get("config_hash") != plan.get("config_hash"):
+                continue
+            row.units_done += 1
+            stats = json.loads((unit_dir / UNIT_STATS).read_text())
+            row.samples += stats["counts"].get("ok", 0)
+            row.frames += stats["counts"].get("frames", 0)
+            row.seconds += stats.get("seconds", 0.0)
+            if (unit_dir / UNIT_QUARANTINE).is_file():
+                row.quarantined.update(r["reason"] for r in m.read_table(unit_dir / UNIT_QUARANTINE).to_pylist())
+        row.last_error = errors.get(split, "")
+        result.append(row)
+    return result
+
+
+def _errors(layout: Layout, stage: str) -> dict[str, str]:
+    folder = layout.units_dir(stage) / "_errors"
+    found: dict[str, tuple[float, str]] = {}
+    for path in folder.glob("*.json") if folder.is_dir() else ():
+        record = json.loads(path.read_text())
+        split = record["unit"].split("/")[0]
+        if record["at"] >= found.get(split, (0.0, ""))[0]:
+            found[split] = (record["at"], f"{record['unit']}: {record['error']}")
+    return {split: text for split, (_, text) in found.items()}
+
+
+def format_status(rows: list[SplitStatus]) -> str:
+    lines = [f"{'stage':<14} {'split':<6} {'units':>9} {'samples':>8} {'clips/s':>8} {'frames/s':>9}  quarantined / last error"]
+    for r in rows:
+        rate = (r.samples / r.seconds) if r.seconds else 0.0
+        frame_rate = f"{r.frames / r.seconds:.0f}" if r.seconds and r.frames else "-"
+        quarantined = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined.items())) or "none"
+        error = f"; last error {r.last_error}" if r.last_error else ""
+        lines.append(f"{r.stage:<14} {r.split:<6} {f'{r.units_done}/{r.units_total}':>9} {r.samples:>8} {rate:>8.1f} "
+                     f"{frame_rate:>9}  {quarantined}{error}")  # fmt: skip
+    return "\n".join(lines)
