@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import random
 import subprocess
@@ -106,7 +107,7 @@ def loader_speed(work: Path, samples: int) -> dict:
         count = 0
         for shard in writer.shards:
             for _key, fields in iter_tar_samples(shard.path):
-                np.load(__import__("io").BytesIO(fields["dinov2.npy"]), allow_pickle=False)
+                np.load(io.BytesIO(fields["dinov2.npy"]), allow_pickle=False)
                 json.loads(fields["json"])
                 count += 1
         return count

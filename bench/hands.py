@@ -24,7 +24,7 @@ HAND_CLIP = REPO.parent / "shared" / "data" / "hand_clip.mp4"
 
 
 def detection_rate(frames: np.ndarray, loops: int, pose_fallback: bool) -> tuple[float, float]:
-    from stages.features.decoding import ChunkInfo
+    from pipeline.video import ChunkInfo
     from stages.hands.detect import HandDetector
 
     detector = HandDetector(pose_fallback=pose_fallback)

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from pipeline.layout import Layout
 from pipeline.shards import decode_npy, iter_tar_samples, read_index
 
 
 def shard_paths(out: Path | str, split: str) -> tuple[list[str], dict[str, Any]]:
     """Absolute tar paths of a split, in index order, and the index itself."""
-    folder = Path(out) / "shards" / split
+    folder = Layout(Path(out)).shard_dir(split)
     index = read_index(folder)
     return [str(folder / s["url"]) for s in index["shardlist"]], index
 

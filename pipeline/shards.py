@@ -230,10 +230,39 @@ def read_index(shard_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Samples of one tar, grouped by key, with plain :mod:`tarfile` (no WebDataset needed)."""
+class _HashingReader(io.RawIOBase):
+    """Reads a file once while hashing it, so a check needs one pass, not two."""
+
+    def __init__(self, handle, digest) -> None:
+        self._handle, self.digest = handle, digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._handle.readinto(buffer)
+        self.digest.update(memoryview(buffer)[:count])
+        return count
+
+
+def iter_tar_samples(path: Path, digest=None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Samples of one tar, grouped by key, with plain :mod:`tarfile` (no WebDataset needed).
+
+    With ``digest`` (a hashlib object) the whole file is hashed in the same single read.
+    """
+    with open(path, "rb") as handle:
+        if digest is None:
+            yield from _grouped(tarfile.open(fileobj=handle, mode="r:"))
+            return
+        reader = io.BufferedReader(_HashingReader(handle, digest), 1 << 20)
+        yield from _grouped(tarfile.open(fileobj=reader, mode="r|"))
+        while reader.read(1 << 20):  # the end-of-archive padding belongs to the hash too
+            pass
+
+
+def _grouped(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
     key, fields = None, {}
-    with tarfile.open(path, "r:") as tar:
+    with tar:
         for member in tar:
             if not member.isfile():
                 continue
@@ -246,11 +275,3 @@ def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
             fields[ext] = tar.extractfile(member).read()
     if key is not None:
         yield key, fields
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

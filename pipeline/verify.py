@@ -8,6 +8,7 @@ has (and which the manifest's frame selection gives). Nothing is trusted that is
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from pipeline import manifest as m
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
-from pipeline.shards import INDEX_NAME, decode_npy, iter_tar_samples, sample_key, sha256_file
+from pipeline.shards import INDEX_NAME, decode_npy, iter_tar_samples, sample_key
 from pipeline.video import FrameSelection
 
 MAX_LISTED = 20
@@ -91,16 +92,17 @@ def _check_shard(path: Path, entry: dict, manifest: dict, selection: FrameSelect
     report.bytes += size
     if size != entry["filesize"]:
         report.problem(f"{name}: {size} bytes, index says {entry['filesize']}")
-    if sha256_file(path) != entry["sha256"]:
-        report.problem(f"{name}: sha256 differs from the index (the file changed or is damaged)")
-    count = 0
+    count, digest = 0, hashlib.sha256()
     try:
-        for key, fields in iter_tar_samples(path):
+        for key, fields in iter_tar_samples(path, digest):
             count += 1
             seen[key] += 1
             _check_sample(name, key, fields, manifest.get(key), selection, report)
     except Exception as exc:  # a damaged tar is a finding, not a crash
         report.problem(f"{name}: unreadable after {count} samples: {type(exc).__name__}: {exc}".splitlines()[0])
+        digest = None
+    if digest is None or digest.hexdigest() != entry["sha256"]:
+        report.problem(f"{name}: sha256 differs from the index (the file changed or is damaged)")
     report.samples += count
     if count != entry["nsamples"]:
         report.problem(f"{name}: {count} samples, index says {entry['nsamples']}")

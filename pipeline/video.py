@@ -68,6 +68,15 @@ class Clip:
     indices: np.ndarray  # int64 [T], frame indices within the sample
 
 
+@dataclass(frozen=True)
+class ChunkInfo:
+    """What a consumer of decoded frames knows about them: which clip, which of its frames."""
+
+    position: int  # the clip's place in its work unit
+    item: dict  # the clip's manifest row
+    indices: np.ndarray  # frame indices within the clip
+
+
 class FrameSource(Protocol):
     num_frames: int
     fps: float

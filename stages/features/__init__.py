@@ -20,15 +20,22 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline import manifest as m
+from pipeline.devices import resolve_device, torch_dtype
 from pipeline.errors import PrepError
 from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
 from pipeline.shards import ShardWriter, encode_json, encode_npy, parse_size, sample_key
 from pipeline.storage import atomic_write_json, write_parquet
 from pipeline.video import FrameSelection, open_source
-from stages.features.dinov2 import Dinov2Encoder, torch_dtype
+from stages.features.dinov2 import Dinov2Encoder
 from stages.features.extract import ExtractedClip, extract_clips
 from stages.features.publish import publish_split
-from stages.features.sample import FrameJpegs, annotated_rows, annotation_arrays, frame_field, sample_json
+from stages.features.sample import (
+    FrameJpegs,
+    annotated_rows,
+    annotation_arrays,
+    frame_field,
+    sample_json,
+)
 
 DECODE_FAILED = "decode_failed"
 FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
@@ -208,16 +215,3 @@ class FeaturesStage(Stage):
                              "quarantined": dict(sorted(Counter(q["reason"] for q in rejected).items()))}  # fmt: skip
         write_parquet(m.to_table(quarantine, m.QUARANTINE_SCHEMA, provenance), self.layout.quarantine_table(self.name))
         return {"splits": splits, "outputs": str(self.layout.out / "shards"), "features": provenance["features"]}
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" or device.startswith("cuda"):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise PrepError(f"--device {device} was asked for but torch sees no CUDA device")
-        return device
-    raise PrepError(f"--device must be auto, cpu or cuda[:N], got {device!r}")
-

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from pipeline.video import DecodeError, FrameSelection, FrameSource, iter_clip
+from pipeline.video import ChunkInfo, DecodeError, FrameSelection, FrameSource, iter_clip
 
 
 @dataclass
@@ -36,15 +36,6 @@ class ClipEnd:
     num_frames: int = 0
     error: str | None = None
     crash: BaseException | None = None  # a bug, not bad data: re-raised in the consumer
-
-
-@dataclass(frozen=True)
-class ChunkInfo:
-    """What a host-side hook knows about the frames it gets: which clip, which frames."""
-
-    position: int  # the clip's place in the unit
-    item: Any  # the clip's manifest row
-    indices: np.ndarray  # frame indices within the clip
 
 
 Hook = Callable[[np.ndarray, ChunkInfo], Any]  # (frames, info) -> prepared

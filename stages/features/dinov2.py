@@ -15,14 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.devices import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalise, torch_dtype
 from pipeline.errors import PrepError
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLINGS = ("cls", "patch-mean", "cls+patch-mean")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -66,16 +64,6 @@ def weights_digest(folder: Path) -> str:
                     digest.update(block)
             return f"sha256:{digest.hexdigest()[:16]}"
     return "unknown"
-
-
-def torch_dtype(precision: str, device: str):
-    import torch
-
-    if precision not in PRECISIONS:
-        raise PrepError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 class Dinov2Encoder:
@@ -163,7 +151,6 @@ class Dinov2Encoder:
 
 def preprocess(frames, resize: int, crop: int):
     """uint8 ``[N, H, W, 3]`` tensor -> normalised float ``[N, 3, crop, crop]`` (same device)."""
-    import torch
     from torch.nn import functional as F
 
     images = frames.permute(0, 3, 1, 2).float()
@@ -173,10 +160,7 @@ def preprocess(frames, resize: int, crop: int):
     size = (resize, scaled_long) if height <= width else (scaled_long, resize)
     images = F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False)
     top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
-    images = images[:, :, top : top + crop, left : left + crop].clamp_(0, 255) / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images - mean) / std
+    return imagenet_normalise(images[:, :, top : top + crop, left : left + crop].clamp_(0, 255) / 255.0)
 
 
 def write_tiny_dinov2(folder: Path, seed: int = 0) -> Path:

@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from stages.features.decoding import ChunkInfo, FrameChunk, decoded_chunks
+from pipeline.video import ChunkInfo
+from stages.features.decoding import FrameChunk, decoded_chunks
 
 
 class FrameEncoder(Protocol):

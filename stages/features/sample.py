@@ -8,7 +8,6 @@ appear in every sample's json, with no other change to this stage.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -92,6 +91,3 @@ def frame_field(position: int) -> str:
     """Field name of the ``position``-th stored frame; sorts in frame order."""
     return f"frame_{position:05d}.jpg"
 
-
-def source_path(base: Path, row: dict) -> Path:
-    return base / row["source_path"]

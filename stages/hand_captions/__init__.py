@@ -22,7 +22,7 @@ from pipeline import manifest as m
 from pipeline.errors import PrepError
 from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
 from pipeline.storage import write_parquet
-from pipeline.video import DecodeError, FrameSelection, iter_clip, open_source
+from pipeline.video import ChunkInfo, DecodeError, FrameSelection, iter_clip, open_source
 from stages.hand_captions.chunking import chunks_of, join_captions
 from stages.hand_captions.embeddings import DEFAULT_ENCODER, SentenceEncoder
 from stages.hand_captions.kinematic import VERSION as KINEMATIC_VERSION
@@ -91,8 +91,6 @@ class HandCaptionsStage(Stage):
         return units
 
     def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
-        from stages.features.decoding import ChunkInfo
-
         self.detector.load()
         samples, chunk_rows, rejected, frames = [], [], [], 0
         for position, item in enumerate(unit.items):

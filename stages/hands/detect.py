@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import PrepError
+from pipeline.video import DecodeError
 
 SLOTS = ("left", "right")  # the signer's own hands
 SOURCE_NONE, SOURCE_HANDS, SOURCE_POSE = 0, 1, 2
@@ -92,7 +93,6 @@ class HandDetector:
 
     def _from_keypoints(self, frames: np.ndarray, info: Any) -> np.ndarray:
         from stages.hands.keypoints import keypoint_rows, load_hand_keypoints
-        from pipeline.video import DecodeError
 
         loaded = getattr(self._local, "keypoint_file", None)
         if loaded is None or loaded[0] != info.item["id"]:

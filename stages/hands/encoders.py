@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
+from pipeline.devices import imagenet_normalise, torch_dtype
 from pipeline.errors import PrepError
-from stages.features.decoding import ChunkInfo
-from stages.features.dinov2 import IMAGENET_MEAN, IMAGENET_STD, torch_dtype
+from pipeline.video import ChunkInfo
 from stages.hands.detect import BOX, COLUMNS, HandDetector
 from stages.hands.hamer import HamerConfig, load_hamer
 
@@ -171,7 +171,4 @@ class HamerEncoder:
 
 def normalise(crops: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """uint8 ``[N, 256, 256, 3]`` -> ImageNet-normalised ``[N, 3, 256, 256]``."""
-    images = crops.permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return ((images - mean) / std).to(dtype)
+    return imagenet_normalise(crops.permute(0, 3, 1, 2).float() / 255.0).to(dtype)

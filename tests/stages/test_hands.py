@@ -14,8 +14,8 @@ import torch
 
 from pipeline.errors import PrepError
 from pipeline.shards import decode_npy, iter_tar_samples
+from pipeline.video import ChunkInfo
 from stages.hands import Hamer, HamerConfig, load_hamer
-from stages.features.decoding import ChunkInfo
 from stages.hands.detect import COLUMNS, SOURCE_HANDS, HandDetector
 from stages.hands.keypoints import SOURCE_KEYPOINTS
 from tests.conftest import HAND_CLIP, SHARED, prep

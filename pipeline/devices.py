@@ -1,0 +1,42 @@
+"""Device and precision choices, and the ImageNet normalisation the vision models share."""
+
+from __future__ import annotations
+
+from pipeline.errors import PrepError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees one, else ``cpu``; a CUDA request without CUDA is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" or device.startswith("cuda"):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise PrepError(f"--device {device} was asked for but torch sees no CUDA device")
+        return device
+    raise PrepError(f"--device must be auto, cpu or cuda[:N], got {device!r}")
+
+
+def torch_dtype(precision: str, device: str):
+    """``auto`` is bf16 on GPU and fp32 on CPU."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise PrepError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def imagenet_normalise(images):
+    """Float ``[N, 3, H, W]`` in [0, 1] -> ImageNet mean/std normalised (same device)."""
+    import torch
+
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
