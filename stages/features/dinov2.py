@@ -7,9 +7,7 @@ mean/std. It runs on batched tensors: in the decode threads on CPU, on the devic
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,53 +15,11 @@ import numpy as np
 
 from pipeline.devices import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalise, torch_dtype
 from pipeline.errors import PrepError
+from pipeline.models import ModelLocation, locate_model, weights_digest  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 POOLINGS = ("cls", "patch-mean", "cls+patch-mean")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-@dataclass(frozen=True)
-class ModelLocation:
-    """Where a model was found offline, and the revision it is recorded under."""
-
-    reference: str  # what the user gave: a folder or a Hugging Face id
-    folder: Path
-    revision: str
-
-
-def locate_model(reference: str, what: str, flag: str) -> ModelLocation:
-    """A local folder, or a Hugging Face id already in the local cache; never downloads."""
-    folder = Path(reference).expanduser()
-    if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            raise PrepError(f"{what} folder {folder} has no config.json; pass a folder written by save_pretrained")
-        return ModelLocation(reference, folder.resolve(), weights_digest(folder))
-    from huggingface_hub import constants, snapshot_download
-
-    try:
-        snapshot = Path(snapshot_download(reference, local_files_only=True))
-    except Exception:  # not cached, or not a valid id: the same advice applies
-        raise PrepError(
-            f"{what} {reference!r} is not available offline: on a machine with internet run "
-            f"`huggingface-cli download {reference}` and copy the folder here, then pass {flag} /that/folder "
-            f"(or copy the Hugging Face cache to {constants.HF_HUB_CACHE})"
-        ) from None
-    return ModelLocation(reference, snapshot, snapshot.name)
-
-
-def weights_digest(folder: Path) -> str:
-    """A local folder has no hub revision: the sha256 of its weights names it instead."""
-    for name in WEIGHT_FILES:
-        path = folder / name
-        if path.is_file():
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while block := handle.read(1 << 22):
-                    digest.update(block)
-            return f"sha256:{digest.hexdigest()[:16]}"
-    return "unknown"
 
 
 class Dinov2Encoder:
@@ -109,7 +65,7 @@ class Dinov2Encoder:
     def width(self) -> int:
         from transformers import AutoConfig
 
-        hidden = AutoConfig.from_pretrained(self.location.folder, local_files_only=True).hidden_size
+        hidden = AutoConfig.from_pretrained(self.location.folder, local_files_only=True, trust_remote_code=False).hidden_size
         return hidden * (2 if self.pooling == "cls+patch-mean" else 1)
 
     def host_prepare(self, frames: np.ndarray, info: Any = None):
@@ -139,7 +95,8 @@ class Dinov2Encoder:
             hidden = self.model(pixel_values=batch.to(self._dtype)).last_hidden_state
             cls, patches = hidden[:, 0], hidden[:, 1:].mean(dim=1)
             out = {"cls": cls, "patch-mean": patches, "cls+patch-mean": torch.cat([cls, patches], 1)}[self.pooling]
-            return {self.field: out.float().cpu().numpy()}
+            # a copy: a view of the CLS column would keep the whole [N, tokens, D] output alive
+            return {self.field: np.ascontiguousarray(out.float().cpu().numpy())}
 
     def provenance(self) -> dict[str, Any]:
         dtype = str(torch_dtype(self.precision, self.device)).removeprefix("torch.")

@@ -1,36 +1,36 @@
 """Stage ``hand-captions`` (BeyondGloss): each clip cut into short chunks, each chunk described
-(hand position, movement, opening), the descriptions joined in time order, and the joined
-description embedded with a sentence encoder.
+by a captioner (a VideoLLM through transformers or vLLM, or the offline kinematic describer),
+the descriptions joined in time order, optionally refined by a text LLM, and embedded.
 
 Outputs under ``<out>/hand-captions/``: ``<split>.parquet`` (per sample: ``hand_caption``,
-``chunks``, ``caption_emb``), ``<split>.chunks.parquet`` (:data:`CHUNK_SCHEMA`),
-``quarantine.parquet``, ``summary.json``. The features stage copies ``hand_caption`` into each
-sample's json and ``caption_emb`` into ``caption_emb.npy`` when this stage ran first.
+``hand_caption_raw``, ``chunks``, ``caption_emb``), ``<split>.chunks.parquet``
+(:data:`CHUNK_SCHEMA`), ``quarantine.parquet``, ``summary.json``. The features stage copies
+``hand_caption`` into each sample's json and ``caption_emb`` into ``caption_emb.npy``.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from pipeline import manifest as m
+from pipeline.devices import resolve_device
 from pipeline.errors import PrepError
-from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
+from pipeline.journal import UnitJournal
+from pipeline.runner import Stage, WorkUnit, committed_units, config_hash, slice_units
 from pipeline.storage import write_parquet
-from pipeline.video import ChunkInfo, DecodeError, FrameSelection, iter_clip, open_source
+from pipeline.video import DecodeError, open_source
+from stages.hand_captions.captioners import make_captioner
 from stages.hand_captions.chunking import chunks_of, join_captions
 from stages.hand_captions.embeddings import DEFAULT_ENCODER, SentenceEncoder
-from stages.hand_captions.kinematic import VERSION as KINEMATIC_VERSION
-from stages.hand_captions.kinematic import describe_chunk
+from stages.hand_captions.grid import pick_frames
+from stages.hand_captions.work import BatchedCaptioner, ClipUnreadable, ClipWork, chunk_requests, journaled_keys, readable
 
 DECODE_FAILED = "decode_failed"
-CAPTIONERS = ("kinematic",)
-PLANNED_CAPTIONERS = ("transformers", "vllm")
 CHUNK_SCHEMA = pa.schema(
     [("id", pa.string()), ("split", pa.string()), ("chunk_index", pa.int32()), ("start_frame", pa.int32()),
      ("end_frame", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string()),
@@ -38,8 +38,8 @@ CHUNK_SCHEMA = pa.schema(
      ("prompt_hash", pa.string())]
 )  # fmt: skip
 SAMPLE_SCHEMA = pa.schema(
-    [("id", pa.string()), ("split", pa.string()), ("hand_caption", pa.string()), ("chunks", pa.int32()),
-     ("caption_emb", pa.list_(pa.float32()))]
+    [("id", pa.string()), ("split", pa.string()), ("hand_caption", pa.string()), ("hand_caption_raw", pa.string()),
+     ("chunks", pa.int32()), ("caption_emb", pa.list_(pa.float32()))]
 )  # fmt: skip
 UNIT_SAMPLES, UNIT_CHUNKS, UNIT_QUARANTINE = "samples.parquet", "chunks.parquet", "quarantine.parquet"
 
@@ -47,10 +47,21 @@ UNIT_SAMPLES, UNIT_CHUNKS, UNIT_QUARANTINE = "samples.parquet", "chunks.parquet"
 @dataclass(frozen=True)
 class HandCaptionsOptions:
     unit_size: int = 200
-    captioner: str = "kinematic"
+    captioner: str = "transformers"
+    captioner_model: str | None = None
+    captioner_input: str = "grid"
+    prompt: str | None = None
+    max_new_tokens: int = 512
+    caption_batch_size: int = 8
     chunk_frames: int = 16
     chunk_stride: int | None = None
+    chunk_sample_frames: int = 0
+    refine_model: str | None = None
+    refine_prompt: str | None = None
     text_encoder: str = DEFAULT_ENCODER
+    device: str = "auto"
+    precision: str = "auto"
+    trust_remote_code: bool = False
     hand_confidence: float = 0.5
     pose_fallback: bool = True
     hands_mirrored: bool = False
@@ -59,26 +70,43 @@ class HandCaptionsOptions:
 
 class HandCaptionsStage(Stage):
     name = "hand-captions"
-    version = 1
+    version = 2
     requires = ("manifest",)
+    runtime_options = ("caption_batch_size",)
 
     def __init__(self, options: HandCaptionsOptions, run: Any) -> None:
         super().__init__(options, run)
-        if options.captioner in PLANNED_CAPTIONERS:
-            raise PrepError(f"--captioner {options.captioner} is not available in this version; use kinematic")
-        if options.captioner not in CAPTIONERS:
-            raise PrepError(f"--captioner must be one of {', '.join(CAPTIONERS)}, got {options.captioner!r}")
         if options.chunk_frames < 1 or (options.chunk_stride is not None and options.chunk_stride < 1):
             raise PrepError("--chunk-frames and --chunk-stride must be at least 1")
-        from stages.hands.detect import HandDetector, require_mediapipe
-
-        keypoints = Path(options.hand_keypoints).expanduser().resolve() if options.hand_keypoints else None
-        if keypoints is None:
-            require_mediapipe()
-        self.detector = HandDetector(min_confidence=options.hand_confidence, pose_fallback=options.pose_fallback,
-                                     mirrored=options.hands_mirrored, keypoints=keypoints)  # fmt: skip
+        if options.max_new_tokens < 1 or options.caption_batch_size < 1 or options.chunk_sample_frames < 0:
+            raise PrepError("--max-new-tokens and --caption-batch-size must be at least 1, --chunk-sample-frames at least 0")
+        self.device = resolve_device(options.device)
+        self.captioner = make_captioner(options)
+        self.detector = self._hand_detector() if self.captioner.needs_hands else None
+        self.refiner = self._refiner() if options.refine_model else None
         wants_embedding = options.text_encoder.lower() != "none"
         self.encoder = SentenceEncoder(options.text_encoder) if wants_embedding else None
+
+    def _hand_detector(self):
+        from stages.hands.detect import HandDetector, require_mediapipe
+
+        o = self.options
+        keypoints = Path(o.hand_keypoints).expanduser().resolve() if o.hand_keypoints else None
+        if keypoints is None:
+            require_mediapipe()
+        return HandDetector(min_confidence=o.hand_confidence, pose_fallback=o.pose_fallback,
+                            mirrored=o.hands_mirrored, keypoints=keypoints)  # fmt: skip
+
+    def _refiner(self):
+        from stages.hand_captions.refine import CaptionRefiner
+
+        return CaptionRefiner(self.options)
+
+    def options_dict(self) -> dict[str, Any]:
+        """The options plus what they resolve to: prompt hashes (a prompt file may change) and device kind."""
+        identity = self.captioner.identity
+        return {**asdict(self.options), "device": self.device.split(":")[0], "prompt_hash": identity.prompt_hash,
+                "refine_prompt_hash": self.refiner.identity["prompt_hash"] if self.refiner else None}  # fmt: skip
 
     def plan(self) -> list[WorkUnit]:
         splits = m.manifest_splits(self.layout)
@@ -91,38 +119,92 @@ class HandCaptionsStage(Stage):
         return units
 
     def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
-        self.detector.load()
-        samples, chunk_rows, rejected, frames = [], [], [], 0
+        journal = UnitJournal(self.layout.unit_journal(self.name, unit.id),
+                              {"config": config_hash(self), "input": unit.fingerprint()})  # fmt: skip
+        done = journaled_keys(journal, "chunk")
+        batcher = BatchedCaptioner(self.captioner, self.options.caption_batch_size, journal)
+        clips, rejected, frames = [], [], 0
         for position, item in enumerate(unit.items):
+            work = self._clip_work(position, item)
+            clips.append(work)
+            if all((item["id"], c.index) in done for c in work.chunks):
+                continue  # captioned before a crash: not decoded again
             try:
-                source = open_source(self.base_dir / item["source_path"], item["fps"], item["start"], item["end"], threads=2)
-                parts = [self.detector.detect(clip.frames, ChunkInfo(position, item, clip.indices))
-                         for clip in iter_clip(source, FrameSelection(), 64)]  # fmt: skip
-            except (DecodeError, OSError, RuntimeError, ValueError) as exc:
-                detail = " ".join(str(exc).split()) or type(exc).__name__
+                frames += self._caption_clip(work, done, batcher)
+            except ClipUnreadable as exc:
                 rejected.append(m.quarantine_row(item["id"], unit.split, self.run_config.dataset, self.name,
-                                                 DECODE_FAILED, detail, item["source_path"]))  # fmt: skip
-                continue
-            hands = np.concatenate(parts)
-            frames += len(hands)
-            chunks = chunks_of(len(hands), item["fps"], self.options.chunk_frames, self.options.chunk_stride)
-            texts = [describe_chunk(hands[c.start_frame : c.end_frame], source.width, source.height, item["fps"]) for c in chunks]
-            chunk_rows += [self._chunk_row(item["id"], unit.split, c, t) for c, t in zip(chunks, texts)]
-            samples.append({"id": item["id"], "split": unit.split, "hand_caption": join_captions(chunks, texts),
-                            "chunks": len(chunks)})  # fmt: skip
-        if self.encoder is not None and samples:
-            for sample, vector in zip(samples, self.encoder([s["hand_caption"] for s in samples])):
-                sample["caption_emb"] = [float(v) for v in vector]
+                                                 DECODE_FAILED, str(exc), item["source_path"]))  # fmt: skip
+                batcher.waiting = [r for r in batcher.waiting if r.key[0] != item["id"]]
+        batcher.flush()
+        rejected_ids = {r["id"] for r in rejected}
+        clips = [c for c in clips if c.item["id"] not in rejected_ids]
+        samples, chunk_rows = self._assemble(unit, clips, journaled_keys(journal, "chunk"))
+        self._refine(samples, journal)
+        self._embed(samples)
         write_parquet(m.to_table(samples, SAMPLE_SCHEMA), workdir / UNIT_SAMPLES)
         write_parquet(m.to_table(chunk_rows, CHUNK_SCHEMA), workdir / UNIT_CHUNKS)
         write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
-        return {"ok": len(samples), "quarantined": len(rejected), "frames": frames, "chunks": len(chunk_rows)}
+        return {"ok": len(samples), "quarantined": len(rejected), "frames": frames, "chunks": len(chunk_rows),
+                "captioned": batcher.captioned, "generated_tokens": batcher.generated_tokens}  # fmt: skip
 
-    def _chunk_row(self, sample_id: str, split: str, chunk, text: str) -> dict[str, Any]:
+    def _clip_work(self, position: int, item: dict[str, Any]) -> ClipWork:
+        o = self.options
+        chunks = chunks_of(item["num_frames"], item["fps"], o.chunk_frames, o.chunk_stride)
+        picks = [pick_frames(c.start_frame, c.end_frame, o.chunk_sample_frames) for c in chunks]
+        return ClipWork(position, item, chunks, picks)
+
+    def _caption_clip(self, work: ClipWork, done: dict, batcher: BatchedCaptioner) -> int:
+        item = work.item
+        try:
+            source = open_source(self.base_dir / item["source_path"], item["fps"], item["start"], item["end"], threads=2)
+        except (DecodeError, OSError, ValueError) as exc:
+            raise ClipUnreadable(" ".join(str(exc).split()) or type(exc).__name__) from exc
+        if self.detector is not None:
+            self.detector.load()
+        detect = self.detector.detect if self.detector is not None else None
+        for request in readable(chunk_requests(work, source, self.captioner, detect)):
+            if request.key not in done:
+                batcher.add(request)
+        return source.num_frames
+
+    def _assemble(self, unit: WorkUnit, clips: list[ClipWork], captions: dict) -> tuple[list[dict], list[dict]]:
+        samples, chunk_rows = [], []
+        for work in clips:
+            sample_id = work.item["id"]
+            texts = [captions[(sample_id, c.index)]["text"] for c in work.chunks]
+            tokens = [captions[(sample_id, c.index)]["tokens"] for c in work.chunks]
+            chunk_rows += [self._chunk_row(sample_id, unit.split, c, t, n) for c, t, n in zip(work.chunks, texts, tokens)]
+            joined = join_captions(work.chunks, texts)
+            samples.append({"id": sample_id, "split": unit.split, "hand_caption": joined, "hand_caption_raw": joined,
+                            "chunks": len(work.chunks)})  # fmt: skip
+        return samples, chunk_rows
+
+    def _refine(self, samples: list[dict], journal: UnitJournal) -> None:
+        """Rewrite each joined description with the text LLM, batch by batch, journaled."""
+        if self.refiner is None:
+            return
+        refined = journaled_keys(journal, "refined")
+        todo = [s for s in samples if s["id"] not in refined]
+        size = self.options.caption_batch_size
+        for begin in range(0, len(todo), size):
+            batch = todo[begin : begin + size]
+            texts = self.refiner([s["hand_caption_raw"] for s in batch])
+            journal.append({"kind": "refined", "key": s["id"], "text": t} for s, t in zip(batch, texts))
+        refined = journaled_keys(journal, "refined")
+        for sample in samples:
+            sample["hand_caption"] = refined[sample["id"]]["text"]
+
+    def _embed(self, samples: list[dict]) -> None:
+        if self.encoder is not None and samples:
+            for sample, vector in zip(samples, self.encoder([s["hand_caption"] for s in samples])):
+                sample["caption_emb"] = [float(v) for v in vector]
+
+    def _chunk_row(self, sample_id: str, split: str, chunk, text: str, tokens: int) -> dict[str, Any]:
+        identity = self.captioner.identity
         return {"id": sample_id, "split": split, "chunk_index": chunk.index, "start_frame": chunk.start_frame,
                 "end_frame": chunk.end_frame, "start_s": chunk.start_s, "end_s": chunk.end_s, "text": text,
-                "generated_tokens": len(text.split()), "backend": self.options.captioner, "model": KINEMATIC_VERSION,
-                "revision": KINEMATIC_VERSION, "prompt_hash": None}  # fmt: skip
+                "generated_tokens": tokens, "backend": identity.backend, "model": identity.model,
+                "revision": identity.revision, "prompt_hash": identity.prompt_hash}  # fmt: skip
 
     def finalize(self, units: list[WorkUnit]) -> dict[str, Any]:
         samples: dict[str, list] = defaultdict(list)
@@ -145,8 +227,11 @@ class HandCaptionsStage(Stage):
 
     def _provenance(self) -> dict[str, Any]:
         meta = m.provenance(self.name, self.version, self.options_dict())
-        meta.update({"dataset": self.run_config.dataset, "captioner": {"backend": self.options.captioner,
-                     "model": KINEMATIC_VERSION, "hands": self.detector.source},
+        captioner = asdict(self.captioner.identity)
+        if self.detector is not None:
+            captioner["hands"] = self.detector.source
+        meta.update({"dataset": self.run_config.dataset, "captioner": captioner,
+                     "refiner": self.refiner.identity if self.refiner else None,
                      "text_encoder": None if self.encoder is None else
                      {"model": self.encoder.reference, "revision": self.encoder.revision(), "pooling": "mean, L2"}})  # fmt: skip
         return meta

