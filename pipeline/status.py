@@ -1,7 +1,8 @@
 """``prep status``: progress of every stage from what is on disk, also for a crashed run.
 
 Per stage and split: committed units of the latest plan, samples written, quarantined by
-reason, throughput from the units' own timings, and the last unit error.
+reason, throughput from the units' own timings, the last unit error, and the pieces of units in
+progress already journaled (hand-captions: chunks captioned before a crash).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class SplitStatus:
     seconds: float = 0.0
     quarantined: Counter = field(default_factory=Counter)
     last_error: str = ""
+    journaled: int = 0  # finished pieces of uncommitted units
 
 
 def status(out: Path) -> list[SplitStatus]:
@@ -61,8 +63,16 @@ def stage_status(layout: Layout, stage: str) -> list[SplitStatus]:
             if (unit_dir / UNIT_QUARANTINE).is_file():
                 row.quarantined.update(r["reason"] for r in m.read_table(unit_dir / UNIT_QUARANTINE).to_pylist())
         row.last_error = errors.get(split, "")
+        row.journaled = _journaled(layout, stage, split)
         result.append(row)
     return result
+
+
+def _journaled(layout: Layout, stage: str, split: str) -> int:
+    """Whole lines after each journal's header line (see :mod:`pipeline.journal`)."""
+    folder = layout.units_dir(stage) / "_journal"
+    journals = folder.glob(f"{split}-*.jsonl") if folder.is_dir() else ()
+    return sum(max(0, path.read_bytes().count(b"\n") - 1) for path in journals)
 
 
 def _errors(layout: Layout, stage: str) -> dict[str, str]:
@@ -83,6 +93,7 @@ def format_status(rows: list[SplitStatus]) -> str:
         frame_rate = f"{r.frames / r.seconds:.0f}" if r.seconds and r.frames else "-"
         quarantined = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined.items())) or "none"
         error = f"; last error {r.last_error}" if r.last_error else ""
+        error += f"; {r.journaled} pieces journaled in unfinished units" if r.journaled else ""
         lines.append(f"{r.stage:<14} {r.split:<6} {f'{r.units_done}/{r.units_total}':>9} {r.samples:>8} {rate:>8.1f} "
                      f"{frame_rate:>9}  {quarantined}{error}")  # fmt: skip
     return "\n".join(lines)

@@ -156,6 +156,8 @@ def test_a_killed_run_resumes_without_captioning_journaled_chunks_again(clips_cs
     assert not (out / "hand-captions" / "test.chunks.parquet").exists()
     journaled = journal.read_bytes().count(b"\n") - 1
     assert 2 <= journaled < 9
+    status = prep("status", "--out", out)
+    assert f"{journaled} pieces journaled in unfinished units" in status.stdout
     result = caption(clips_csv, out, *command[command.index("--captioner") : -1])
     assert result.exit_code == 0, result.output
     chunks = chunks_of_run(out)
