@@ -10,6 +10,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
 
@@ -124,6 +125,7 @@ class VideoFileSource:
         self.num_frames = stop - self._first
         self.path = path
         self._position = -1  # index of the frame ``next()`` returns; -1 when unknown
+        self._padded_rows = False  # decord pads rows of some narrow videos; then only next() works
         self._head = self._read_probe() if self.num_frames else None  # kept: the first read reuses it
         self.height, self.width = self._head.shape[:2] if self._head is not None else (0, 0)
 
@@ -132,7 +134,9 @@ class VideoFileSource:
         faster than ``get_batch`` here); sparse ones use decord's batched ``get_batch``."""
         absolute = [self._first + int(i) for i in indices]
         try:
-            if absolute and all(0 < b - a <= MAX_SEQUENTIAL_GAP for a, b in zip(absolute, absolute[1:])):
+            steps = [b - a for a, b in pairwise(absolute)]
+            dense = all(0 < step <= MAX_SEQUENTIAL_GAP for step in steps)
+            if absolute and (dense or (self._padded_rows and all(step > 0 for step in steps))):
                 return self._read_sequential(absolute)
             self._position = -1
             return self._reader.get_batch(absolute).asnumpy()
@@ -142,7 +146,8 @@ class VideoFileSource:
     def _read_probe(self) -> np.ndarray:
         try:
             self._reader.seek_accurate(self._first)
-            frame = self._reader.next().asnumpy()
+            raw = self._reader.next().asnumpy()
+            self._padded_rows, frame = raw.shape[2] != 3, _without_row_padding(raw)
         except Exception as exc:
             raise DecodeError(f"cannot decode {self.path.name}: {_first_line(exc)}") from exc
         self._position = self._first + 1
@@ -161,12 +166,21 @@ class VideoFileSource:
             if absolute[slot] > self._position:
                 self._reader.skip_frames(absolute[slot] - self._position)
                 self._position = absolute[slot]
-            out[slot] = self._reader.next().asnumpy()
+            out[slot] = _without_row_padding(self._reader.next().asnumpy())
             self._position += 1
         return out
 
     def timestamps(self, indices: Sequence[int]) -> np.ndarray:
         return np.asarray(indices, dtype=np.float64) / self.fps
+
+
+def _without_row_padding(frame: np.ndarray) -> np.ndarray:
+    """decord hands some narrow videos (widths 16, 24, 48, 72 ...) over with each row padded,
+    shaped ``[H, W, C]`` with C != 3 (its ``get_batch`` fails on them): cut the padding off."""
+    if frame.shape[2] == 3:
+        return frame
+    height, width = frame.shape[:2]
+    return np.ascontiguousarray(frame.reshape(height, -1)[:, : width * 3].reshape(height, width, 3))
 
 
 class FrameFolderSource:

@@ -18,6 +18,12 @@ PHOENIX_DEV = SHARED / "data" / "phoenix14t_dev.csv"
 HAND_CLIP = SHARED / "data" / "hand_clip.mp4"
 
 
+def hand_clip_beside(folder: Path) -> str:
+    """HAND_CLIP copied into ``folder``, for a CSV there (annotation paths stay inside its folder)."""
+    shutil.copy(HAND_CLIP, folder / HAND_CLIP.name)
+    return HAND_CLIP.name
+
+
 def prep(*args: object):
     """Invoke the ``prep`` CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
     return CliRunner().invoke(app, [str(a) for a in args])

@@ -72,7 +72,7 @@ class ManifestStage(Stage):
         if not root.exists():
             raise PrepError(f"--root does not exist: {root}")
         base, candidates = READERS[self.run_config.dataset](root, self.descriptor)
-        return base, check_candidates(candidates)
+        return base, check_candidates(candidates, base)
 
     def plan(self) -> list[WorkUnit]:
         self.base_dir, candidates = self._read()  # travels with the stage to worker processes

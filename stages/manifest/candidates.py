@@ -8,13 +8,14 @@ A candidate is a plain dict (it travels inside work units): ``id``, ``split``, `
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from pipeline import manifest as m
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
 SAFE_SPLIT = re.compile(r"^[a-z0-9_\-]+$")
+UNASSIGNED_SPLIT = "unassigned"  # where samples with no usable split name are counted
 
 
 def candidate(sample_id: str, split: str, source_path: str, translation: str | None, **extra: Any) -> dict:
@@ -41,37 +42,58 @@ def id_problem(sample_id: str) -> str | None:
     return None
 
 
-def path_problem(source_path: str) -> str | None:
-    """Relative annotation paths must stay inside the dataset root."""
+def path_problem(source_path: str, root: Path | None = None) -> str | None:
+    """Annotation paths must stay inside the dataset root: no ``..``, and an absolute path only
+    when it lies under ``root`` (by name or once resolved, so symlinked roots still work)."""
     path = PurePosixPath(source_path.replace("\\", "/"))
-    if path.is_absolute():
-        return None  # absolute paths are the user's explicit choice (generic corpora)
     if ".." in path.parts:
         return f"path {source_path!r} leaves the dataset root"
+    if path.is_absolute() and not (root is not None and _inside(Path(source_path), root)):
+        return f"absolute path {source_path!r} is outside the dataset root {root}"
     return None
 
 
-def check_candidates(candidates: Iterable[dict]) -> list[dict]:
-    """Reject unsafe ids and paths, empty text and duplicate ids (the first occurrence wins)."""
+def _inside(path: Path, root: Path) -> bool:
+    return path.is_relative_to(root) or path.resolve().is_relative_to(root.resolve())
+
+
+def check_candidates(candidates: Iterable[dict], root: Path | None = None) -> list[dict]:
+    """Reject unsafe ids, splits and paths, empty text and duplicate ids (the first occurrence wins).
+
+    A split name that is not a plain name never reaches a path: its samples are counted under
+    ``unassigned``. Absolute paths are checked against ``root`` (refused without one).
+    """
     seen: dict[str, str] = {}
     checked = []
     for cand in sorted(candidates, key=lambda c: m.split_order(c["split"])):  # stable: keeps file order
+        split_issue = _contain_split(cand)
         if cand["reject"] is None:
-            cand["reject"] = _first_problem(cand, seen)
+            cand["reject"] = _first_problem(cand, seen, root, split_issue)
+        elif split_issue:
+            cand["reject"] = [cand["reject"][0], f"{cand['reject'][1]}; {split_issue}"]
         seen.setdefault(cand["id"], cand["split"])
         checked.append(cand)
     return checked
 
 
-def _first_problem(cand: dict, seen: dict[str, str]) -> list[str] | None:
+def _contain_split(cand: dict) -> str | None:
+    """Moves a candidate whose split name could leave the output folder to ``unassigned``."""
+    if SAFE_SPLIT.match(cand["split"]):
+        return None
+    problem = f"split name {cand['split']!r} is not a simple lower-case name"
+    cand["split"] = UNASSIGNED_SPLIT
+    return problem
+
+
+def _first_problem(cand: dict, seen: dict[str, str], root: Path | None, split_issue: str | None) -> list[str] | None:
     problem = id_problem(cand["id"])
     if problem:
         return [m.UNSAFE_ID, problem]
-    if not SAFE_SPLIT.match(cand["split"]):
-        return [m.UNKNOWN_SPLIT, f"split name {cand['split']!r} is not a simple lower-case name"]
+    if split_issue:
+        return [m.UNKNOWN_SPLIT, split_issue]
     if cand["id"] in seen:
         return [m.DUPLICATE_ID, f"id already used in split {seen[cand['id']]}"]
-    problem = path_problem(cand["source_path"])
+    problem = path_problem(cand["source_path"], root)
     if problem:
         return [m.PATH_ESCAPES_ROOT, problem]
     if cand["translation"] is None or not cand["translation"].strip():

@@ -28,8 +28,8 @@ def read_csl_daily(root: Path, descriptor: Descriptor) -> tuple[Path, list[dict]
         if fields == ["name", "split"]:
             continue
         if not ok or len(fields) != 2:
-            detail = "is not valid UTF-8" if not ok else "is not name|split"
-            candidates.append(rejected(fields[0], "unassigned", m.INVALID_FIELD, f"{split_path.name} line {number} {detail}"))
+            reason, detail = (m.UNDECODABLE_TEXT, "is not valid UTF-8") if not ok else (m.INVALID_FIELD, "is not name|split")
+            candidates.append(rejected(fields[0], "unassigned", reason, f"{split_path.name} line {number} {detail}"))
             continue
         name, split = fields
         entry = info.get(name)

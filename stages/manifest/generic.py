@@ -1,7 +1,8 @@
 """Any corpus: a CSV (header row) or JSONL file with id, path, text, language, split per sample.
 
 Optional fields: gloss, signer, fps, start, end (seconds, for segments of a longer video).
-Paths are relative to the annotation file's folder, or absolute.
+Paths are relative to the annotation file's folder, or absolute inside it: one that leaves
+that folder is quarantined (``path_escapes_root``), so an annotation file cannot read elsewhere.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.shards import FIXED_MTIME, decode_npy, iter_tar_samples
 from stages.features import FeaturesStage
-from tests.conftest import HAND_CLIP, manifest_rows, prep
+from tests.conftest import hand_clip_beside, manifest_rows, prep
 
 WIDTH = 32  # hidden size of the tiny model
 
@@ -105,7 +105,7 @@ def test_csl_daily_and_size_bound_rolls_over_into_several_tars(csl_root, tmp_pat
 
 def test_real_hand_clip_with_frames(tmp_path, tiny_dinov2):
     annotations = tmp_path / "clips.csv"
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{HAND_CLIP},eine hand hebt sich,de,test\n")
+    annotations.write_text(f"id,path,text,language,split\nhand_clip,{hand_clip_beside(annotations.parent)},eine hand hebt sich,de,test\n")
     out = tmp_path / "out"
     run_features("generic", annotations, out, tiny_dinov2, "--with-frames", "--frame-size", 64)
     fields = shard_samples(out, "test")["hand_clip"]

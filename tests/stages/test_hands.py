@@ -18,7 +18,7 @@ from pipeline.video import ChunkInfo
 from stages.hands import Hamer, HamerConfig, load_hamer
 from stages.hands.detect import COLUMNS, SOURCE_HANDS, HandDetector
 from stages.hands.keypoints import SOURCE_KEYPOINTS
-from tests.conftest import HAND_CLIP, SHARED, prep
+from tests.conftest import HAND_CLIP, SHARED, hand_clip_beside, prep
 
 TINY = SHARED / "testvectors" / "hamer_tiny"
 CKPT, CONFIG = TINY / "hamer_tiny.ckpt", TINY / "config.json"
@@ -140,7 +140,7 @@ def test_mediapipe_tracks_the_raised_hand_of_the_real_clip(clip_frames):
 
 def test_hand_features_through_the_cli(tmp_path):
     annotations = tmp_path / "clips.csv"
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{HAND_CLIP},eine hand hebt sich,de,test\n")
+    annotations.write_text(f"id,path,text,language,split\nhand_clip,{hand_clip_beside(annotations.parent)},eine hand hebt sich,de,test\n")
     out = tmp_path / "out"
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out, "--quiet",
                   "--features", "hands,hamer", "--hamer", CKPT, "--hamer-config", CONFIG, "--hamer-tokens")  # fmt: skip
