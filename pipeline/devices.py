@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline.config import local_rank_from_environment
 from pipeline.errors import PrepError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -10,16 +11,28 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees one, else ``cpu``; a CUDA request without CUDA is an error."""
+    """``auto`` -> ``cuda`` when torch sees one, else ``cpu``; a CUDA request without CUDA is an error.
+
+    ``auto`` and a bare ``cuda`` pin each rank of a launch to its own GPU (``cuda:LOCAL_RANK``,
+    modulo the GPUs this process sees), so ranks on one node never share a device.
+    """
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" or device.startswith("cuda"):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise PrepError(f"--device {device} was asked for but torch sees no CUDA device")
-        return device
+        return rank_gpu(torch.cuda.device_count()) if device == "cuda" else device
     raise PrepError(f"--device must be auto, cpu or cuda[:N], got {device!r}")
+
+
+def rank_gpu(device_count: int, local_rank: int | None = None) -> str:
+    """``cuda:LOCAL_RANK`` (wrapped to the visible GPUs) under a launcher, else plain ``cuda``."""
+    local_rank = local_rank_from_environment() if local_rank is None else local_rank
+    if local_rank is None or device_count < 1:
+        return "cuda"
+    return f"cuda:{local_rank % device_count}"
 
 
 def torch_dtype(precision: str, device: str):

@@ -23,8 +23,16 @@ from tqdm import tqdm
 
 from pipeline import __version__
 from pipeline.config import RunConfig
+from pipeline.distributed import RankGroup, launched_group, merge_lock
 from pipeline.errors import PrepError
-from pipeline.layout import DONE_MARKER, UNIT_STATS, Layout, temporary_sibling
+from pipeline.layout import (
+    DONE_MARKER,
+    OLD_PREFIX,
+    TMP_PREFIX,
+    UNIT_STATS,
+    Layout,
+    temporary_sibling,
+)
 from pipeline.storage import atomic_write_json, canonical_json, commit_dir
 
 log = logging.getLogger(__name__)
@@ -125,16 +133,18 @@ def execute_unit(stage: Stage, unit: WorkUnit, chash: str) -> UnitResult:
     """Run one unit into a temporary folder, commit it, then write its marker (last)."""
     final = stage.layout.unit_dir(stage.name, unit.id)
     tmp = temporary_sibling(final)
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    for leftover in final.parent.glob(f"{TMP_PREFIX}{final.name}-*"):  # of a killed run of this unit
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir(parents=True)
     started = time.perf_counter()
     counts = stage.run(unit, tmp)
     seconds = time.perf_counter() - started
-    atomic_write_json(tmp / UNIT_STATS, {"unit": unit.id, "counts": counts, "seconds": round(seconds, 3)})
+    stats = {"unit": unit.id, "counts": counts, "seconds": round(seconds, 3), "rank": stage.run_config.rank}
+    atomic_write_json(tmp / UNIT_STATS, stats)
     commit_dir(tmp, final)
     atomic_write_json(final / DONE_MARKER, marker_for(stage, unit, chash))
     stage.layout.unit_error(stage.name, unit.id).unlink(missing_ok=True)
+    stage.layout.unit_journal(stage.name, unit.id).unlink(missing_ok=True)
     return UnitResult(unit.id, counts, seconds)
 
 
@@ -154,7 +164,26 @@ def execute_with_retries(stage: Stage, unit: WorkUnit, chash: str, retries: int)
 
 
 def run_stage(stage: Stage) -> dict[str, Any] | None:
-    """Run this rank's share of a stage; merge and return the summary when every unit is done."""
+    """Run this rank's share of a stage; returns the summary on the rank that merged, else None.
+
+    Ranks launched together (accelerate, torchrun) meet at a barrier, rank 0 merges and the
+    others wait for it; ranks started apart (Slurm arrays, ``--rank``) never wait: the one that
+    finds every unit committed merges, under a lock (:mod:`pipeline.distributed`).
+    """
+    group = launched_group(stage.run_config)
+    if group is not None:
+        return run_together(stage, group)
+    started_ns = time.time_ns()
+    units, chash = run_share(stage)
+    waiting = [u.id for u in units if unit_state(stage, u, chash) != "done"]
+    if waiting:
+        log.info("stage %s: %d units of other ranks still running; the last rank merges", stage.name, len(waiting))
+        return None
+    return merge(stage, units, chash, others_may_merge=stage.run_config.world_size > 1, started_ns=started_ns)
+
+
+def run_share(stage: Stage) -> tuple[list[WorkUnit], str]:
+    """Plan, then run this rank's pending units; raises when any of them failed."""
     run = stage.run_config
     units = stage.plan()
     if not units:
@@ -174,14 +203,86 @@ def run_stage(stage: Stage) -> dict[str, Any] | None:
         raise PrepError(
             f"stage {stage.name}: {len(failures)} unit(s) failed, first {first.unit_id}: {first.error}"
         )
+    return units, chash
+
+
+def run_together(stage: Stage, group: RankGroup) -> dict[str, Any] | None:
+    """Every rank reaches both barriers, even after a failure, so none waits for a dead one."""
+    units, chash, error = [], "", None
+    try:
+        units, chash = run_share(stage)
+    except Exception as exc:  # re-raised after the barrier
+        error = exc
+    failed = group.count(error is not None)
+    if error is not None:
+        raise error
+    if failed:
+        raise PrepError(f"stage {stage.name}: {failed} other rank(s) failed; their messages say why")
+    summary = None
+    if group.rank == 0:
+        try:
+            summary = merge(stage, units, chash, others_may_merge=False)
+        except Exception as exc:  # re-raised after the barrier
+            error = exc
+    if group.count(error is not None):
+        if error is not None:
+            raise error
+        raise PrepError(f"stage {stage.name}: rank 0 failed to merge; its message says why")
+    return summary
+
+
+def merge(stage: Stage, units: list[WorkUnit], chash: str, *, others_may_merge: bool,
+          started_ns: int | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """Finalize under the stage's merge lock; None when another rank merges or just merged."""
     waiting = [u.id for u in units if unit_state(stage, u, chash) != "done"]
     if waiting:
-        log.info("stage %s: %d units of other ranks still running; the last rank merges", stage.name, len(waiting))
-        return None
-    summary = stage.finalize(units)
-    summary.update({"stage": stage.name, "stage_version": stage.version, "config_hash": chash})
-    atomic_write_json(stage.layout.summary(stage.name), summary)
+        raise PrepError(f"stage {stage.name}: unit {waiting[0]} is not committed although every rank finished")
+    fingerprint = plan_fingerprint(units, chash)
+    lock = stage.layout.merge_lock(stage.name)
+    with merge_lock(lock) as holder:
+        if holder is not None and others_may_merge:
+            log.info("stage %s: %s is merging; this rank is done", stage.name, holder.describe())
+            return None
+        if holder is not None:
+            raise PrepError(f"stage {stage.name}: {lock} says {holder.describe()} is merging this stage; "
+                            "if no prep process is running, delete that file and run again")  # fmt: skip
+        if others_may_merge and merged_since(stage, fingerprint, started_ns):
+            log.info("stage %s: another rank merged these units meanwhile; this rank is done", stage.name)
+            return None
+        remove_temporaries(stage.layout.stage_dir(stage.name))
+        summary = stage.finalize(units)
+        summary.update({"stage": stage.name, "stage_version": stage.version, "config_hash": chash,
+                        "plan_fingerprint": fingerprint})  # fmt: skip
+        atomic_write_json(stage.layout.summary(stage.name), summary)
     return summary
+
+
+def plan_fingerprint(units: list[WorkUnit], chash: str) -> str:
+    """Names the exact set of units a summary was merged from."""
+    return hashlib.sha256(canonical_json([chash, [[u.id, u.fingerprint()] for u in units]]).encode()).hexdigest()
+
+
+def merged_since(stage: Stage, fingerprint: str, started_ns: int | None) -> bool:
+    """Whether a summary of these very units was written after this rank started."""
+    path = stage.layout.summary(stage.name)
+    try:
+        written_ns = path.stat().st_mtime_ns
+        return json.loads(path.read_text()).get("plan_fingerprint") == fingerprint and written_ns >= (started_ns or 0)
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Leftovers of a merge killed midway (only the lock holder writes here, so none is live)."""
+    if not folder.is_dir():
+        return
+    for leftover in folder.iterdir():
+        if leftover.name.startswith((TMP_PREFIX, OLD_PREFIX)):
+            log.info("removing %s, left by an interrupted merge", leftover)
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def select_pending(stage: Stage, units: list[WorkUnit], chash: str) -> list[WorkUnit]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pipeline.errors import PrepError
-from pipeline.layout import temporary_sibling
+from pipeline.layout import OLD_PREFIX, TMP_PREFIX, temporary_sibling
 from pipeline.shards import INDEX_NAME, wids_index
 from pipeline.storage import atomic_write_json, fsync_dir
 
@@ -42,27 +42,50 @@ def publish_split(
 ) -> dict[str, Any]:
     """Link ``(rank, tar, info)`` parts (in plan order) into ``shard_dir`` and index them.
 
-    Fails loudly when a sample appears twice, or when a manifest sample is neither in a shard
-    nor in the quarantine.
+    Fails loudly, leaving the published folder as it was, when a unit's tar is missing or
+    damaged, a sample appears twice (a unit listed twice), or a manifest sample is neither in a
+    shard nor in the quarantine (a unit left out).
     """
+    remove_interrupted(shard_dir)
     staging = temporary_sibling(shard_dir)
-    if staging.exists():
-        shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    numbers: dict[int, int] = defaultdict(int)
-    keys: Counter[str] = Counter()
-    entries = []
-    for rank, tar, info in parts:
-        name = shard_name(split, rank, numbers[rank])
-        numbers[rank] += 1
-        link_or_copy(tar, staging / name)
-        keys.update(info["keys"])
-        entries.append({**{k: v for k, v in info.items() if k != "keys"}, "name": name})
-    check_exactly_once(split, keys, expected_keys, quarantined_keys)
-    index = wids_index(split, entries, extra)
-    atomic_write_json(staging / INDEX_NAME, index)
+    try:
+        numbers: dict[int, int] = defaultdict(int)
+        keys: Counter[str] = Counter()
+        entries = []
+        for rank, tar, info in parts:
+            check_part(tar, info)
+            name = shard_name(split, rank, numbers[rank])
+            numbers[rank] += 1
+            link_or_copy(tar, staging / name)
+            keys.update(info["keys"])
+            entries.append({**{k: v for k, v in info.items() if k != "keys"}, "name": name})
+        check_exactly_once(split, keys, expected_keys, quarantined_keys)
+        index = wids_index(split, entries, extra)
+        atomic_write_json(staging / INDEX_NAME, index)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # the published folder stays as it was
+        raise
     swap_into_place(staging, shard_dir)
     return index
+
+
+def remove_interrupted(shard_dir: Path) -> None:
+    """Staging and replaced folders of a publish that was killed (the merge lock makes it ours)."""
+    if not shard_dir.parent.is_dir():
+        return
+    for prefix in (TMP_PREFIX, OLD_PREFIX):
+        for leftover in shard_dir.parent.glob(f"{prefix}{shard_dir.name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def check_part(tar: Path, info: dict[str, Any]) -> None:
+    """A unit's tar must exist with the size its unit recorded (``prep verify`` checks hashes)."""
+    if not tar.is_file():
+        raise PrepError(f"unit tar {tar} is missing; rerun the stage with --overwrite to redo its unit")
+    if tar.stat().st_size != info["bytes"]:
+        raise PrepError(f"unit tar {tar} has {tar.stat().st_size} bytes, its unit wrote {info['bytes']}; "
+                        "rerun the stage with --overwrite to redo its unit")  # fmt: skip
 
 
 def check_exactly_once(split: str, keys: Counter, expected: set[str], quarantined: set[str]) -> None:
@@ -78,7 +101,7 @@ def check_exactly_once(split: str, keys: Counter, expected: set[str], quarantine
 
 
 def swap_into_place(staging: Path, final: Path) -> None:
-    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    old = final.with_name(f"{OLD_PREFIX}{final.name}-{os.getpid()}")
     if final.exists():
         os.replace(final, old)
     os.replace(staging, final)
