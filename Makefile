@@ -1,9 +1,10 @@
 # Each target sets up its own environment (.venv) from the package registry, then runs.
 PYTHON ?= python3
 VENV ?= .venv
-# torch first, pinned: a bare "torch" requirement would pull a multi-GB CUDA build. On a GPU
+# torch first, pinned: a bare "torch" requirement would pull a multi-GB CUDA build; torchvision
+# (transformers video processors, hand-captions) loads only beside this exact torch. On a GPU
 # machine pass e.g. TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
-TORCH ?= torch==2.13.0
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 
 .PHONY: demo test bench lint
@@ -21,11 +22,8 @@ demo: $(STAMP)  ## synthetic Phoenix14T corpus through every stage
 test: $(STAMP)  ## the whole test suite
 	$(VENV)/bin/python -m pytest
 
-bench: $(STAMP)  ## benchmark scripts (needs Debian's ffmpeg for the decode comparison)
-	$(VENV)/bin/python bench/decode.py
-	$(VENV)/bin/python bench/pseudo_gloss.py
-	$(VENV)/bin/python bench/features.py
-	$(VENV)/bin/python bench/hands.py
+bench: $(STAMP)  ## every bench/*.py; table to bench/RESULTS.md and README (decode needs Debian's ffmpeg)
+	$(VENV)/bin/python bench/all.py --readme README.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline stages manifests tests bench

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import record
 
 from pipeline import synthetic
 
@@ -176,16 +177,24 @@ def report_overhead(overhead: dict, batch_size: int) -> None:
               f"batch {batch_size}: decode {overhead['decode_s']:.1f} s + forward {overhead['forward_s']:.1f} s "
               f"= {overhead['decode_s'] + overhead['forward_s']:.1f} s; stage {overhead['stage_s']:.1f} s; "
               f"ratio {overhead['ratio']:.2f} (goal <= 1.0, never > 1.15)")  # fmt: skip
+    record("features", f"stage wall time vs decode + forward apart ({overhead['clips']} clips, "
+           f"{overhead['frames']} frames, ViT-S/14 CPU, batch {batch_size})", f"{overhead['stage_s']:.1f} s",
+           f"{overhead['decode_s']:.1f} s decode + {overhead['forward_s']:.1f} s forward", overhead["ratio"],
+           "<= 1.0, never > 1.15")  # fmt: skip
 
 
 def report_loader(loader: dict) -> None:
     print(f"loader: {loader['samples']} samples: raw tarfile {loader['raw_per_s']:.0f}/s, "
               f"pipeline.loader {loader['loader_per_s']:.0f}/s; ratio {loader['ratio']:.2f} (goal >= 0.9)")
+    record("features", f"loader samples/s ({loader['samples']} samples) vs tarfile + np.load",
+           f"{loader['loader_per_s']:.0f}/s", f"{loader['raw_per_s']:.0f}/s", loader["ratio"], ">= 0.9")
 
 
 def report_memory(memory: dict) -> None:
     print(f"memory: peak RSS {memory['rss_small_mib']:.0f} MiB for {memory['small']} clips, "
           f"{memory['rss_large_mib']:.0f} MiB for {memory['large']}; ratio {memory['ratio']:.2f} (goal <= 1.2)")
+    record("features", f"peak RSS of the stage, {memory['large']} vs {memory['small']} clips",
+           f"{memory['rss_large_mib']:.0f} MiB", f"{memory['rss_small_mib']:.0f} MiB", memory["ratio"], "<= 1.2")
 
 
 if __name__ == "__main__":

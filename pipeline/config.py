@@ -5,6 +5,13 @@ Environment variables read here (and nowhere else):
 - ``RANK`` / ``WORLD_SIZE``: set by ``accelerate launch`` and ``torchrun``.
 - ``SLURM_ARRAY_TASK_ID`` / ``SLURM_ARRAY_TASK_COUNT`` / ``SLURM_ARRAY_TASK_MIN``: Slurm job arrays.
 - ``PREP_WORKERS``: default number of worker processes per rank.
+- ``MASTER_ADDR`` (with ``WORLD_SIZE`` > 1): the ranks were started together by a launcher and
+  coordinate through a torch.distributed process group (:mod:`pipeline.distributed`).
+- ``LOCAL_RANK``: the rank on its node, which picks its GPU (``cuda:LOCAL_RANK``).
+- ``PREP_DIST_TIMEOUT``: seconds a rank launched together with others waits for the slowest at a
+  barrier (default 86400: ranks that resume with little left wait for the others' units).
+- ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``: set to ``1`` at CLI start unless already set
+  (:func:`enforce_offline`), so nothing reaches the network at run time.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, MutableMapping
 
 import yaml
 
@@ -84,6 +91,43 @@ def rank_from_environment(env: Mapping[str, str] | None = None) -> tuple[int, in
         first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
         return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
     return 0, 1
+
+
+def launched_together(rank: int, world_size: int, env: Mapping[str, str] | None = None) -> bool:
+    """Whether this rank belongs to a launch (accelerate, torchrun) whose ranks share a process group.
+
+    Only when the launcher's ``RANK``/``WORLD_SIZE`` are the ones in use: explicit ``--rank`` flags
+    that differ mean the ranks run apart.
+    """
+    env = os.environ if env is None else env
+    if "MASTER_ADDR" not in env or int(env.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    return (rank, world_size) == (int(env.get("RANK", "0")), int(env["WORLD_SIZE"]))
+
+
+def local_rank_from_environment(env: Mapping[str, str] | None = None) -> int | None:
+    env = os.environ if env is None else env
+    return int(env["LOCAL_RANK"]) if env.get("LOCAL_RANK", "").strip() else None
+
+
+def barrier_timeout_seconds(env: Mapping[str, str] | None = None) -> float:
+    env = os.environ if env is None else env
+    return float(env.get("PREP_DIST_TIMEOUT", "86400"))
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def enforce_offline(env: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Make Hugging Face libraries offline unless the user chose otherwise; returns what it set.
+
+    Models are found on disk (:mod:`pipeline.models`); a download at run time would be a
+    silent, unreproducible input. Must run before ``huggingface_hub`` is imported.
+    """
+    env = os.environ if env is None else env
+    missing = {name: "1" for name in OFFLINE_VARIABLES if name not in env}
+    env.update(missing)
+    return missing
 
 
 def default_workers(env: Mapping[str, str] | None = None) -> int:

@@ -8,8 +8,12 @@
     <out>/_units/<stage>/<split>/<NNNNN>/  one committed work unit (+ _done.json, stats.json)
     <out>/_units/<stage>/_plan.json      units and samples per split of the latest plan
     <out>/_units/<stage>/_errors/        the last error of each unit that failed (removed on success)
+    <out>/_units/<stage>/_journal/       finished pieces of units in progress (removed on commit)
+    <out>/_units/<stage>/_merge.lock     held by the one process merging the stage's units
     <out>/runs/<stage>-<confighash>.json  the resolved configuration of a run
     <out>/shards/<split>/                 published WebDataset tars + index.json
+    <out>/report/index.html               the static report page (``prep report``)
+    <out>/plan.json                       time estimates per stage (``prep plan``)
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 DONE_MARKER = "_done.json"
 UNIT_STATS = "stats.json"
 TMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".old-"  # a published folder being replaced
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,14 @@ class Layout:
     def plan_record(self, stage: str) -> Path:
         return self.units_dir(stage) / "_plan.json"
 
+    def merge_lock(self, stage: str) -> Path:
+        return self.units_dir(stage) / "_merge.lock"
+
     def unit_error(self, stage: str, unit_id: str) -> Path:
         return self.units_dir(stage) / "_errors" / f"{unit_id.replace('/', '-')}.json"
+
+    def unit_journal(self, stage: str, unit_id: str) -> Path:
+        return self.units_dir(stage) / "_journal" / f"{unit_id.replace('/', '-')}.jsonl"
 
     def unit_marker(self, stage: str, unit_id: str) -> Path:
         return self.unit_dir(stage, unit_id) / DONE_MARKER
@@ -59,6 +70,15 @@ class Layout:
 
     def run_record(self, stage: str, config_hash: str) -> Path:
         return self.out / "runs" / f"{stage}-{config_hash}.json"
+
+    def runs_dir(self) -> Path:
+        return self.out / "runs"
+
+    def report_page(self) -> Path:
+        return self.out / "report" / "index.html"
+
+    def plan_estimate(self) -> Path:
+        return self.out / "plan.json"
 
 
 def temporary_sibling(path: Path) -> Path:

@@ -138,7 +138,7 @@ def test_synth_and_generic_csv_via_cli(tmp_path, tiny_dinov2):
     root = result.stdout.strip().splitlines()[-1]
     out = tmp_path / "out"
     result = prep("run", "--stage", "all", "--dataset", "generic", "--root", root, "--out", out, "--quiet",
-                  "--dinov2", tiny_dinov2)  # fmt: skip
+                  "--dinov2", tiny_dinov2, "--captioner", "kinematic")  # fmt: skip
     assert result.exit_code == 0, result.output
     counts = sum(len(manifest_rows(out, s)) for s in ("train", "dev"))
     assert counts == 4
