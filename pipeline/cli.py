@@ -11,8 +11,14 @@ from typing import Any, Optional
 
 import typer
 
-from pipeline.config import (RunConfig, default_workers, launched_together, load_config_file, merge_options,
-                             resolve_rank)
+from pipeline.config import (
+    RunConfig,
+    default_workers,
+    launched_together,
+    load_config_file,
+    merge_options,
+    resolve_rank,
+)
 from pipeline.errors import PrepError
 from pipeline.runner import run_stage
 

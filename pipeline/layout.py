@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,5 +83,6 @@ class Layout:
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A hidden name next to ``path`` that no reader ever takes for a finished output."""
-    return path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
+    """A hidden name next to ``path`` that no reader ever takes for a finished output; host and
+    pid in it keep ranks on different nodes of a shared file system apart."""
+    return path.with_name(f"{TMP_PREFIX}{path.name}-{socket.gethostname()}-{os.getpid()}")

@@ -155,7 +155,8 @@ def test_model_folders_with_their_own_code_never_run_it(tmp_path, generic_csv, t
     (encoder / "custom.py").write_text(code)
     result = prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", generic_csv, "--out",
                   tmp_path / "captions", "--captioner", "kinematic", "--text-encoder", encoder, "--quiet")  # fmt: skip
-    assert result.exit_code == 1 and result.stderr.strip().splitlines()[-1].startswith("prep: error: ")
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 1 and last.startswith("prep: error: ") and "needs its own Python code is refused" in last
     assert not marker.exists()
 
 

@@ -116,7 +116,10 @@ def shards_section(outputs: RunOutputs) -> Section:
     for split in outputs.splits("features"):
         index = outputs.shard_index(split)
         if index is None:
-            body += f"<h3>{esc(split)}</h3><p class='bad'>no index.json in {esc(str(outputs.layout.shard_dir(split)))}</p>"
+            samples = outputs.summary("features").get("splits", {}).get(split, {}).get("samples")
+            problem = "every sample is quarantined: no shards" if samples == 0 else \
+                f"<span class='bad'>no index.json in {esc(str(outputs.layout.shard_dir(split)))}</span>"
+            body += f"<h3>{esc(split)}</h3><p>{problem}</p>"
             continue
         shards = index["shardlist"]
         present = {p.name for p in shard_paths(outputs, split) if p.is_file()}

@@ -28,7 +28,14 @@ from stages.hand_captions.captioners import make_captioner
 from stages.hand_captions.chunking import chunks_of, join_captions
 from stages.hand_captions.embeddings import DEFAULT_ENCODER, SentenceEncoder
 from stages.hand_captions.grid import pick_frames
-from stages.hand_captions.work import BatchedCaptioner, ClipUnreadable, ClipWork, chunk_requests, journaled_keys, readable
+from stages.hand_captions.work import (
+    BatchedCaptioner,
+    ClipUnreadable,
+    ClipWork,
+    chunk_requests,
+    journaled_keys,
+    readable,
+)
 
 DECODE_FAILED = "decode_failed"
 CHUNK_SCHEMA = pa.schema(

@@ -46,8 +46,13 @@ class SentenceEncoder:
 
             hf_logging.disable_progress_bar()
 
-            self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
-            model = AutoModel.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False).eval()
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
+                model = AutoModel.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False).eval()
+            except (ValueError, OSError, KeyError) as exc:
+                raise PrepError(f"--text-encoder {self.reference}: transformers cannot load {self.folder} "
+                                f"({str(exc).splitlines()[0]}); a model that needs its own Python code is "
+                                "refused for sentence encoders") from None  # fmt: skip
             # an encoder-decoder (mBART-large-50, as BeyondGloss) embeds with its encoder alone
             self.model = model.get_encoder() if model.config.is_encoder_decoder else model
 

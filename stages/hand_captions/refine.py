@@ -7,7 +7,12 @@ from typing import Any
 
 from pipeline.models import locate_model
 from stages.hand_captions.generation import greedy_generate, left_padded, load_pretrained
-from stages.hand_captions.prompts import DEFAULT_REFINE_PROMPT, prompt_hash, refine_request, resolve_prompt
+from stages.hand_captions.prompts import (
+    DEFAULT_REFINE_PROMPT,
+    prompt_hash,
+    refine_request,
+    resolve_prompt,
+)
 
 
 class CaptionRefiner:

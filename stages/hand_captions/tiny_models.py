@@ -47,7 +47,12 @@ def text_config(tokenizer, hidden: int = 64) -> dict:
 def write_tiny_qwen2vl(folder: Path, *, max_pixels: int = 16 * 28 * 28, seed: int = 0) -> Path:
     """A Qwen2-VL of ~0.2 M parameters with its processor (image + video) in ``folder``."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+    )
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     tokenizer = tiny_tokenizer()

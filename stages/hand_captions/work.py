@@ -13,6 +13,7 @@ from pipeline.video import ChunkInfo, DecodeError, FrameSelection, iter_clip
 from stages.hand_captions.captioners import Caption, ChunkRequest
 from stages.hand_captions.chunking import Chunk
 
+
 class ClipUnreadable(Exception):
     """The clip's frames could not be decoded (the clip is quarantined, the unit goes on)."""
 

@@ -2,7 +2,6 @@
 
 import json
 
-
 from pipeline.config import rank_from_environment
 from pipeline.layout import DONE_MARKER, TMP_PREFIX
 from stages.manifest import ManifestStage

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PrepError
-from pipeline.shards import ShardWriter, decode_npy, encode_json, encode_npy, iter_tar_samples, parse_size, sample_key
+from pipeline.shards import (
+    ShardWriter,
+    decode_npy,
+    encode_json,
+    encode_npy,
+    iter_tar_samples,
+    parse_size,
+    sample_key,
+)
 
 
 def write(folder, count, max_bytes=10**9, long_ids=False):

@@ -113,6 +113,6 @@ def test_generic_bad_files_ids_paths_and_fields(tmp_path):
     }  # fmt: skip
     assert {k: v[0] for k, v in found.items()} == expected
     assert "empty file" in found["zero"][1] and "file not found" in found["missing"][1]
-    for reason, detail in found.values():
+    for _reason, detail in found.values():
         assert detail and "\n" not in detail and len(detail) <= 300
     assert [r["id"] for r in manifest_rows(out, "train")] == ["good", "good2"]
