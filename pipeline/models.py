@@ -9,7 +9,9 @@ from pathlib import Path
 
 from pipeline.errors import PrepError
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+SINGLE_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+SHARD_INDEX = "model.safetensors.index.json"  # a checkpoint split into several files
+WEIGHT_FILES = (*SINGLE_WEIGHT_FILES, SHARD_INDEX)
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,10 @@ def locate_model(reference: str, what: str, flag: str) -> ModelLocation:
 def weights_digest(folder: Path) -> str:
     """A local folder has no hub revision: the sha256 of its weights names it instead. Sharded
     checkpoints (tens of GB) are named by their index plus each shard's name and size."""
-    for name in WEIGHT_FILES[:2]:
+    for name in SINGLE_WEIGHT_FILES:
         if (folder / name).is_file():
             return f"sha256:{file_sha256(folder / name)[:16]}"
-    index = folder / WEIGHT_FILES[2]
+    index = folder / SHARD_INDEX
     if index.is_file():
         digest = hashlib.sha256(index.read_bytes())
         for shard in sorted(folder.glob("*.safetensors")):

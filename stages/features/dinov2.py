@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.devices import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalise, torch_dtype
 from pipeline.errors import PrepError
-from pipeline.models import ModelLocation, locate_model, weights_digest  # noqa: F401  (re-exported)
+from pipeline.models import locate_model
 
 log = logging.getLogger(__name__)
 

@@ -141,7 +141,7 @@ class HandCaptionsStage(Stage):
             except ClipUnreadable as exc:
                 rejected.append(m.quarantine_row(item["id"], unit.split, self.run_config.dataset, self.name,
                                                  DECODE_FAILED, str(exc), item["source_path"]))  # fmt: skip
-                batcher.waiting = [r for r in batcher.waiting if r.key[0] != item["id"]]
+                batcher.drop(item["id"])
         batcher.flush()
         rejected_ids = {r["id"] for r in rejected}
         clips = [c for c in clips if c.item["id"] not in rejected_ids]
@@ -165,7 +165,7 @@ class HandCaptionsStage(Stage):
         try:
             source = open_source(self.base_dir / item["source_path"], item["fps"], item["start"], item["end"], threads=2)
         except (DecodeError, OSError, ValueError) as exc:
-            raise ClipUnreadable(" ".join(str(exc).split()) or type(exc).__name__) from exc
+            raise ClipUnreadable.because(exc) from exc
         if self.detector is not None:
             self.detector.load()
         detect = self.detector.detect if self.detector is not None else None

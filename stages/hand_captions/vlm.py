@@ -23,7 +23,7 @@ def chat_messages(mode: str, prompt: str) -> list[dict[str, Any]]:
 
 def video_metadata(request: ChunkRequest) -> dict[str, Any]:
     """Frame numbers and fps, so that models with time-aware video input see real timestamps."""
-    return {"total_num_frames": len(request.frame_indices), "fps": request.fps, "frames_indices": request.frame_indices,
+    return {"total_num_frames": request.frame_indices[-1] + 1, "fps": request.fps, "frames_indices": request.frame_indices,
             "width": request.width, "height": request.height}  # fmt: skip
 
 

@@ -17,6 +17,10 @@ from stages.hand_captions.chunking import Chunk
 class ClipUnreadable(Exception):
     """The clip's frames could not be decoded (the clip is quarantined, the unit goes on)."""
 
+    @classmethod
+    def because(cls, exc: BaseException) -> ClipUnreadable:
+        return cls(" ".join(str(exc).split()) or type(exc).__name__)
+
 
 DECODE_BATCH = 64  # frames decoded at a time; memory per clip stays bounded by chunk, not clip, length
 
@@ -68,7 +72,7 @@ def readable(requests: Iterator[ChunkRequest]) -> Iterator[ChunkRequest]:
         except StopIteration:
             return
         except (DecodeError, OSError, RuntimeError, ValueError) as exc:
-            raise ClipUnreadable(" ".join(str(exc).split()) or type(exc).__name__) from exc
+            raise ClipUnreadable.because(exc) from exc
         yield request
 
 
@@ -88,6 +92,10 @@ class BatchedCaptioner:
         self.waiting.append(request)
         if len(self.waiting) >= self.batch_size:
             self.flush()
+
+    def drop(self, sample_id: str) -> None:
+        """Forget a quarantined clip's chunks that are still waiting for a batch."""
+        self.waiting = [r for r in self.waiting if r.key[0] != sample_id]
 
     def flush(self) -> None:
         if not self.waiting:
