@@ -10,6 +10,7 @@ import csv
 import hashlib
 import pickle
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -193,6 +194,26 @@ def write_video(path: Path, frames: Iterator[np.ndarray], fps: float, size: tupl
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
+
+
+def write_h264(path: Path, frames: Iterator[np.ndarray], fps: Fraction | float, crf: int = 18) -> Path:
+    """An H.264 (yuv420p) mp4 through PyAV's bundled libx264, single-threaded so the bytes are
+    the same on every run: the codec, container and frame rates of real downloaded corpora."""
+    import av  # deferred: only writers of test and benchmark clips need it
+
+    rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        stream.codec_context.thread_count = 1
+        for number, frame in enumerate(frames):
+            if number == 0:
+                stream.height, stream.width = frame.shape[:2]
+            packet_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            container.mux(stream.encode(packet_frame))
+        container.mux(stream.encode())
+    return path
 
 
 def _write_images(folder: Path, frames: Iterator[np.ndarray], pattern: str, first: int) -> None:

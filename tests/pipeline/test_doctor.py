@@ -7,9 +7,7 @@ import re
 
 import torch
 
-from tests.conftest import SHARED, prep
-
-TINY_HAMER = SHARED / "testvectors" / "hamer_tiny"
+from tests.conftest import prep
 
 
 def row(output: str, area: str, component: str) -> tuple[str, str]:
@@ -62,7 +60,7 @@ def test_a_dinov2_folder_without_weights_is_missing(tmp_path):
     assert row(result.stdout, "features", "DINOv2") == ("MISSING", f"{folder} (no weights)")
 
 
-def test_a_missing_hamer_file_exits_1_naming_it(tmp_path, tiny_dinov2):
+def test_a_missing_hamer_file_exits_1_naming_it(tmp_path, tiny_dinov2, tiny_hamer):
     absent = tmp_path / "hamer.ckpt"
     result = prep("doctor", "--stage", "features", "--features", "dinov2,hands,hamer", "--dinov2", tiny_dinov2,
                   "--hamer", absent)
@@ -77,9 +75,9 @@ def test_a_missing_hamer_file_exits_1_naming_it(tmp_path, tiny_dinov2):
     [line] = missing_lines(result)
     assert "features HaMeR" in line and "--hamer /path/to/hamer.ckpt" in line
 
-    checkpoint = TINY_HAMER / "hamer_tiny.ckpt"
+    checkpoint, config = tiny_hamer
     result = prep("doctor", "--stage", "features", "--features", "dinov2,hamer", "--dinov2", tiny_dinov2,
-                  "--hamer", checkpoint, "--hamer-config", TINY_HAMER / "config.json")
+                  "--hamer", checkpoint, "--hamer-config", config)
     assert result.exit_code == 0, result.output
     assert row(result.stdout, "features", "HaMeR")[0] == "ok"
     assert row(result.stdout, "features", "HaMeR config")[0] == "ok"

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.shards import FIXED_MTIME, decode_npy, iter_tar_samples
 from stages.features import FeaturesStage
-from tests.conftest import hand_clip_beside, manifest_rows, prep
+from tests.conftest import copy_beside, manifest_rows, prep
 
 WIDTH = 32  # hidden size of the tiny model
 
@@ -103,9 +103,9 @@ def test_csl_daily_and_size_bound_rolls_over_into_several_tars(csl_root, tmp_pat
     assert {json.loads(f["json"])["language"] for f in samples.values()} == {"zh"}
 
 
-def test_real_hand_clip_with_frames(tmp_path, tiny_dinov2):
+def test_h264_clip_with_frames(tmp_path, tiny_dinov2, hand_clip):
     annotations = tmp_path / "clips.csv"
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{hand_clip_beside(annotations.parent)},eine hand hebt sich,de,test\n")
+    annotations.write_text(f"id,path,text,language,split\nhand_clip,{copy_beside(hand_clip, tmp_path)},eine hand hebt sich,de,test\n")
     out = tmp_path / "out"
     run_features("generic", annotations, out, tiny_dinov2, "--with-frames", "--frame-size", 64)
     fields = shard_samples(out, "test")["hand_clip"]

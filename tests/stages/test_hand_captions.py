@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.shards import decode_npy, iter_tar_samples
 from stages.hand_captions.chunking import chunk_spans, chunks_of, join_captions
-from tests.conftest import hand_clip_beside, prep
+from tests.conftest import copy_beside, prep, raised_hand_keypoints
 
 
 @pytest.mark.parametrize("frames, spans", [
@@ -29,20 +29,24 @@ def test_overlapping_chunks_and_time_spans():
     assert join_captions(chunks, ["a.", "b."]) == "[0.00–0.64 s] a. [0.64–1.32 s] b."
 
 
-@pytest.fixture(scope="module")
-def captioned(tmp_path_factory):
+@pytest.fixture(scope="module", params=["synthetic", "real"])
+def captioned(request, tmp_path_factory):
+    """The kinematic captioner on the generated clip with a raised hand's keypoints, and on the
+    real clip with MediaPipe's detections of the real raised hand."""
+    clip = request.getfixturevalue(f"{request.param}_hand_clip")
     base = tmp_path_factory.mktemp("captions")
     annotations = base / "clips.csv"
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{hand_clip_beside(annotations.parent)},eine hand hebt sich,de,test\n")
+    annotations.write_text(f"id,path,text,language,split\nhand_clip,{copy_beside(clip, base)},eine hand hebt sich,de,test\n")
+    flags = ["--hand-keypoints", raised_hand_keypoints(base / "keypoints", "hand_clip")] if request.param == "synthetic" else []
     out = base / "out"
     result = prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", annotations, "--out", out,
-                  "--captioner", "kinematic", "--quiet")  # fmt: skip
+                  "--captioner", "kinematic", "--quiet", *flags)  # fmt: skip
     assert result.exit_code == 0, result.output
-    return annotations, out
+    return annotations, out, flags
 
 
 def test_kinematic_captions_follow_the_raised_hand(captioned):
-    _, out = captioned
+    _, out, _ = captioned
     chunks = pq.read_table(out / "hand-captions" / "test.chunks.parquet").to_pylist()
     assert [(c["start_frame"], c["end_frame"]) for c in chunks] == [(0, 16), (16, 32), (32, 58)]
     assert all(c["backend"] == "kinematic" and c["end_s"] > c["start_s"] for c in chunks)
@@ -56,18 +60,18 @@ def test_kinematic_captions_follow_the_raised_hand(captioned):
 
 
 def test_captions_are_deterministic(captioned, tmp_path):
-    annotations, out = captioned
+    annotations, out, flags = captioned
     again = tmp_path / "again"
     assert prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", annotations, "--out", again,
-                "--captioner", "kinematic", "--quiet").exit_code == 0  # fmt: skip
+                "--captioner", "kinematic", "--quiet", *flags).exit_code == 0  # fmt: skip
     for name in ("test.parquet", "test.chunks.parquet"):
         assert (again / "hand-captions" / name).read_bytes() == (out / "hand-captions" / name).read_bytes()
 
 
 def test_captions_and_embeddings_reach_the_shards(captioned, tiny_dinov2):
-    annotations, out = captioned
+    annotations, out, flags = captioned
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out,
-                  "--dinov2", tiny_dinov2, "--captioner", "kinematic", "--quiet")  # fmt: skip
+                  "--dinov2", tiny_dinov2, "--captioner", "kinematic", "--quiet", *flags)  # fmt: skip
     assert result.exit_code == 0, result.output
     (_key, fields), = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
     meta = json.loads(fields["json"])

@@ -20,7 +20,7 @@ import pytest
 from pipeline.journal import UnitJournal
 from stages.hand_captions.grid import grid_image, pick_frames
 from stages.hand_captions.prompts import DEFAULT_PROMPT, prompt_hash, resolve_prompt
-from tests.conftest import HAND_CLIP, prep
+from tests.conftest import prep
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,10 +40,11 @@ def tiny_lm(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clips_csv(tmp_path_factory) -> Path:
-    """The real hand clip three times (58 frames -> 3 chunks each)."""
+def clips_csv(tmp_path_factory, synthetic_hand_clip) -> Path:
+    """An h264 clip three times (58 frames -> 3 chunks each); the tiny model's words are noise,
+    so the real clip would test nothing more here."""
     base = tmp_path_factory.mktemp("clips")
-    shutil.copy(HAND_CLIP, base / "hand.mp4")  # annotation paths must stay inside the dataset root
+    shutil.copy(synthetic_hand_clip, base / "hand.mp4")  # annotation paths must stay inside the dataset root
     rows = [f"clip{i},hand.mp4,eine hand,de,test" for i in range(3)]
     (base / "clips.csv").write_text("id,path,text,language,split\n" + "\n".join(rows) + "\n")
     return base / "clips.csv"

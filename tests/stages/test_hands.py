@@ -1,36 +1,30 @@
-"""HaMeR written here against the reference test vectors; safe checkpoint loading; MediaPipe
-hand detection on the real hand clip; hand features through the CLI."""
+"""HaMeR written here against the reference test vectors and the released checkpoint's names;
+safe checkpoint loading; MediaPipe hand detection on the real hand clip; hand features through
+the CLI (generated clip and keypoints, and the real clip with MediaPipe)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
-import decord
 import numpy as np
 import pytest
 import torch
 
 from pipeline.errors import PrepError
 from pipeline.shards import decode_npy, iter_tar_samples
-from pipeline.video import ChunkInfo
+from pipeline.video import ChunkInfo, decode_clip, open_source
 from stages.hands import Hamer, HamerConfig, load_hamer
 from stages.hands.detect import COLUMNS, SOURCE_HANDS, HandDetector
 from stages.hands.keypoints import SOURCE_KEYPOINTS
-from tests.conftest import HAND_CLIP, SHARED, hand_clip_beside, prep
-
-TINY = SHARED / "testvectors" / "hamer_tiny"
-CKPT, CONFIG = TINY / "hamer_tiny.ckpt", TINY / "config.json"
+from tests.conftest import copy_beside, prep, raised_hand_keypoints, shared_file
 
 
-@pytest.fixture(scope="module")
-def reference():
-    return dict(np.load(TINY / "io.npz"))
-
-
-def test_tiny_checkpoint_reproduces_the_reference_outputs(reference):
-    model = load_hamer(CKPT, CONFIG)
+def test_tiny_checkpoint_reproduces_the_reference_outputs(hamer_reference):
+    reference = dict(np.load(hamer_reference / "io.npz"))
+    model = load_hamer(hamer_reference / "hamer_tiny.ckpt", hamer_reference / "config.json")
     crops = torch.from_numpy(reference["img"])
     with torch.no_grad():
         backbone = model.backbone(crops[:, :, :, 32:-32])
@@ -42,42 +36,21 @@ def test_tiny_checkpoint_reproduces_the_reference_outputs(reference):
 
 
 def test_default_config_has_the_released_checkpoints_names_and_shapes():
+    released = json.loads(shared_file("testvectors/hamer_full_keys.json").read_text())
     with torch.device("meta"):
-        state = {k: tuple(v.shape) for k, v in Hamer().state_dict().items()}
-    expected = {
-        "backbone.pos_embed": (1, 193, 1280), "backbone.patch_embed.proj.weight": (1280, 3, 16, 16),
-        "backbone.patch_embed.proj.bias": (1280,), "backbone.last_norm.weight": (1280,), "backbone.last_norm.bias": (1280,),
-        "mano_head.init_hand_pose": (1, 96), "mano_head.init_betas": (1, 10), "mano_head.init_cam": (1, 3),
-        "mano_head.transformer.pos_embedding": (1, 1, 1024), "mano_head.transformer.to_token_embedding.weight": (1024, 1),
-        "mano_head.transformer.to_token_embedding.bias": (1024,),
-        "mano_head.decpose.weight": (96, 1024), "mano_head.decpose.bias": (96,), "mano_head.decshape.weight": (10, 1024),
-        "mano_head.decshape.bias": (10,), "mano_head.deccam.weight": (3, 1024), "mano_head.deccam.bias": (3,),
-    }  # fmt: skip
-    for i in range(32):
-        b = f"backbone.blocks.{i}."
-        expected.update({b + "norm1.weight": (1280,), b + "norm1.bias": (1280,), b + "attn.qkv.weight": (3840, 1280),
-                         b + "attn.qkv.bias": (3840,), b + "attn.proj.weight": (1280, 1280), b + "attn.proj.bias": (1280,),
-                         b + "norm2.weight": (1280,), b + "norm2.bias": (1280,), b + "mlp.fc1.weight": (5120, 1280),
-                         b + "mlp.fc1.bias": (5120,), b + "mlp.fc2.weight": (1280, 5120), b + "mlp.fc2.bias": (1280,)})  # fmt: skip
-    for i in range(6):
-        h = f"mano_head.transformer.transformer.layers.{i}."
-        expected.update({h + "0.norm.weight": (1024,), h + "0.norm.bias": (1024,), h + "0.fn.to_qkv.weight": (1536, 1024),
-                         h + "0.fn.to_out.0.weight": (1024, 512), h + "0.fn.to_out.0.bias": (1024,),
-                         h + "1.norm.weight": (1024,), h + "1.norm.bias": (1024,), h + "1.fn.to_q.weight": (512, 1024),
-                         h + "1.fn.to_kv.weight": (1024, 1280), h + "1.fn.to_out.0.weight": (1024, 512),
-                         h + "1.fn.to_out.0.bias": (1024,), h + "2.norm.weight": (1024,), h + "2.norm.bias": (1024,),
-                         h + "2.fn.net.0.weight": (1024, 1024), h + "2.fn.net.0.bias": (1024,),
-                         h + "2.fn.net.3.weight": (1024, 1024), h + "2.fn.net.3.bias": (1024,)})  # fmt: skip
-    assert state == expected
+        ours = {k: list(v.shape) for k, v in Hamer().state_dict().items()}
+    features = {k: list(v) for k, v in released.items() if k.startswith(("backbone.", "mano_head."))}
+    assert len(released) == 503 and ours == features  # every other entry (mano.*, discriminator.*) is unused
 
 
-def test_a_checkpoint_for_other_sizes_is_refused_with_the_keys_named():
+def test_a_checkpoint_for_other_sizes_is_refused_with_the_keys_named(tiny_hamer):
+    checkpoint, config_file = tiny_hamer
     with pytest.raises(PrepError, match=r"does not fit.*other shapes \(e\.g\. backbone\..*--hamer-config"):
-        load_hamer(CKPT)  # the tiny file against the full-size default
+        load_hamer(checkpoint)  # the tiny file against the full-size default
+    config = HamerConfig.from_file(config_file)
+    deeper = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, depth=3))
     with pytest.raises(PrepError, match=r"missing \(e\.g\. backbone\.blocks\.2\."):
-        load_hamer(CKPT, HamerConfig.from_file(CONFIG).__class__(
-            backbone=HamerConfig.from_file(CONFIG).backbone.__class__(embed_dim=64, depth=3, num_heads=4),
-            head=HamerConfig.from_file(CONFIG).head))
+        load_hamer(checkpoint, deeper)
 
 
 class Payload:
@@ -90,34 +63,36 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_checkpoint_whose_pickle_would_run_code_loads_without_running_it(tmp_path):
+def test_a_checkpoint_whose_pickle_would_run_code_loads_without_running_it(tmp_path, tiny_hamer):
+    checkpoint, config = tiny_hamer
     marker = tmp_path / "pwned"
-    state = load_hamer(CKPT, CONFIG).state_dict()
+    state = load_hamer(checkpoint, config).state_dict()
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": Payload(marker)}, evil)
-    model = load_hamer(evil, CONFIG)
+    model = load_hamer(evil, config)
     assert not marker.exists()
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), state.values()))
     only_payload = tmp_path / "payload.ckpt"
     torch.save(Payload(marker), only_payload)
     with pytest.raises(PrepError, match="no state_dict"):
-        load_hamer(only_payload, CONFIG)
+        load_hamer(only_payload, config)
     assert not marker.exists()
 
 
-def test_conversion_to_safetensors_gives_the_same_model(tmp_path, reference):
+def test_conversion_to_safetensors_gives_the_same_model(tmp_path, tiny_hamer):
+    checkpoint, config = tiny_hamer
     target = tmp_path / "hamer.safetensors"
-    result = prep("convert-hamer", CKPT, target, "--hamer-config", CONFIG)
+    result = prep("convert-hamer", checkpoint, target, "--hamer-config", config)
     assert result.exit_code == 0, result.output
-    crops = torch.from_numpy(reference["img"])
+    crops = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 256, 256), np.float32))
     with torch.no_grad():
-        a, b = load_hamer(CKPT, CONFIG)(crops), load_hamer(target, CONFIG)(crops)
+        a, b = load_hamer(checkpoint, config)(crops), load_hamer(target, config)(crops)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
-def clip_frames():
-    return decord.VideoReader(str(HAND_CLIP)).get_batch(list(range(58))).asnumpy()
+def clip_frames(real_hand_clip):
+    return decode_clip(open_source(real_hand_clip)).frames
 
 
 def test_mediapipe_tracks_the_raised_hand_of_the_real_clip(clip_frames):
@@ -138,12 +113,22 @@ def test_mediapipe_tracks_the_raised_hand_of_the_real_clip(clip_frames):
     assert (landmarks[:, 0] >= box[0] - 1e-3).all() and (landmarks[:, 1] <= box[3] + 1e-3).all()
 
 
-def test_hand_features_through_the_cli(tmp_path):
+@pytest.mark.parametrize("source", ["synthetic", "real"])
+def test_hand_features_through_the_cli(tmp_path, request, source, tiny_hamer):
+    """Generated clip, keypoints and HaMeR; and the real clip with MediaPipe and the reference's HaMeR."""
+    clip = request.getfixturevalue(f"{source}_hand_clip")
     annotations = tmp_path / "clips.csv"
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{hand_clip_beside(annotations.parent)},eine hand hebt sich,de,test\n")
+    annotations.write_text(f"id,path,text,language,split\nhand_clip,{copy_beside(clip, tmp_path)},eine hand hebt sich,de,test\n")
+    if source == "synthetic":
+        checkpoint, config = tiny_hamer
+        flags = ["--hand-keypoints", raised_hand_keypoints(tmp_path / "keypoints", "hand_clip")]
+    else:
+        reference = request.getfixturevalue("hamer_reference")
+        checkpoint, config, flags = reference / "hamer_tiny.ckpt", reference / "config.json", []
     out = tmp_path / "out"
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out, "--quiet",
-                  "--features", "hands,hamer", "--hamer", CKPT, "--hamer-config", CONFIG, "--hamer-tokens")  # fmt: skip
+                  "--features", "hands,hamer", "--hamer", checkpoint, "--hamer-config", config, "--hamer-tokens",
+                  *flags)  # fmt: skip
     assert result.exit_code == 0, result.output
     (key, fields), = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
     hands, hamer, shape = (decode_npy(fields[f]) for f in ("hands.npy", "hamer.npy", "hamer_shape.npy"))

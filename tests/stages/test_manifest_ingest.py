@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import synthetic
 from pipeline.manifest import read_provenance
-from tests.conftest import HAND_CLIP, PHOENIX_DEV, manifest_rows, prep, quarantine_rows
+from tests.conftest import HAND_CLIP_FPS, manifest_rows, phoenix_samples, prep, quarantine_rows
 
 
 def test_phoenix14t_release_layout(phoenix_root, tmp_path):
@@ -16,7 +16,7 @@ def test_phoenix14t_release_layout(phoenix_root, tmp_path):
     result = prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", phoenix_root, "--out", out)
     assert result.exit_code == 0, result.output
     assert "dev" in result.stdout and "release has 519" in result.stdout
-    expected = synthetic.samples_from_file(PHOENIX_DEV, clips=40, max_frames=12)
+    expected = phoenix_samples(40, 12)
     rows = {r["id"]: r for split in ("train", "dev", "test") for r in manifest_rows(out, split)}
     assert len(rows) == 40 and quarantine_rows(out) == []
     for sample in expected:
@@ -30,6 +30,18 @@ def test_phoenix14t_release_layout(phoenix_root, tmp_path):
     meta = read_provenance(out / "manifest" / "dev.parquet")
     assert meta["stage"] == "manifest" and meta["options"]["unit_size"] == 200
     assert meta["frame_selection"] == {"step": 1, "max_frames": None, "sampling": "uniform"}
+
+
+def test_phoenix14t_real_sentences_reach_the_manifest_verbatim(phoenix_dev_csv, tmp_path):
+    expected = synthetic.samples_from_file(phoenix_dev_csv, clips=60, max_frames=2)
+    root = synthetic.write_phoenix14t(tmp_path / "corpus", expected, size=(8, 10))
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", root, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for split in ("train", "dev", "test") for r in manifest_rows(out, split)}
+    assert len(rows) == 60 and quarantine_rows(out) == []
+    for sample in expected:
+        assert (rows[sample.name]["translation"], rows[sample.name]["gloss"]) == (sample.translation, sample.gloss)
 
 
 def test_phoenix_inner_folder_stray_file_and_video_column_folder(phoenix_root, tmp_path):
@@ -84,10 +96,10 @@ def test_csl_daily_layout_known_defect_and_nested_frames(csl_root, tmp_path):
     assert "missing_frames 1" in result.stdout
 
 
-def test_generic_csv_of_videos_with_real_clip_and_segments(tmp_path):
+def test_generic_csv_of_videos_with_h264_clip_and_segments(tmp_path, hand_clip):
     folder = tmp_path / "corpus"
     (folder / "videos").mkdir(parents=True)
-    shutil.copy(HAND_CLIP, folder / "videos" / "long.mp4")
+    shutil.copy(hand_clip, folder / "videos" / "long.mp4")
     rows = [
         {"id": "whole", "path": "videos/long.mp4", "text": "a raised hand", "language": "en", "split": "train"},
         {"id": "seg_a", "path": "videos/long.mp4", "text": "first part", "language": "en", "split": "train",
@@ -103,11 +115,11 @@ def test_generic_csv_of_videos_with_real_clip_and_segments(tmp_path):
     result = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", folder / "corpus.csv", "--out", out)
     assert result.exit_code == 0, result.output
     train = {r["id"]: r for r in manifest_rows(out, "train")}
-    assert train["whole"]["num_frames"] == 58 and train["whole"]["fps"] == pytest.approx(29.917, abs=1e-3)
+    assert train["whole"]["num_frames"] == 58 and train["whole"]["fps"] == pytest.approx(float(HAND_CLIP_FPS), abs=1e-3)
     assert (train["whole"]["width"], train["whole"]["height"]) == (540, 720)
     assert train["seg_a"]["num_frames"] == 30 and train["seg_a"]["start"] == 0.0 and train["seg_a"]["end"] == 1.0
     (seg_b,) = manifest_rows(out, "test")
-    assert seg_b["num_frames"] == round(1.9 * 359 / 12) - 30 and seg_b["signer"] == "s1"
+    assert seg_b["num_frames"] == round(1.9 * HAND_CLIP_FPS) - 30 and seg_b["signer"] == "s1"
     assert len({train["whole"]["fingerprint"], train["seg_a"]["fingerprint"], seg_b["fingerprint"]}) == 3
 
 

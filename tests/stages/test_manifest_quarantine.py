@@ -5,7 +5,7 @@ import pickle
 import shutil
 
 from pipeline import manifest as m
-from tests.conftest import HAND_CLIP, manifest_rows, prep, quarantine_rows
+from tests.conftest import manifest_rows, prep, quarantine_rows
 
 
 def run_manifest(dataset, root, out, *extra):
@@ -77,13 +77,14 @@ def test_csl_frame_count_mismatch_and_corrupt_jpeg(csl_root, tmp_path):
     assert set(reasons(out2)) == {data["info"][1]["name"]}
 
 
-def test_generic_bad_files_ids_paths_and_fields(tmp_path):
+def test_generic_bad_files_ids_paths_and_fields(tmp_path, hand_clip):
     folder = tmp_path / "corpus"
     (folder / "v").mkdir(parents=True)
-    shutil.copy(HAND_CLIP, folder / "v" / "good.mp4")
+    shutil.copy(hand_clip, folder / "v" / "good.mp4")
     (folder / "v" / "zero.mp4").touch()
     (folder / "v" / "text.mp4").write_text("this is not a video")
-    (folder / "v" / "trunc.mp4").write_bytes(HAND_CLIP.read_bytes()[:170000])
+    clip = hand_clip.read_bytes()
+    (folder / "v" / "trunc.mp4").write_bytes(clip[: len(clip) * 2 // 3])
     good = {"path": "v/good.mp4", "text": "ok", "language": "en", "split": "train"}
     rows = [
         {"id": "good", **good},

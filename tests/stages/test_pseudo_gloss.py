@@ -1,4 +1,5 @@
-"""Stage pseudo-gloss on the 519 real Phoenix14T dev sentences, Chinese in a CSL-Daily layout,
+"""Stage pseudo-gloss on German weather sentences written here and on the 519 real Phoenix14T
+dev sentences, Chinese in a CSL-Daily layout,
 user spaCy pipelines and fastText vectors, determinism across hash seeds, bad input."""
 
 import csv
@@ -13,30 +14,39 @@ import pytest
 
 from pipeline import synthetic
 from stages.pseudo_gloss.languages import load_pipeline
-from tests.conftest import PHOENIX_DEV, REPO, prep
+from tests.conftest import REPO, prep
 
 
 def rows(out, split):
     return pq.read_table(out / "pseudo-gloss" / f"{split}.parquet").to_pylist()
 
 
-@pytest.fixture(scope="module")
-def phoenix_all_dev(tmp_path_factory):
-    """All 519 real dev sentences as a Phoenix14T release (2 tiny frames each), pseudo-glossed."""
+# the sentence sources: the generated one has 10 training sentences, so a share of 0.15 drops
+# glosses found in two or more of them
+SHARE_LIMIT = {"synthetic": "0.15", "real": "0.1"}
+
+
+@pytest.fixture(scope="module", params=["synthetic", "real"])
+def phoenix_all_dev(request, tmp_path_factory):
+    """A Phoenix14T release (2 tiny frames a clip), pseudo-glossed: the 16 generated sentences
+    once each (so dev and test have words train lacks), and all 519 real dev sentences."""
     base = tmp_path_factory.mktemp("pg")
-    samples = synthetic.samples_from_file(PHOENIX_DEV, max_frames=2)
+    if request.param == "real":
+        samples = synthetic.samples_from_file(request.getfixturevalue("phoenix_dev_csv"), max_frames=2)
+    else:
+        samples = synthetic.default_samples("de", clips=len(synthetic.GERMAN), frames=(2, 2))
     root = synthetic.write_phoenix14t(base / "corpus", samples, size=(8, 10))
     out = base / "out"
     result = prep("run", "--stage", "pseudo-gloss", "--dataset", "phoenix14t", "--root", root, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
-    return root, out, result
+    return root, out, result, request.param
 
 
 def test_german_lemmas_lower_case_and_pos_filter(phoenix_all_dev):
-    _root, out, result = phoenix_all_dev
+    _root, out, result, source = phoenix_all_dev
     assert (out / "manifest" / "summary.json").is_file()  # the manifest ran first, automatically
     table = [r for split in ("train", "dev", "test") for r in rows(out, split)]
-    assert len(table) == 519
+    assert len(table) == {"real": 519, "synthetic": len(synthetic.GERMAN)}[source]
     glosses = {g for r in table for g in r["pseudo_glosses"]}
     for row in table:
         words = row["translation"].split()
@@ -55,8 +65,9 @@ def test_german_lemmas_lower_case_and_pos_filter(phoenix_all_dev):
     articles = [r for r in table if r["tokens"][:1] == ["die"] and r["upos"][0] == "DET"]
     assert articles and all(r["pseudo_glosses"][:1] != ["der"] for r in articles)
     assert {"zwölf", "zwanzig"} <= glosses
-    sample = next(r for r in table if r["translation"].startswith("tiefer luftdruck bestimmt in den"))
-    assert sample["pseudo_glosses"][:3] == ["tief", "luftdruck", "bestimmen"]
+    if source == "real":
+        sample = next(r for r in table if r["translation"].startswith("tiefer luftdruck bestimmt in den"))
+        assert sample["pseudo_glosses"][:3] == ["tief", "luftdruck", "bestimmen"]
     assert "pseudo-gloss" in result.stdout and "oov" in result.stdout.lower()
 
 
@@ -68,7 +79,7 @@ def test_hanta_pipeline_lemmatises_plural_nouns():
 
 
 def test_vocabulary_ids_and_prototypes(phoenix_all_dev):
-    _root, out, _ = phoenix_all_dev
+    _root, out, _, _ = phoenix_all_dev
     vocab = json.loads((out / "pseudo-gloss" / "vocab.json").read_text())
     glosses = [g["gloss"] for g in vocab["glosses"]]
     assert glosses == sorted(glosses) and [g["id"] for g in vocab["glosses"]] == list(range(1, len(glosses) + 1))
@@ -82,17 +93,20 @@ def test_vocabulary_ids_and_prototypes(phoenix_all_dev):
     assert prototypes.shape == (len(glosses) + 1, 300) and prototypes.dtype == np.float32
     assert not prototypes[0].any() and np.abs(prototypes[1:]).sum(axis=1).min() > 0
     summary = json.loads((out / "pseudo-gloss" / "summary.json").read_text())
-    assert 0 < summary["splits"]["dev"]["oov_rate"] < 0.5 and summary["splits"]["train"]["oov_rate"] == 0
+    dev_ids = [i for row in rows(out, "dev") for i in row["pseudo_gloss_ids"]]
+    assert summary["splits"]["dev"]["oov_rate"] == round(dev_ids.count(-1) / len(dev_ids), 6)
+    assert 0 < summary["splits"]["dev"]["oov_rate"] < 1 and summary["splits"]["train"]["oov_rate"] == 0
     assert vocab["provenance"]["prototype_source"].startswith("fasttext-skipgram-trained-on-train")
 
 
 def test_frequency_filter_and_user_fasttext_vectors(phoenix_all_dev, tmp_path):
-    root, out, _ = phoenix_all_dev
+    root, out, _, source = phoenix_all_dev
+    share = SHARE_LIMIT[source]
     vec = tmp_path / "vectors.vec"
     vec.write_text("2 3\nregnen 1 2 3\ntag 0.5 0.5 0.5\n")
     filtered = tmp_path / "filtered"
     result = prep("run", "--stage", "pseudo-gloss", "--dataset", "phoenix14t", "--root", root, "--out", filtered,
-                  "--quiet", "--max-gloss-share", "0.1", "--fasttext", vec)  # fmt: skip
+                  "--quiet", "--max-gloss-share", share, "--fasttext", vec)  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads((filtered / "pseudo-gloss" / "summary.json").read_text())
     vocab = json.loads((filtered / "pseudo-gloss" / "vocab.json").read_text())
@@ -102,8 +116,9 @@ def test_frequency_filter_and_user_fasttext_vectors(phoenix_all_dev, tmp_path):
     for row in rows(out, "train"):
         for g in set(row["pseudo_glosses"]):
             counts[g] = counts.get(g, 0) + 1
-    assert dropped and all(counts[g] / unique >= 0.1 for g in dropped)
-    assert vocab["provenance"]["max_gloss_share"] == 0.1
+    assert dropped and all(counts[g] / unique >= float(share) for g in dropped)
+    assert all(counts[g] / unique < float(share) for g in counts if g not in dropped)
+    assert vocab["provenance"]["max_gloss_share"] == float(share)
     prototypes = np.load(filtered / "pseudo-gloss" / "prototypes.npy")
     ids = {g["gloss"]: g["id"] for g in vocab["glosses"]}
     assert prototypes.shape[1] == 3 and prototypes[ids["regnen"]].tolist() == [1, 2, 3]
@@ -171,7 +186,7 @@ def test_unsupported_language_and_sentences_without_kept_words(tmp_path):
 
 
 def test_vocabulary_and_prototypes_identical_across_hash_seeds(phoenix_all_dev, tmp_path):
-    root, _out, _ = phoenix_all_dev
+    root, _out, _, _ = phoenix_all_dev
     outputs = []
     for seed in ("1", "12345"):
         out = tmp_path / f"seed{seed}"
