@@ -33,7 +33,7 @@ log = logging.getLogger("prep")
 DATASETS = ("phoenix14t", "csl-daily", "generic")
 RUN_DEFAULTS: dict[str, Any] = {
     "stage": None, "dataset": None, "root": None, "out": None,
-    "rank": None, "world_size": None, "workers": None, "overwrite": False, "quiet": False, "retries": 1,
+    "rank": None, "world_size": None, "workers": None, "overwrite": False, "quiet": False, "retries": 1, "max_quarantine_share": 0.2,
 }  # fmt: skip
 
 MANIFEST = "Stage manifest"
@@ -70,6 +70,7 @@ def run(
     overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite", help="Redo finished units instead of skipping them.", rich_help_panel=RUNNER),
     quiet: Optional[bool] = typer.Option(None, "--quiet/--progress", help="Plain log lines instead of a progress bar.", rich_help_panel=RUNNER),
     retries: Optional[int] = typer.Option(None, help="Retries of a failed unit before the run fails (default: 1).", rich_help_panel=RUNNER),
+    max_quarantine_share: Optional[float] = typer.Option(None, help="Exit 1 when a stage quarantines more than this share of a split's samples; outputs are kept (default: 0.2).", rich_help_panel=RUNNER),
     unit_size: Optional[int] = typer.Option(None, help="Samples per work unit (default: 200).", rich_help_panel=MANIFEST),
     deep_check: Optional[bool] = typer.Option(None, "--deep-check/--spot-check", help="Decode every frame while probing, not only first and last (default: spot).", rich_help_panel=MANIFEST),
     min_frames: Optional[int] = typer.Option(None, help="Quarantine samples with fewer frames (default: 2).", rich_help_panel=MANIFEST),
@@ -152,6 +153,7 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         overwrite=bool(options["overwrite"]),
         quiet=bool(options["quiet"]),
         retries=int(options["retries"]),
+        max_quarantine_share=float(options["max_quarantine_share"]),
     )
 
 
@@ -188,6 +190,7 @@ def execute(name: str, options: dict[str, Any], run_config: RunConfig) -> bool:
     summary = run_stage(stage)
     if summary is not None:
         typer.echo(format_summary(summary))
+        check_quarantine_share(summary, run_config.max_quarantine_share, stage.layout.quarantine_table(name))
     return summary is not None or launched_together(run_config.rank, run_config.world_size)
 
 
@@ -207,6 +210,20 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 SUMMARY_COMMON = ("samples", "expected", "quarantined")
+
+
+def check_quarantine_share(summary: dict[str, Any], limit: float, table: Path) -> None:
+    """A stage that quarantines more than ``limit`` of a split is not a run to train on: fail,
+    naming the split, its top reasons and where the rows are (the outputs stay)."""
+    for split, info in summary.get("splits", {}).items():
+        reasons = info.get("quarantined", {})
+        quarantined = sum(reasons.values())
+        total = info["samples"] + quarantined
+        if total and quarantined / total > limit:
+            top = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
+            raise PrepError(f"stage {summary['stage']}: split {split} has {quarantined / total:.0%} of its samples "
+                            f"quarantined ({quarantined} of {total}: {top}), over --max-quarantine-share {limit:g}; "
+                            f"see {table}; outputs are kept")  # fmt: skip
 
 
 @app.command()

@@ -46,6 +46,7 @@ class RunConfig:
     overwrite: bool = False
     quiet: bool = False
     retries: int = 1
+    max_quarantine_share: float = 0.2  # a split quarantined beyond this fails the run
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -32,6 +32,8 @@ PATH_ESCAPES_ROOT = "path_escapes_root"
 MISSING_FIELD = "missing_field"
 INVALID_FIELD = "invalid_field"
 UNKNOWN_SPLIT = "unknown_split"
+UNSUPPORTED_CODEC = "unsupported_codec"
+SEGMENT_OUT_OF_RANGE = "segment_out_of_range"
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -51,6 +53,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("start", pa.float64()),
         ("end", pa.float64()),
         ("fingerprint", pa.string()),
+        ("codec", pa.string()),  # the video codec (null for frame folders)
+        ("frame_timing", pa.string()),  # constant, variable, or restarts (timestamps unwrapped)
     ]
 )
 

@@ -154,13 +154,15 @@ def execute_with_retries(stage: Stage, unit: WorkUnit, chash: str, retries: int)
             return execute_unit(stage, unit, chash)
         except PrepError:
             raise
-        except Exception as exc:  # a unit failure is data: logged, retried, then reported
+        except Exception as exc:  # a unit failure is logged, retried, then reported with its traceback
             log.warning("unit %s failed (attempt %d): %s", unit.id, attempt + 1, exc)
-            log.debug("%s", traceback.format_exc())
+            trace = traceback.format_exc()
+            log.debug("%s", trace)
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    atomic_write_json(stage.layout.unit_error(stage.name, unit.id),
-                      {"unit": unit.id, "error": error, "attempts": retries + 1, "at": time.time()})  # fmt: skip
-    return UnitResult(unit.id, error=error)
+    record = stage.layout.unit_error(stage.name, unit.id)
+    atomic_write_json(record, {"unit": unit.id, "error": error, "attempts": retries + 1, "at": time.time(),
+                               "traceback": trace})  # fmt: skip
+    return UnitResult(unit.id, error=f"{error} (traceback in {record})")
 
 
 def run_stage(stage: Stage) -> dict[str, Any] | None:

@@ -29,7 +29,13 @@ class SplitReport:
     shards: int = 0
     samples: int = 0
     bytes: int = 0
+    quarantined: int = 0  # samples the features stage quarantined, beside the shards
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def quarantine_share(self) -> float:
+        total = self.samples + self.quarantined
+        return self.quarantined / total if total else 0.0
 
     def problem(self, text: str) -> None:
         if len(self.problems) < MAX_LISTED:
@@ -57,7 +63,7 @@ def _quarantined_keys(layout: Layout) -> dict[str, set[str]]:
 
 
 def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitReport:
-    report = SplitReport(split)
+    report = SplitReport(split, quarantined=len(quarantined))
     folder = layout.shard_dir(split)
     if not (folder / INDEX_NAME).is_file():
         if m.read_table(layout.split_table("manifest", split)).num_rows:  # an empty split has no shards
@@ -126,6 +132,9 @@ def _check_sample(shard: str, key: str, fields: dict, row: dict | None, selectio
     frames = meta.get("frame_indices", [])
     if frames != [int(i) for i in selection.indices(row["num_frames"])]:
         report.problem(f"{where}: frame_indices disagree with num_frames {row['num_frames']} and the frame selection")
+    times = meta.get("frame_times", [])
+    if len(times) != len(frames) or any(b < a for a, b in zip(times, times[1:])) or (times and times[0] < 0):
+        report.problem(f"{where}: frame_times are not one non-negative, rising time per stored frame")
     per_clip = {name for name, info in meta.get("fields", {}).items() if info.get("per_clip")}
     for name, data in fields.items():
         if not name.endswith(".npy") or name in per_clip:
@@ -140,9 +149,11 @@ def _check_sample(shard: str, key: str, fields: dict, row: dict | None, selectio
 
 
 def format_reports(reports: list[SplitReport]) -> str:
-    lines = [f"{'split':<8} {'shards':>6} {'samples':>8} {'bytes':>12}  result"]
+    lines = [f"{'split':<8} {'shards':>6} {'samples':>8} {'bytes':>12} {'quarantined':>14}  result"]
     for r in reports:
-        lines.append(f"{r.split:<8} {r.shards:>6} {r.samples:>8} {r.bytes:>12}  {'ok' if not r.problems else f'{len(r.problems)} problem(s)'}")
+        held = f"{r.quarantined} ({r.quarantine_share:.0%})"
+        result = "ok" if not r.problems else f"{len(r.problems)} problem(s)"
+        lines.append(f"{r.split:<8} {r.shards:>6} {r.samples:>8} {r.bytes:>12} {held:>14}  {result}")
     for r in reports:
         lines += [f"  {r.split}: {p}" for p in r.problems]
     return "\n".join(lines)

@@ -26,15 +26,28 @@ SHARED = REPO.parent / "shared"
 HAND_CLIP_FRAMES, HAND_CLIP_SIZE, HAND_CLIP_FPS = 58, (540, 720), Fraction(359, 12)
 
 
+def missing(reason: str) -> None:
+    """Skip with ``reason``; on CI (``CI=true``), where everything is installed, fail instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}: CI runs every test and has it")
+    pytest.skip(reason)
+
+
 def shared_file(relative: str) -> Path:
     """``../shared/<relative>``, or a skip naming it (a failure on CI, where it must be there)."""
     path = SHARED / relative
     if not path.exists():
-        reason = f"needs ../shared/{relative}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}: CI runs every test, and ../shared is laid beside the checkout there")
-        pytest.skip(reason)
+        missing(f"needs ../shared/{relative}")
     return path
+
+
+def debian_tool(names: tuple[str, ...], package: str) -> str:
+    """The path of the first of ``names`` on PATH, or a skip naming the package (.ci/run installs it)."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    missing(f"needs {names[0]} (apt-get install -y --no-install-recommends {package}; .ci/run installs it)")
 
 
 def copy_beside(clip: Path, folder: Path, name: str | None = None) -> str:

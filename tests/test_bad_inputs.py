@@ -20,9 +20,8 @@ from pipeline import manifest as m
 from pipeline import synthetic
 from pipeline.shards import decode_npy, iter_tar_samples
 from stages.hands import load_hamer
-from tests.conftest import REPO, SHARED, manifest_rows, prep, quarantine_rows
+from tests.conftest import REPO, manifest_rows, prep, quarantine_rows
 
-TINY_HAMER = SHARED / "testvectors" / "hamer_tiny"
 HEADER = "id,path,text,language,split,fps"
 
 
@@ -109,7 +108,7 @@ def test_mixed_corpus_quarantines_each_bad_sample_and_shards_every_good_one(tmp_
     csv_path, good = write_mixed_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", csv_path, "--out", out,
-                  "--dinov2", tiny_dinov2, "--quiet")  # fmt: skip
+                  "--dinov2", tiny_dinov2, "--quiet", "--max-quarantine-share", 1)  # fmt: skip
     assert result.exit_code == 0, result.output
     quarantined = quarantine_rows(out)
     assert {(q["id"], q["split"], q["reason"]) for q in quarantined} == EXPECTED_QUARANTINE
@@ -145,7 +144,8 @@ def test_csl_daily_undecodable_and_duplicate_split_lines(csl_root, tmp_path):
     lines.append(lines[3].split(b"|")[0] + b"|test")  # the same name in another split
     split_file.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "csl-daily", "--root", csl_root, "--out", out, "--quiet")
+    result = prep("run", "--stage", "manifest", "--dataset", "csl-daily", "--root", csl_root, "--out", out, "--quiet",
+                  "--max-quarantine-share", 1)  # fmt: skip
     assert result.exit_code == 0, result.output
     found = [(q["reason"], q["detail"]) for q in quarantine_rows(out)]
     assert [r for r, _ in found].count(m.DUPLICATE_ID) == 2 and len(found) == 3
@@ -159,7 +159,8 @@ def test_csl_daily_undecodable_and_duplicate_split_lines(csl_root, tmp_path):
 def test_narrow_videos_decode_like_opencv(tmp_path):
     """decord pads the rows of some narrow videos (48 pixels wide, as in the mixed corpus above);
     every frame still comes out exactly as OpenCV decodes it, densely and sparsely."""
-    from pipeline.video import FrameSelection, VideoFileSource, decode_clip
+    from pipeline.video import FrameSelection, decode_clip
+    from pipeline.video_file import VideoFileSource
 
     for width in (16, 48, 64):
         path = tmp_path / f"w{width}.mp4"
@@ -181,21 +182,22 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_hamer_checkpoint_whose_pickle_would_run_code_never_runs_it(tmp_path, generic_csv):
+def test_hamer_checkpoint_whose_pickle_would_run_code_never_runs_it(tmp_path, generic_csv, tiny_hamer):
+    checkpoint, config = tiny_hamer
     marker = tmp_path / "pwned"
     evil = tmp_path / "hamer.ckpt"
-    state = load_hamer(TINY_HAMER / "hamer_tiny.ckpt", TINY_HAMER / "config.json").state_dict()
+    state = load_hamer(checkpoint, config).state_dict()
     torch.save({"state_dict": state, "hyper_parameters": Payload(marker), "callbacks": [Payload(marker)]}, evil)
     out = tmp_path / "out"
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", out, "--quiet",
-                  "--features", "hamer", "--hamer", evil, "--hamer-config", TINY_HAMER / "config.json")  # fmt: skip
+                  "--features", "hamer", "--hamer", evil, "--hamer-config", config)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert not marker.exists()
     samples = [s for tar in (out / "shards").glob("*/*.tar") for s in iter_tar_samples(tar)]
     assert len(samples) == 5 and all(decode_npy(f["hamer.npy"]).shape[1] == 288 for _, f in samples)
     payload_only = tmp_path / "payload.ckpt"
     torch.save(Payload(marker), payload_only)
-    converted = prep("convert-hamer", payload_only, tmp_path / "x.safetensors", "--hamer-config", TINY_HAMER / "config.json")
+    converted = prep("convert-hamer", payload_only, tmp_path / "x.safetensors", "--hamer-config", config)
     assert converted.exit_code == 1 and converted.stderr.startswith("prep: error: ") and "state_dict" in converted.stderr
     assert not marker.exists()
 

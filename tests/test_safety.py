@@ -180,7 +180,7 @@ def test_annotation_paths_and_split_names_stay_inside_root_and_out(tmp_path, gen
     annotations.write_text("\n".join([header, *rows]) + "\n")
     out = tmp_path / "deep" / "er" / "out"
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out,
-                  "--dinov2", tiny_dinov2, "--quiet")  # fmt: skip
+                  "--dinov2", tiny_dinov2, "--quiet", "--max-quarantine-share", 1)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert prep("verify", "--out", out).exit_code == 0  # the split holding only quarantined samples too
     found = {q["id"]: (q["split"], q["reason"], q["detail"]) for q in quarantine_rows(out)}

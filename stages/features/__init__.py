@@ -25,7 +25,7 @@ from pipeline.errors import PrepError
 from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
 from pipeline.shards import ShardWriter, encode_json, encode_npy, parse_size, sample_key
 from pipeline.storage import atomic_write_json, write_parquet
-from pipeline.video import FrameSelection, open_source
+from pipeline.video import DecodeError, FrameSelection, open_source
 from stages.features.dinov2 import Dinov2Encoder
 from stages.features.extract import ExtractedClip, extract_clips
 from stages.features.publish import publish_split
@@ -79,12 +79,13 @@ class FeaturesOptions:
 
 class FeaturesStage(Stage):
     name = "features"
-    version = 1
+    version = 2  # 2: frame_times in every sample's json
     requires = ("manifest",)
     runtime_options = ("decode_workers",)
 
     def __init__(self, options: FeaturesOptions, run: Any) -> None:
         super().__init__(options, run)
+        self._frame_times: dict[str, np.ndarray] = {}  # clip id -> stored frames' seconds, set at decode
         for name, value in (("batch-size", options.batch_size), ("shard-clips", options.shard_clips),
                             ("decode-workers", options.decode_workers), ("frame-size", options.frame_size)):
             if value < 1:
@@ -157,6 +158,9 @@ class FeaturesStage(Stage):
 
     def _open_clip(self, row: dict):
         source = open_source(self.base_dir / row["source_path"], row["fps"], row["start"], row["end"], threads=2)
+        if source.num_frames != row["num_frames"]:
+            raise DecodeError(f"{source.num_frames} frames now, the manifest counted {row['num_frames']}: rerun it")
+        self._frame_times[row["id"]] = source.timestamps(self.selection.indices(source.num_frames))
         return source, self.selection
 
     def _shape_problem(self, row: dict, clip: ExtractedClip) -> tuple[str, str] | None:
@@ -181,13 +185,14 @@ class FeaturesStage(Stage):
         if clip.extras:
             described["frame_*.jpg"] = {"count": len(clip.extras), "size": [self.options.frame_size] * 2}
         indices = self.selection.indices(row["num_frames"])
-        fields["json"] = encode_json(sample_json(row, indices, described, provenance))
+        times = self._frame_times.pop(row["id"])
+        fields["json"] = encode_json(sample_json(row, indices, times, described, provenance))
         return fields
 
     def _provenance(self) -> dict[str, Any]:
         return {
             "prep_version": __version__,
-            "stages": {"manifest": 1, **self.annotation_versions, self.name: self.version},
+            "stages": {**self.annotation_versions, self.name: self.version},
             "frame_selection": self.selection.as_dict(),
             "features": {name: enc.provenance() for name, enc in self.encoders.items()},
             "options": {k: v for k, v in self.options_dict().items() if k not in self.runtime_options},

@@ -41,6 +41,35 @@ class ClipEnd:
 Hook = Callable[[np.ndarray, ChunkInfo], Any]  # (frames, info) -> prepared
 
 
+class Unreadable(Exception):
+    """A clip's frames could not be decoded: its one-line reason becomes a quarantine row."""
+
+
+def _prepared(hooks: dict[str, Hook], frames: np.ndarray, info: ChunkInfo) -> dict[str, Any]:
+    """Every hook's result. A hook says a clip's input is unusable (say, its keypoints file is
+    missing) by raising :class:`DecodeError`; anything else it raises is a bug."""
+    try:
+        return {name: hook(frames, info) for name, hook in hooks.items()}
+    except DecodeError as exc:
+        raise Unreadable(" ".join(str(exc).split())[:300] or type(exc).__name__) from exc
+
+
+def _decoded(open_clip: Callable, clip: Any, chunk_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frames, indices) batches of one clip. Only opening and decoding are guarded: an error
+    from a hook (a model's preprocessing, MediaPipe, a crop) is a bug and must stay one."""
+    try:
+        source, selection = open_clip(clip)
+        batches = iter_clip(source, selection, chunk_frames)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            yield batch.frames, batch.indices
+    except (DecodeError, OSError) as exc:
+        raise Unreadable(" ".join(str(exc).split())[:300] or type(exc).__name__) from exc
+
+
 def decoded_chunks(
     clips: Sequence[Any],
     open_clip: Callable[[Any], tuple[FrameSource, FrameSelection]],
@@ -68,16 +97,14 @@ def decoded_chunks(
         for position in range(worker, len(clips), workers):
             count, error, crash = 0, None, None
             try:
-                source, selection = open_clip(clips[position])
-                for clip in iter_clip(source, selection, chunk_frames):
-                    info = ChunkInfo(position, clips[position], clip.indices)
-                    prepared = {name: hook(clip.frames, info) for name, hook in hooks.items()}
-                    count += len(clip.indices)
-                    if not put(queues[worker], FrameChunk(position, clip.indices, prepared)):
+                for frames, indices in _decoded(open_clip, clips[position], chunk_frames):
+                    prepared = _prepared(hooks, frames, ChunkInfo(position, clips[position], indices))
+                    count += len(indices)
+                    if not put(queues[worker], FrameChunk(position, indices, prepared)):
                         return
-            except (DecodeError, OSError, RuntimeError, ValueError) as exc:
-                error = " ".join(str(exc).split())[:300] or type(exc).__name__
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            except Unreadable as exc:
+                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a hook's bug, handed to the consumer, which raises it
                 crash = exc
             if not put(queues[worker], ClipEnd(position, count, error, crash)):
                 return

@@ -8,6 +8,7 @@ same inputs give the same numbers.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ import numpy as np
 
 from pipeline.video import ChunkInfo
 from stages.features.decoding import FrameChunk, decoded_chunks
+
+log = logging.getLogger(__name__)
 
 
 class FrameEncoder(Protocol):
@@ -70,6 +73,23 @@ class FrameBatcher:
         self._dropped.add(position)
         self._rows.pop(position, None)
 
+    def _forward(self, batch: Any) -> dict[str, np.ndarray]:
+        """The encoder on ``batch``; on CUDA out-of-memory, on each half in turn (down to one
+        frame) so that a big batch size never loses a run. Outputs keep their frame order."""
+        import torch
+
+        try:
+            return self.encoder(batch)
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) < 2:
+                raise
+        torch.cuda.empty_cache()
+        half = len(batch) // 2
+        log.warning("CUDA out of memory on %d frames: retrying as two batches of %d and %d",
+                    len(batch), half, len(batch) - half)  # fmt: skip
+        first, second = self._forward(batch[:half]), self._forward(batch[half:])
+        return {name: np.concatenate([first[name], second[name]]) for name in first}
+
     def _run(self) -> None:
         import torch
 
@@ -86,7 +106,7 @@ class FrameBatcher:
         self._pending_frames -= size
         started = time.perf_counter()
         concat = getattr(type(parts[0]), "cat", torch.cat)
-        rows = self.encoder(concat(parts) if len(parts) > 1 else parts[0])
+        rows = self._forward(concat(parts) if len(parts) > 1 else parts[0])
         self.forward_seconds += time.perf_counter() - started
         begin = 0
         for position, count in owners:

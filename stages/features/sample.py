@@ -40,10 +40,11 @@ ARRAY_COLUMNS = {column: field for a in ANNOTATIONS for column, field in a.array
 def annotated_rows(layout: Layout, split: str) -> tuple[list[dict], dict[str, int]]:
     """The manifest rows of a split, each extended with the annotations that exist on disk.
 
-    Returns the rows and ``{stage: stage_version}`` of the annotation stages found.
+    Returns the rows and ``{stage: stage_version}`` of the manifest and the annotation stages found.
     """
-    rows = [{k: row[k] for k in MANIFEST_FIELDS} for row in m.read_table(layout.split_table("manifest", split)).to_pylist()]
-    found = {}
+    manifest = layout.split_table("manifest", split)
+    rows = [{k: row[k] for k in MANIFEST_FIELDS} for row in m.read_table(manifest).to_pylist()]
+    found = {"manifest": m.read_provenance(manifest).get("stage_version")}
     for annotation in ANNOTATIONS:
         path = layout.split_table(annotation.stage, split)
         if not layout.summary(annotation.stage).is_file() or not path.is_file():
@@ -56,10 +57,12 @@ def annotated_rows(layout: Layout, split: str) -> tuple[list[dict], dict[str, in
     return rows, found
 
 
-def sample_json(row: dict, indices: np.ndarray, fields: dict[str, dict], provenance: dict) -> dict[str, Any]:
-    """Everything a trainer needs to know about one sample, beside its arrays."""
+def sample_json(row: dict, indices: np.ndarray, times: np.ndarray, fields: dict[str, dict], provenance: dict) -> dict[str, Any]:
+    """Everything a trainer needs to know about one sample, beside its arrays: ``frame_times``
+    are each stored frame's seconds from the sample's start, read from the video's timestamps."""
     plain = {k: v for k, v in row.items() if k not in ARRAY_COLUMNS}
-    return {**plain, "frame_indices": [int(i) for i in indices], "fields": fields, "provenance": provenance}
+    return {**plain, "frame_indices": [int(i) for i in indices], "frame_times": [round(float(t), 6) for t in times],
+            "fields": fields, "provenance": provenance}  # fmt: skip
 
 
 def annotation_arrays(row: dict) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from pipeline import manifest as m
@@ -34,7 +35,6 @@ from stages.hand_captions.work import (
     ClipWork,
     chunk_requests,
     journaled_keys,
-    readable,
 )
 
 DECODE_FAILED = "decode_failed"
@@ -77,7 +77,7 @@ class HandCaptionsOptions:
 
 class HandCaptionsStage(Stage):
     name = "hand-captions"
-    version = 2
+    version = 3  # 3: chunk seconds from real frame times (variable frame rates)
     requires = ("manifest",)
     runtime_options = ("caption_batch_size",)
 
@@ -121,7 +121,7 @@ class HandCaptionsStage(Stage):
         units = []
         for split in splits:
             rows = m.read_table(self.layout.split_table("manifest", split)).select(
-                ["id", "source_path", "fps", "start", "end", "num_frames"]).to_pylist()  # fmt: skip
+                ["id", "source_path", "fps", "start", "end", "num_frames", "frame_timing"]).to_pylist()  # fmt: skip
             units += slice_units(split, rows, self.options.unit_size)
         return units
 
@@ -156,20 +156,30 @@ class HandCaptionsStage(Stage):
 
     def _clip_work(self, position: int, item: dict[str, Any]) -> ClipWork:
         o = self.options
-        chunks = chunks_of(item["num_frames"], item["fps"], o.chunk_frames, o.chunk_stride)
+        chunks = chunks_of(item["num_frames"], item["fps"], o.chunk_frames, o.chunk_stride, self._frame_times(item))
         picks = [pick_frames(c.start_frame, c.end_frame, o.chunk_sample_frames) for c in chunks]
         return ClipWork(position, item, chunks, picks)
+
+    def _frame_times(self, item: dict[str, Any]) -> np.ndarray | None:
+        """Real frame times of a clip whose clock is not constant (one demux pass, no decoding)."""
+        if item.get("frame_timing") in (None, "constant"):
+            return None
+        try:
+            source = open_source(self.base_dir / item["source_path"], item["fps"], item["start"], item["end"])
+        except DecodeError:
+            return None  # reading it fails again, with its reason, when the clip is decoded
+        return source.timestamps(range(source.num_frames))
 
     def _caption_clip(self, work: ClipWork, done: dict, batcher: BatchedCaptioner) -> int:
         item = work.item
         try:
             source = open_source(self.base_dir / item["source_path"], item["fps"], item["start"], item["end"], threads=2)
-        except (DecodeError, OSError, ValueError) as exc:
+        except (DecodeError, OSError) as exc:
             raise ClipUnreadable.because(exc) from exc
         if self.detector is not None:
             self.detector.load()
         detect = self.detector.detect if self.detector is not None else None
-        for request in readable(chunk_requests(work, source, self.captioner, detect)):
+        for request in chunk_requests(work, source, self.captioner, detect):
             if request.key not in done:
                 batcher.add(request)
         return source.num_frames

@@ -8,6 +8,7 @@ a clip of ``length`` frames or fewer is one chunk.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,16 @@ def chunk_spans(num_frames: int, length: int = 16, stride: int | None = None) ->
     return spans
 
 
-def chunks_of(num_frames: int, fps: float, length: int = 16, stride: int | None = None) -> list[Chunk]:
-    return [Chunk(i, a, b, round(a / fps, 3), round(b / fps, 3))
+def chunks_of(
+    num_frames: int, fps: float, length: int = 16, stride: int | None = None, times: Sequence[float] | None = None
+) -> list[Chunk]:
+    """Chunks with their seconds: from the clip's real frame ``times`` when given (a variable
+    frame rate), else from ``fps``. A chunk ends where the frame after its last one starts."""
+    if times is None:
+        edges = [n / fps for n in range(num_frames + 1)]
+    else:
+        edges = list(times[:num_frames]) + [times[num_frames - 1] + 1 / fps if num_frames else 0.0]
+    return [Chunk(i, a, b, round(edges[a], 3), round(edges[b], 3))
             for i, (a, b) in enumerate(chunk_spans(num_frames, length, stride))]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from pipeline.journal import UnitJournal
-from pipeline.video import ChunkInfo, DecodeError, FrameSelection, iter_clip
+from pipeline.video import ChunkInfo, Clip, DecodeError, FrameSelection, iter_clip
 from stages.hand_captions.captioners import Caption, ChunkRequest
 from stages.hand_captions.chunking import Chunk
 
@@ -22,7 +22,7 @@ class ClipUnreadable(Exception):
         return cls(" ".join(str(exc).split()) or type(exc).__name__)
 
 
-DECODE_BATCH = 64  # frames decoded at a time; memory per clip stays bounded by chunk, not clip, length
+DECODE_BATCH = 16  # frames decoded at a time; memory per clip stays bounded by chunk, not clip, length
 
 
 @dataclass
@@ -41,9 +41,12 @@ def chunk_requests(work: ClipWork, source: Any, captioner: Any, detect: Callable
     frames: dict[int, np.ndarray] = {}
     hands, hands_from = None, 0  # hand rows of frames hands_from, hands_from + 1, ...
     decoded, ready = 0, 0
-    for clip in iter_clip(source, FrameSelection(), DECODE_BATCH):
+    for clip in decoded_batches(source):
         if captioner.needs_hands:
-            rows = detect(clip.frames, ChunkInfo(work.position, work.item, clip.indices))
+            try:  # a missing keypoints file is the clip's problem; any other detector error is a bug
+                rows = detect(clip.frames, ChunkInfo(work.position, work.item, clip.indices))
+            except DecodeError as exc:
+                raise ClipUnreadable.because(exc) from exc
             hands = rows if hands is None else np.concatenate([hands, rows])
         frames.update((int(i), frame) for i, frame in zip(clip.indices, clip.frames) if int(i) in wanted)
         decoded += len(clip.frames)
@@ -61,19 +64,22 @@ def chunk_requests(work: ClipWork, source: Any, captioner: Any, detect: Callable
             if hands is not None:
                 hands, hands_from = hands[keep_from - hands_from :], keep_from
     if ready < len(work.chunks):
-        raise DecodeError(f"decoded {decoded} of {work.item['num_frames']} frames")
+        raise ClipUnreadable(f"decoded {decoded} of {work.item['num_frames']} frames")
 
 
-def readable(requests: Iterator[ChunkRequest]) -> Iterator[ChunkRequest]:
-    """Decode failures become :class:`ClipUnreadable`; a captioner's own errors pass untouched."""
+def decoded_batches(source: Any) -> Iterator[Clip]:
+    """The clip's frames in batches; a decoding failure becomes :class:`ClipUnreadable`. Only
+    decoding is guarded: the hand detector's and captioner's own errors are bugs, not bad data,
+    and fail the unit with their traceback."""
+    batches = iter_clip(source, FrameSelection(), DECODE_BATCH)
     while True:
         try:
-            request = next(requests)
+            clip = next(batches)
         except StopIteration:
             return
-        except (DecodeError, OSError, RuntimeError, ValueError) as exc:
+        except (DecodeError, OSError) as exc:
             raise ClipUnreadable.because(exc) from exc
-        yield request
+        yield clip
 
 
 def journaled_keys(journal: UnitJournal, kind: str) -> dict:

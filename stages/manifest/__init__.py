@@ -53,7 +53,7 @@ class ManifestOptions:
 
 class ManifestStage(Stage):
     name = "manifest"
-    version = 1
+    version = 2  # 2: video frames indexed by presentation time (codec, frame_timing columns)
 
     def __init__(self, options: ManifestOptions, run: Any) -> None:
         super().__init__(options, run)

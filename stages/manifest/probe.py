@@ -10,18 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline import manifest as m
 from pipeline.video import (
     DecodeError,
     FrameFolderSource,
     FrameSelection,
-    VideoFileSource,
     iter_clip,
     list_frame_files,
     numbering_gaps,
 )
+from pipeline.video_file import UnsupportedCodec, VideoFileSource
 
-DEEP_CHECK_BATCH = 32
+DEEP_CHECK_BATCH = 16  # see pipeline.video.iter_clip on batch sizes
+MIN_FPS, MAX_FPS = 1, 240  # outside this, a frame rate is a typo or a broken header
 
 
 class Rejection(Exception):
@@ -67,6 +70,8 @@ def _probe(cand: dict, ctx: ProbeContext) -> dict:
     else:
         kind, source, fingerprint = "video", *_probe_video(path, fps, cand, ctx)
     _check_counts(source.num_frames, cand, ctx)
+    if not MIN_FPS <= source.fps <= MAX_FPS:
+        raise Rejection(m.INVALID_FIELD, f"frame rate {source.fps:g} outside {MIN_FPS}-{MAX_FPS} fps")
     language = cand.get("language") or ctx.language
     if not language:
         raise Rejection(m.MISSING_FIELD, "no language given by the sample or the dataset")
@@ -87,6 +92,8 @@ def _probe(cand: dict, ctx: ProbeContext) -> dict:
         "start": cand.get("start"),
         "end": cand.get("end"),
         "fingerprint": fingerprint,
+        "codec": getattr(source, "codec", None),
+        "frame_timing": getattr(source, "timing", "constant"),
     }
 
 
@@ -115,13 +122,28 @@ def _probe_folder(folder: Path, fps: float | None, cand: dict, ctx: ProbeContext
 def _probe_video(path: Path, fps: float | None, cand: dict, ctx: ProbeContext) -> tuple[VideoFileSource, str]:
     try:
         source = VideoFileSource(path, fps, cand.get("start"), cand.get("end"))
+        _check_segment(source, cand)
         _spot_check(source, deep=ctx.deep_check)
+    except UnsupportedCodec as exc:
+        raise Rejection(m.UNSUPPORTED_CODEC, str(exc)) from exc
     except DecodeError as exc:
         raise Rejection(m.UNREADABLE_FILE, str(exc)) from exc
     if path not in ctx._hashes:
         ctx._hashes[path] = _file_sha256(path)
     segment = f"{cand.get('start')}-{cand.get('end')}"
     return source, hashlib.sha256(f"{ctx._hashes[path]}:{segment}".encode()).hexdigest()
+
+
+def _check_segment(source: VideoFileSource, cand: dict) -> None:
+    """A segment must lie inside the video (one frame of slack at the end): a time past the end
+    is a wrong annotation or the wrong file, and cutting it short would hide that."""
+    times = source.index.times
+    frame = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    length = times[-1] + frame
+    for name in ("start", "end"):
+        value = cand.get(name)
+        if value is not None and value > length + frame + 1e-6:
+            raise Rejection(m.SEGMENT_OUT_OF_RANGE, f"segment {name} {value:g} s is past the video's end at {length:.3f} s")
 
 
 def _spot_check(source: Any, deep: bool) -> None:

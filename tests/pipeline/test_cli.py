@@ -47,8 +47,10 @@ def test_config_file_toml_and_yaml_flags_win(tmp_path, phoenix_root):
     assert read_provenance(out / "manifest" / "dev.parquet")["frame_selection"]["max_frames"] == 6
     yaml_file = tmp_path / "prep.yaml"
     yaml_file.write_text(f"stage: manifest\ndataset: phoenix14t\nroot: {phoenix_root}\nout: {tmp_path / 'y'}\nmin_frames: 13\n")
+    assert prep("run", "--config", yaml_file).exit_code == 1  # every clip has 12 frames < 13: all quarantined
+    assert manifest_rows(tmp_path / "y", "dev") == []  # the outputs are still written
+    yaml_file.write_text(yaml_file.read_text() + "max-quarantine-share: 1\n")
     assert prep("run", "--config", yaml_file).exit_code == 0
-    assert manifest_rows(tmp_path / "y", "dev") == []  # every clip has 12 frames < 13: quarantined, still exit 0
     bad = tmp_path / "bad.toml"
     bad.write_text('stage = "manifest"\nframes_per_second = 3\nworkerz = 2\n')
     result = prep("run", "--config", bad)

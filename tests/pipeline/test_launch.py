@@ -67,7 +67,7 @@ def test_accelerate_launch_shares_units_and_matches_one_process(phoenix_template
     result = run_command(launch + [str(a) for a in features_args(phoenix_template, tiny_dinov2, many)], env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rank 0/2 joined the process group (gloo)" in result.stderr and "rank 1/2 joined" in result.stderr
-    assert result.stdout.count("features (v1)") == 1  # rank 0 merged, rank 1 waited and printed nothing
+    assert result.stdout.count("features (v2)") == 1  # rank 0 merged, rank 1 waited and printed nothing
     for stage in ("manifest", "features"):
         ranks = unit_ranks(many, stage)
         assert len(ranks) > 2 and ranks == [position % 2 for position in range(len(ranks))]
@@ -119,7 +119,7 @@ def test_torchrun_ranks_run_every_stage_they_need_in_turn(phoenix_template, tmp_
 
     result = run_command(launch + args(out), timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("manifest (v1)") == 1 and result.stdout.count("pseudo-gloss (v1)") == 1
+    assert result.stdout.count("manifest (v2)") == 1 and result.stdout.count("pseudo-gloss (v1)") == 1
     assert set(unit_ranks(out, "pseudo-gloss")) == {0, 1}
     reference = tmp_path / "reference"
     assert prep(*args(reference)).exit_code == 0
@@ -139,7 +139,7 @@ def test_slurm_array_tasks_started_together_merge_once(phoenix_template, tmp_pat
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE) for task in (0, 1)]  # fmt: skip
     outputs = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
-    assert sum(stdout.count("manifest (v1)") for stdout, _ in outputs) == 1
+    assert sum(stdout.count("manifest (v2)") for stdout, _ in outputs) == 1
     assert unit_ranks(out, "manifest") == [position % 2 for position in range(10)]
     assert not Layout(out).merge_lock("manifest").exists()
     ids = [r["id"] for s in SPLITS for r in manifest_rows(out, s)]

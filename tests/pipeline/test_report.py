@@ -5,7 +5,6 @@ from shard frames of an h264 clip."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 from pipeline import synthetic
 from pipeline.report import media, write_report
 from stages.hands import detect
-from tests.conftest import phoenix_samples, prep, raised_hand_keypoints
+from tests.conftest import debian_tool, phoenix_samples, prep, raised_hand_keypoints
 
 SKIN = np.array([225, 190, 160])  # the synthetic signer's hands (pipeline.synthetic.render_frames)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -29,14 +28,7 @@ CLIPS = 3
 
 
 def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    reason = "needs headless Chromium (apt-get install -y --no-install-recommends chromium; .ci/run installs it)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    return debian_tool(("chromium", "chromium-browser", "google-chrome"), "chromium")
 
 
 def render(page: Path, tmp_path: Path) -> tuple[np.ndarray, dict[str, int]]:

@@ -7,14 +7,14 @@ from pipeline.video import (
     DecodeError,
     FrameFolderSource,
     FrameSelection,
-    VideoFileSource,
     decode_clip,
     iter_clip,
     list_frame_files,
     numbering_gaps,
     open_source,
 )
-from tests.conftest import HAND_CLIP
+from pipeline.video_file import VideoFileSource
+from tests.conftest import HAND_CLIP_FPS
 
 
 def test_frame_selection_step_head_and_uniform():
@@ -27,25 +27,25 @@ def test_frame_selection_step_head_and_uniform():
         FrameSelection(step=0)
 
 
-def test_real_h264_clip_has_58_frames_at_about_30_fps():
-    source = open_source(HAND_CLIP)
+def test_h264_clip_has_58_frames_at_about_30_fps(hand_clip):
+    source = open_source(hand_clip)
     assert (source.num_frames, source.width, source.height) == (58, 540, 720)
-    assert source.fps == pytest.approx(359 / 12, rel=1e-3)
+    assert source.fps == pytest.approx(float(HAND_CLIP_FPS), rel=1e-3)
     clip = decode_clip(source, FrameSelection(step=2))
     assert clip.frames.shape == (29, 720, 540, 3) and clip.frames.dtype == np.uint8
     assert clip.timestamps[1] == pytest.approx(2 / source.fps)
 
 
-def test_long_clip_is_read_in_bounded_batches():
-    source = open_source(HAND_CLIP)
+def test_long_clip_is_read_in_bounded_batches(hand_clip):
+    source = open_source(hand_clip)
     sizes = [len(c.frames) for c in iter_clip(source, FrameSelection(), batch_size=16)]
     assert sizes == [16, 16, 16, 10]
 
 
-def test_video_segment_by_seconds():
-    source = VideoFileSource(HAND_CLIP, start=0.5, end=1.0)
+def test_video_segment_by_seconds(hand_clip):
+    source = VideoFileSource(hand_clip, start=0.5, end=1.0)
     assert source.num_frames == round(1.0 * source.fps) - round(0.5 * source.fps)
-    whole = decode_clip(open_source(HAND_CLIP)).frames
+    whole = decode_clip(open_source(hand_clip)).frames
     first = round(0.5 * source.fps)
     np.testing.assert_array_equal(decode_clip(source).frames[0], whole[first])
 
@@ -81,9 +81,9 @@ def test_unreadable_video_raises_decode_error(tmp_path):
         open_source(empty)
 
 
-def test_sparse_and_dense_reads_agree_on_the_real_clip():
-    whole = decode_clip(open_source(HAND_CLIP)).frames
-    sparse = decode_clip(open_source(HAND_CLIP), FrameSelection(step=7)).frames  # batched get_batch
+def test_sparse_and_dense_reads_agree(hand_clip):
+    whole = decode_clip(open_source(hand_clip)).frames
+    sparse = decode_clip(open_source(hand_clip), FrameSelection(step=7)).frames  # batched get_batch
     np.testing.assert_array_equal(sparse, whole[::7])
-    dense = decode_clip(open_source(HAND_CLIP), FrameSelection(step=2)).frames  # sequential pass
+    dense = decode_clip(open_source(hand_clip), FrameSelection(step=2)).frames  # sequential pass
     np.testing.assert_array_equal(dense, whole[::2])

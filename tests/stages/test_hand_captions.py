@@ -77,5 +77,5 @@ def test_captions_and_embeddings_reach_the_shards(captioned, tiny_dinov2):
     meta = json.loads(fields["json"])
     assert meta["hand_caption"].startswith("[0.00–") and "caption_emb" not in meta
     assert decode_npy(fields["caption_emb.npy"]).shape == (384,)
-    assert meta["provenance"]["stages"]["hand-captions"] == 2
+    assert meta["provenance"]["stages"]["hand-captions"] == 3
     assert prep("verify", "--out", out).exit_code == 0

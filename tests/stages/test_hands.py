@@ -175,7 +175,7 @@ def test_boxes_from_a_keypoints_file_instead_of_mediapipe(tmp_path, generic_csv)
     np.save(folder / f"{rows[1]['id']}.npy", per_hand)
     out = tmp_path / "out"
     result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", out, "--quiet",
-                  "--features", "hands", "--hand-keypoints", folder)  # fmt: skip
+                  "--features", "hands", "--hand-keypoints", folder, "--max-quarantine-share", 1)  # fmt: skip
     assert result.exit_code == 0, result.output
     samples = {k: f for s in (out / "shards").glob("*/*.tar") for k, f in iter_tar_samples(s)}
     first, second = (decode_npy(samples[rows[i]["id"]]["hands.npy"]) for i in (0, 1))

@@ -175,7 +175,8 @@ def test_unsupported_language_and_sentences_without_kept_words(tmp_path):
         writer.writeheader()
         writer.writerows(records)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "generic", "--root", csv_path, "--out", out, "--quiet")
+    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "generic", "--root", csv_path, "--out", out, "--quiet",
+                  "--max-quarantine-share", 1)  # fmt: skip
     assert result.exit_code == 0, result.output
     quarantine = pq.read_table(out / "pseudo-gloss" / "quarantine.parquet").to_pylist()
     assert [(q["id"], q["reason"]) for q in quarantine] == [(records[1]["id"], "unsupported_language")]
