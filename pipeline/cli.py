@@ -14,12 +14,14 @@ import typer
 from pipeline.config import (
     RunConfig,
     default_workers,
+    filter_native_stderr,
     launched_together,
     load_config_file,
     merge_options,
     resolve_rank,
+    unfilter_native_stderr,
 )
-from pipeline.errors import PrepError
+from pipeline.errors import DEBUG, PrepError, handled_errors, stop_on_sigterm
 from pipeline.runner import run_stage
 
 app = typer.Typer(
@@ -29,6 +31,17 @@ app = typer.Typer(
     "(manifests, pseudo-glosses, hand captions, features, WebDataset shards).",
 )
 log = logging.getLogger("prep")
+
+
+@app.callback()
+def global_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs (native libraries' too)."),
+) -> None:
+    """Offline data preparation for gloss-free sign language translation."""
+    DEBUG["on"] = debug
+    if debug:
+        unfilter_native_stderr()
+        logging.getLogger().setLevel(logging.DEBUG)
 
 DATASETS = ("phoenix14t", "csl-daily", "generic")
 RUN_DEFAULTS: dict[str, Any] = {
@@ -424,25 +437,14 @@ def convert_hamer(
         typer.echo(str(convert_to_safetensors(checkpoint, target, config)))
 
 
-class handled_errors:
-    """Turn a :class:`PrepError` into one line on stderr and exit status 1."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None and issubclass(exc_type, PrepError):
-            typer.echo(f"prep: error: {exc}", err=True)
-            raise typer.Exit(1)
-        return False
-
-
 def main() -> None:
     from pipeline.config import enforce_offline
 
     enforce_offline()  # before anything imports huggingface_hub, which reads it once
     level = os.environ.get("PREP_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="prep: %(message)s", stream=sys.stderr)
+    stop_on_sigterm()
+    filter_native_stderr()
     app(prog_name="prep")
 
 

@@ -108,8 +108,9 @@ class LockHolder:
 
 
 @contextmanager
-def merge_lock(path: Path) -> Iterator[LockHolder | None]:
-    """Hold ``path`` exclusively while merging; yields None when held, else who holds it."""
+def held_lock(path: Path) -> Iterator[LockHolder | None]:
+    """Hold ``path`` exclusively (a stage's merge, a rank's run); yields None when this process
+    holds it, else who does. A lock of a process gone from this host is taken over."""
     holder = _acquire(path)
     try:
         yield holder
@@ -128,7 +129,7 @@ def _acquire(path: Path) -> LockHolder | None:
             holder = _read_holder(path)
             if holder is not None and not _is_stale(holder):
                 return holder
-            log.warning("removing a merge lock left by a process that is gone: %s", path)
+            log.warning("removing a lock left by a process that is gone: %s", path)
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as handle:
@@ -136,7 +137,7 @@ def _acquire(path: Path) -> LockHolder | None:
             handle.flush()
             os.fsync(handle.fileno())
         return None
-    raise PrepError(f"cannot take the merge lock {path}: it keeps reappearing")
+    raise PrepError(f"cannot take the lock {path}: it keeps reappearing")
 
 
 def _read_holder(path: Path) -> LockHolder | None:

@@ -57,6 +57,9 @@ class Layout:
     def merge_lock(self, stage: str) -> Path:
         return self.units_dir(stage) / "_merge.lock"
 
+    def run_lock(self, stage: str, rank: int) -> Path:
+        return self.units_dir(stage) / f"_run-rank{rank}.lock"
+
     def unit_error(self, stage: str, unit_id: str) -> Path:
         return self.units_dir(stage) / "_errors" / f"{unit_id.replace('/', '-')}.json"
 

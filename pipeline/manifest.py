@@ -35,6 +35,8 @@ UNKNOWN_SPLIT = "unknown_split"
 UNSUPPORTED_CODEC = "unsupported_codec"
 SEGMENT_OUT_OF_RANGE = "segment_out_of_range"
 
+FPS_RANGE = (1, 240)  # a frame rate outside it is a typo or a broken header
+
 MANIFEST_SCHEMA = pa.schema(
     [
         ("id", pa.string()),

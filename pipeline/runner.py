@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from pipeline import __version__
 from pipeline.config import RunConfig
-from pipeline.distributed import RankGroup, launched_group, merge_lock
+from pipeline.distributed import RankGroup, held_lock, launched_group
 from pipeline.errors import PrepError
 from pipeline.layout import (
     DONE_MARKER,
@@ -172,6 +172,16 @@ def run_stage(stage: Stage) -> dict[str, Any] | None:
     others wait for it; ranks started apart (Slurm arrays, ``--rank``) never wait: the one that
     finds every unit committed merges, under a lock (:mod:`pipeline.distributed`).
     """
+    lock = stage.layout.run_lock(stage.name, stage.run_config.rank)
+    with held_lock(lock) as holder:
+        if holder is not None:
+            raise PrepError(f"stage {stage.name} (rank {stage.run_config.rank}) is already running on this --out: "
+                            f"{holder.describe()}; wait for it to end, or if no prep process is running, "
+                            f"delete {lock}")  # fmt: skip
+        return _run_stage_locked(stage)
+
+
+def _run_stage_locked(stage: Stage) -> dict[str, Any] | None:
     group = launched_group(stage.run_config)
     if group is not None:
         return run_together(stage, group)
@@ -241,7 +251,7 @@ def merge(stage: Stage, units: list[WorkUnit], chash: str, *, others_may_merge: 
         raise PrepError(f"stage {stage.name}: unit {waiting[0]} is not committed although every rank finished")
     fingerprint = plan_fingerprint(units, chash)
     lock = stage.layout.merge_lock(stage.name)
-    with merge_lock(lock) as holder:
+    with held_lock(lock) as holder:
         if holder is not None and others_may_merge:
             log.info("stage %s: %s is merging; this rank is done", stage.name, holder.describe())
             return None

@@ -25,11 +25,15 @@ def fsync_dir(path: Path) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written temporary behind
+        raise
     fsync_dir(path.parent)
 
 
@@ -46,10 +50,14 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     """Write a parquet file atomically with settings that give reproducible bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
-    pq.write_table(table, tmp, compression="zstd", use_dictionary=True, write_statistics=True)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=True, write_statistics=True)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

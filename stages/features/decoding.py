@@ -3,7 +3,8 @@
 Thread ``i`` decodes clips ``i, i+W, i+2W, ...`` into its own small queue, so the consumer
 reads clips strictly in order (deterministic batches, hence byte-identical outputs) while
 the next ``W-1`` clips are already being decoded. Memory is bounded by
-``workers x lookahead x chunk_frames`` frames whatever the clip length. decord, OpenCV and
+``workers x lookahead x chunk_frames`` frames whatever the clip length, and one read's frames
+by :data:`DECODE_BYTES_AT_ONCE` whatever the frame size (4K video). PyAV, OpenCV and
 torch release the GIL, so threads overlap decoding with inference.
 """
 
@@ -41,6 +42,9 @@ class ClipEnd:
 Hook = Callable[[np.ndarray, ChunkInfo], Any]  # (frames, info) -> prepared
 
 
+DECODE_BYTES_AT_ONCE = 64 * 2**20  # one read's frames per decode thread: 16 small frames, 2 of 4K
+
+
 class Unreadable(Exception):
     """A clip's frames could not be decoded: its one-line reason becomes a quarantine row."""
 
@@ -59,7 +63,8 @@ def _decoded(open_clip: Callable, clip: Any, chunk_frames: int) -> Iterator[tupl
     from a hook (a model's preprocessing, MediaPipe, a crop) is a bug and must stay one."""
     try:
         source, selection = open_clip(clip)
-        batches = iter_clip(source, selection, chunk_frames)
+        frame_bytes = 3 * max(1, source.width * source.height)
+        batches = iter_clip(source, selection, max(1, min(chunk_frames, DECODE_BYTES_AT_ONCE // frame_bytes)))
         while True:
             try:
                 batch = next(batches)

@@ -106,8 +106,24 @@ class Dinov2Encoder:
                                   "antialias": True, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}}  # fmt: skip
 
 
+FLOAT_BYTES_AT_ONCE = 64 * 2**20  # full-size float frames alive at once: a 4K frame is 100 MB
+
+
 def preprocess(frames, resize: int, crop: int):
-    """uint8 ``[N, H, W, 3]`` tensor -> normalised float ``[N, 3, crop, crop]`` (same device)."""
+    """uint8 ``[N, H, W, 3]`` tensor -> normalised float ``[N, 3, crop, crop]`` (same device).
+
+    Frames go to float a few at a time (at most :data:`FLOAT_BYTES_AT_ONCE`), so a chunk of
+    4K frames never exists as one float tensor; each frame's result is the same either way."""
+    import torch
+
+    per_frame = 4 * frames[0].numel() if len(frames) else 1
+    step = max(1, FLOAT_BYTES_AT_ONCE // per_frame)
+    if len(frames) <= step:
+        return _preprocess(frames, resize, crop)
+    return torch.cat([_preprocess(frames[i : i + step], resize, crop) for i in range(0, len(frames), step)])
+
+
+def _preprocess(frames, resize: int, crop: int):
     from torch.nn import functional as F
 
     images = frames.permute(0, 3, 1, 2).float()

@@ -1,21 +1,20 @@
 """Any corpus: a CSV (header row) or JSONL file with id, path, text, language, split per sample.
 
 Optional fields: gloss, signer, fps, start, end (seconds, for segments of a longer video).
+``fps`` (1-240) times frame folders; a video file's frames are timed by its own timestamps.
 Paths are relative to the annotation file's folder, or absolute inside it: one that leaves
 that folder is quarantined (``path_escapes_root``), so an annotation file cannot read elsewhere.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
 
 from pipeline import manifest as m
 from pipeline.errors import PrepError
-from stages.manifest.annotations import decoded_lines
+from stages.manifest.annotations import csv_rows, decoded_lines
 from stages.manifest.candidates import candidate, rejected
 
 REQUIRED = ("id", "path", "text", "language", "split")
@@ -38,16 +37,19 @@ def read_generic(root: Path, descriptor: object = None) -> tuple[Path, list[dict
 
 
 def _csv_records(path: Path):
-    lines = list(decoded_lines(path))
-    if not lines:
-        raise PrepError(f"{path.name} is empty")
-    header = next(csv.reader([lines[0][1]]))
+    rows = csv_rows(path)
+    header = next((fields for _, fields, problem in rows if problem is None), None)
+    if header is None:
+        raise PrepError(f"{path.name} is empty or has no readable header row")
     missing = [f for f in REQUIRED if f not in header]
     if missing:
         raise PrepError(f"{path.name}: header lacks column(s) {', '.join(missing)}")
-    for number, text, ok in lines[1:]:
-        values = next(csv.reader(io.StringIO(text)), [])
-        yield f"{path.name} line {number}", dict(zip(header, values)), ok
+    for number, fields, problem in rows:
+        where = f"{path.name} line {number}"
+        if problem and problem.startswith("invalid"):
+            yield where, {"__invalid__": problem.removeprefix("invalid: "), **dict(zip(header, fields or []))}, True
+        else:
+            yield where, dict(zip(header, fields)), problem is None
 
 
 def _jsonl_records(path: Path):
@@ -82,6 +84,9 @@ def _candidate(where: str, record: dict, decoded_ok: bool) -> dict:
             return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: {name}={raw!r} is not a number")
         if numbers[name] is not None and (not math.isfinite(numbers[name]) or numbers[name] < 0):
             return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: {name}={raw!r} is out of range")
+    low, high = m.FPS_RANGE
+    if numbers["fps"] is not None and not low <= numbers["fps"] <= high:
+        return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: fps={numbers['fps']:g} outside {low}-{high}")
     if numbers["start"] is not None and numbers["end"] is not None and numbers["end"] <= numbers["start"]:
         return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: end is not after start")
     path = record["path"].strip()

@@ -24,7 +24,7 @@ from pipeline.video import (
 from pipeline.video_file import UnsupportedCodec, VideoFileSource
 
 DEEP_CHECK_BATCH = 16  # see pipeline.video.iter_clip on batch sizes
-MIN_FPS, MAX_FPS = 1, 240  # outside this, a frame rate is a typo or a broken header
+MIN_FPS, MAX_FPS = m.FPS_RANGE
 
 
 class Rejection(Exception):

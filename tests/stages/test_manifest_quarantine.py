@@ -119,3 +119,28 @@ def test_generic_bad_files_ids_paths_and_fields(tmp_path, hand_clip):
     for _reason, detail in found.values():
         assert detail and "\n" not in detail and len(detail) <= 300
     assert [r["id"] for r in manifest_rows(out, "train")] == ["good", "good2"]
+
+
+def test_generic_csv_is_parsed_per_row(tmp_path, generic_csv):
+    """A quoted newline keeps its row whole (no phantom row); an oversized field, an absurd fps,
+    and a row the parser rejects each cost that row alone."""
+    base = generic_csv.parent
+    good = "clips/synth00000.mp4"
+    huge = "x" * 200_000
+    text = "\n".join([
+        "id,path,text,language,split,fps",
+        f'multi,{good},"erste zeile\nzweite zeile",de,train,',
+        f"big,{good},{huge},de,train,",
+        f"still,{good},ruhig,de,train,0",
+        f"fast,{good},schnell,de,train,1e9",
+        f"after,{good},danach,de,train,",
+    ]) + "\n"  # fmt: skip
+    (base / "rows.csv").write_text(text)
+    out = tmp_path / "out"
+    run_manifest("generic", base / "rows.csv", out)
+    rows = {r["id"]: r for r in manifest_rows(out, "train")}
+    assert set(rows) == {"multi", "after"} and rows["multi"]["translation"] == "erste zeile\nzweite zeile"
+    found = reasons(out)
+    assert {k: v[0] for k, v in found.items()} == {"big": m.INVALID_FIELD, "still": m.INVALID_FIELD, "fast": m.INVALID_FIELD}
+    assert found["big"][1] == "rows.csv line 4 a field of 200000 characters (limit 131072)"
+    assert found["still"][1] == "rows.csv line 5: fps=0 outside 1-240"
