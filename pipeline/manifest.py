@@ -7,6 +7,7 @@ the key ``prep``, so a file found on disk says what made it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -74,6 +75,26 @@ QUARANTINE_SCHEMA = pa.schema(
 
 PROVENANCE_KEY = b"prep"
 SPLIT_ORDER = ("train", "dev", "val", "test")
+
+
+def source_base(provenance: Mapping[str, Any], root: Path) -> Path:
+    """The folder a manifest's ``source_path`` values start from, for a run whose ``--root`` is
+    ``root``. The manifest stores it relative to its own ``--root`` (``base_from_root``), so the
+    same corpus in another folder gives the same manifest bytes."""
+    relative = provenance.get("base_from_root")
+    if relative is not None:
+        return Path(os.path.normpath(Path(root) / relative))
+    return Path(provenance.get("base_dir") or root)  # manifests written before version 2
+
+
+def recorded_root(layout) -> Path | None:
+    """The ``--root`` of the run that wrote ``layout``'s manifest (from its run record), for
+    commands that take no ``--root`` (report, plan)."""
+    try:
+        chash = json.loads(layout.summary("manifest").read_text())["config_hash"]
+        return Path(json.loads(layout.run_record("manifest", chash).read_text())["root"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
 
 
 def split_order(split: str) -> tuple[int, str]:

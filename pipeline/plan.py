@@ -105,7 +105,7 @@ def pilot_rows(out: Path, clips: int) -> tuple[str, Any]:
     if table.num_rows == 0:
         raise PrepError(f"the manifest's {split} split under {out} is empty; nothing to pilot")
     picked = np.unique(np.linspace(0, table.num_rows - 1, min(clips, table.num_rows)).round().astype(np.int64))
-    return split, table.take(picked)  # keeps the schema metadata (provenance, base_dir, selection)
+    return split, table.take(picked)  # keeps the schema metadata (provenance, base_from_root, selection)
 
 
 def write_pilot_manifest(out: Path, pilot: Path, clips: int) -> RunConfig:
@@ -114,9 +114,8 @@ def write_pilot_manifest(out: Path, pilot: Path, clips: int) -> RunConfig:
     layout = Layout(pilot)
     write_parquet(table, layout.split_table("manifest", split))
     atomic_write_json(layout.summary("manifest"), {"splits": {split: {"samples": table.num_rows}}, "pilot_of": str(out)})
-    provenance = m.read_provenance(Layout(out).split_table("manifest", split))
     dataset = table.column("dataset")[0].as_py()
-    root = Path(provenance.get("base_dir") or out)
+    root = m.recorded_root(Layout(out)) or out
     return RunConfig(dataset=dataset, root=root, out=pilot, workers=1, overwrite=True, quiet=True, retries=0)
 
 

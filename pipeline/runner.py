@@ -14,6 +14,7 @@ import shutil
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -199,7 +200,7 @@ def run_share(stage: Stage) -> tuple[list[WorkUnit], str]:
     run = stage.run_config
     units = stage.plan()
     if not units:
-        raise PrepError(f"stage {stage.name}: nothing to do (no samples found under {run.root})")
+        raise PrepError(f"stage {stage.name}: nothing to do: {why_no_samples(stage)}")
     chash = config_hash(stage)
     atomic_write_json(stage.layout.run_record(stage.name, chash), run_record(stage, chash))
     atomic_write_json(stage.layout.plan_record(stage.name), plan_record(units, chash))
@@ -216,6 +217,23 @@ def run_share(stage: Stage) -> tuple[list[WorkUnit], str]:
             f"stage {stage.name}: {len(failures)} unit(s) failed, first {first.unit_id}: {first.error}"
         )
     return units, chash
+
+
+def why_no_samples(stage: Stage) -> str:
+    """Either every sample was quarantined by a stage this one reads, or there were none."""
+    for required in getattr(stage, "requires", ()):
+        try:
+            summary = json.loads(stage.layout.summary(required).read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        reasons: Counter[str] = Counter()
+        for info in summary.get("splits", {}).values():
+            reasons.update(info.get("quarantined", {}))
+        if reasons and not any(info.get("samples") for info in summary.get("splits", {}).values()):
+            top = ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
+            return (f"all {sum(reasons.values())} samples were quarantined by {required} ({top}); "
+                    f"see {stage.layout.quarantine_table(required)}")  # fmt: skip
+    return f"no samples found under {stage.run_config.root}"
 
 
 def run_together(stage: Stage, group: RankGroup) -> dict[str, Any] | None:

@@ -246,3 +246,13 @@ def test_very_long_clip_runs_in_bounded_memory(tmp_path):
     assert decode_npy(fields["dinov2.npy"]).shape == (1000, 256)
     print(f"peak RSS: 600 frames {peaks['short']:.0f} MiB, 10,000 frames {peaks['long']:.0f} MiB")
     assert peaks["long"] - peaks["short"] < 200, peaks  # measured +9..+65 MiB; kept outputs +430; kept frames GiBs
+
+
+def test_a_stage_after_an_all_quarantined_manifest_says_so(generic_csv, tmp_path):
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "generic", "--root", generic_csv, "--out", out,
+                  "--quiet", "--min-frames", 1000, "--max-quarantine-share", 1)  # fmt: skip
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line == (f"prep: error: stage pseudo-gloss: nothing to do: all 5 samples were quarantined by manifest "
+                    f"(too_few_frames 5); see {out / 'manifest' / 'quarantine.parquet'}")  # fmt: skip

@@ -93,10 +93,11 @@ class RunOutputs:
     @cached_property
     def base_dir(self) -> Path | None:
         """The folder the manifest's ``source_path`` values are relative to."""
+        root = m.recorded_root(self.layout)
         for split in self.splits():
-            base = m.read_provenance(self.layout.split_table("manifest", split)).get("base_dir")
-            if base:
-                return Path(base)
+            provenance = m.read_provenance(self.layout.split_table("manifest", split))
+            if root is not None or provenance.get("base_dir"):
+                return m.source_base(provenance, root or Path("."))
         return None
 
 

@@ -124,7 +124,7 @@ class FeaturesStage(Stage):
     def plan(self) -> list[WorkUnit]:
         splits = m.manifest_splits(self.layout)
         first = m.read_provenance(self.layout.split_table("manifest", splits[0]))
-        self.base_dir = Path(first.get("base_dir", self.run_config.root))
+        self.base_dir = m.source_base(first, self.run_config.root)
         self.selection = FrameSelection(**first.get("frame_selection", {}))
         units = []
         for split in splits:

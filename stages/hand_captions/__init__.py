@@ -117,7 +117,8 @@ class HandCaptionsStage(Stage):
 
     def plan(self) -> list[WorkUnit]:
         splits = m.manifest_splits(self.layout)
-        self.base_dir = Path(m.read_provenance(self.layout.split_table("manifest", splits[0])).get("base_dir", self.run_config.root))
+        first = m.read_provenance(self.layout.split_table("manifest", splits[0]))
+        self.base_dir = m.source_base(first, self.run_config.root)
         units = []
         for split in splits:
             rows = m.read_table(self.layout.split_table("manifest", split)).select(

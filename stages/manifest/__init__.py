@@ -7,6 +7,7 @@ The frame selection chosen here is recorded in the manifest and used by every la
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,9 @@ class ManifestStage(Stage):
 
     def provenance(self) -> dict[str, Any]:
         meta = m.provenance(self.name, self.version, self.options_dict())
+        base_from_root = os.path.relpath(self.base_dir, self.run_config.root)  # m.source_base reverses it
         meta.update({"dataset": self.run_config.dataset, "frame_selection": self.options.selection().as_dict(),
-                     "base_dir": str(self.base_dir)})  # fmt: skip
+                     "base_from_root": Path(base_from_root).as_posix()})  # fmt: skip
         return meta
 
     def _split_summary(self, split: str, table: pa.Table, quarantine: list[dict]) -> dict[str, Any]:

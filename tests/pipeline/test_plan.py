@@ -34,11 +34,18 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
             if line.split() and line.split()[0] in STAGES}  # fmt: skip
 
 
-def test_plan_estimates_every_stage_from_a_pilot_and_writes_only_plan_json(prepared, tiny_dinov2):
+@pytest.fixture(scope="module")
+def planned(prepared, tiny_dinov2):
+    """``prep plan`` run once on ``prepared``: its result and the folder listing before it."""
     before = listing(prepared)
     result = prep("plan", "--out", prepared, "--pilot-clips", 2, "--devices", 4, "--dinov2", tiny_dinov2,
                   "--captioner", "kinematic", "--text-encoder", "none")
     assert result.exit_code == 0, result.output
+    return result, before
+
+
+def test_plan_estimates_every_stage_from_a_pilot_and_writes_only_plan_json(prepared, planned):
+    result, before = planned
     clips = sum(len(manifest_rows(prepared, s)) for s in ("train", "dev", "test"))
     frames = sum(r["num_frames"] for s in ("train", "dev", "test") for r in manifest_rows(prepared, s))
     assert corpus_size(prepared) == CorpusSize(clips, frames)
@@ -58,7 +65,7 @@ def test_plan_estimates_every_stage_from_a_pilot_and_writes_only_plan_json(prepa
     assert record["devices"] == 4 and [s["stage"] for s in record["stages"]] == list(STAGES)
 
 
-def test_estimates_scale_with_corpus_frames(prepared):
+def test_estimates_scale_with_corpus_frames(prepared, planned):
     """The recorded pilot gives start-up + rate x items: twice the frames, twice the variable part."""
     record = json.loads((prepared / "plan.json").read_text())
     for entry in record["stages"]:

@@ -88,3 +88,54 @@ def test_rank_from_launcher_environments():
     assert rank_from_environment({"RANK": "3", "WORLD_SIZE": "4"}) == (3, 4)
     slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "2"}
     assert rank_from_environment(slurm) == (3, 4)
+
+
+def test_a_unit_that_fails_once_succeeds_on_its_retry(phoenix_root, tmp_path, monkeypatch):
+    out, attempts = tmp_path / "out", []
+    original = ManifestStage.run
+
+    def flaky(self, unit, workdir):
+        attempts.append(unit.id)
+        if attempts.count(unit.id) == 1 and unit.id.endswith("train/00001"):
+            raise OSError("network file system hiccup")
+        return original(self, unit, workdir)
+
+    monkeypatch.setattr(ManifestStage, "run", flaky)
+    result = prep(*run_args(phoenix_root, out, "--retries", "1"))
+    assert result.exit_code == 0, result.output
+    assert len([a for a in attempts if a.endswith("train/00001")]) == 2
+    assert len(attempts) == 11 and not list((out / "_units" / "manifest").glob("_errors/*"))
+    fresh = tmp_path / "fresh"
+    assert prep(*run_args(phoenix_root, fresh)).exit_code == 0
+    assert (out / "manifest" / "train.parquet").read_bytes() == (fresh / "manifest" / "train.parquet").read_bytes()
+
+
+def test_a_unit_failing_inside_a_worker_pool_fails_the_run_and_resumes(phoenix_root, tmp_path):
+    """A unit that cannot commit (its folder's name is taken by a file) fails in a worker process;
+    the other units commit, the run exits 1 naming it, and a rerun redoes only that unit."""
+    out = tmp_path / "out"
+    blocked = out / "_units" / "manifest" / "dev" / "00001"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("in the way")
+    result = prep(*run_args(phoenix_root, out, "--workers", "2", "--retries", "0"))
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "stage manifest: 1 unit(s) failed, first dev/00001" in line and "traceback in" in line
+    assert len(unit_markers(out)) == 9 and not (out / "manifest" / "summary.json").exists()
+    blocked.unlink()
+    before = {p: p.read_bytes() for p in unit_markers(out)}
+    result = prep(*run_args(phoenix_root, out, "--workers", "2"))
+    assert result.exit_code == 0, result.output
+    assert len(unit_markers(out)) == 10 and all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_a_stage_version_bump_makes_finished_units_stale(phoenix_root, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert prep(*run_args(phoenix_root, out)).exit_code == 0
+    monkeypatch.setattr(ManifestStage, "version", ManifestStage.version + 1)
+    result = prep(*run_args(phoenix_root, out))
+    assert result.exit_code == 1 and "--overwrite" in result.stderr
+    result = prep(*run_args(phoenix_root, out, "--overwrite"))
+    assert result.exit_code == 0, result.output
+    markers = [json.loads(p.read_text()) for p in unit_markers(out)]
+    assert {m["stage_version"] for m in markers} == {ManifestStage.version}

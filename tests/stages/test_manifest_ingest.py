@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +155,18 @@ def test_synth_and_generic_csv_via_cli(tmp_path, tiny_dinov2):
     assert result.exit_code == 0, result.output
     counts = sum(len(manifest_rows(out, s)) for s in ("train", "dev"))
     assert counts == 4
+
+
+def test_the_same_corpus_in_another_folder_gives_the_same_manifest_bytes(tmp_path, generic_csv, tiny_dinov2):
+    moved = Path(shutil.copytree(generic_csv.parent, tmp_path / "elsewhere" / "corpus"))
+    out, kept = tmp_path / "out", {}
+    for csv_file in (generic_csv, moved / generic_csv.name):
+        result = prep("run", "--stage", "all", "--dataset", "generic", "--root", csv_file, "--out", out, "--quiet",
+                      "--dinov2", tiny_dinov2, "--captioner", "kinematic", "--text-encoder", "none")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        outputs = [p for p in out.glob("*/*") if p.is_file() and p.parent.name != "runs"]  # runs/ records --root
+        kept[csv_file] = {p.relative_to(out): p.read_bytes() for p in outputs}
+        shutil.rmtree(out)
+    first, second = kept.values()
+    assert first.keys() == second.keys() and len(first) > 10
+    assert [name for name in first if first[name] != second[name]] == []
