@@ -102,9 +102,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="2,8,32")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    import decord
+    from pipeline.video import decode_clip, open_source
 
-    frames = decord.VideoReader(str(HAND_CLIP)).get_batch(list(range(58))).asnumpy()
+    frames = decode_clip(open_source(HAND_CLIP)).frames
     for fallback in (False, True):
         rate, share = detection_rate(frames, args.loops, fallback)
         print(f"hand detection (pose fallback {'on' if fallback else 'off'}): {rate:.1f} frames/s on 540x720, "

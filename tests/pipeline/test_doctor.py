@@ -29,8 +29,10 @@ def test_a_configuration_that_can_run_exits_0_and_lists_versions(tmp_path, tiny_
     assert result.exit_code == 0, result.output
     assert missing_lines(result) == []
     assert "manifest, pseudo-gloss, hand-captions, features: can run" in result.stdout
-    for library in ("torch", "numpy", "pyarrow", "transformers", "spacy", "decord", "webdataset"):
+    for library in ("torch", "numpy", "pyarrow", "transformers", "spacy", "av", "webdataset"):
         assert row(result.stdout, "library", library) == ("ok", importlib.metadata.version(library))
+    status, decoders = row(result.stdout, "video", "decoders")
+    assert status == "ok" and {"h264", "av1", "vp9"} <= set(decoders.split(" (not")[0].split(", "))
     assert row(result.stdout, "features", "DINOv2")[0] == "ok" and str(tiny_dinov2) in result.stdout
     assert row(result.stdout, "manifest", "--root") == ("ok", str(phoenix_template))
     assert row(result.stdout, "pseudo-gloss", "de pipeline")[0] == "ok"
