@@ -25,5 +25,6 @@ test: $(STAMP)  ## the whole test suite
 bench: $(STAMP)  ## every bench/*.py; table to bench/RESULTS.md and README (decode needs Debian's ffmpeg)
 	$(VENV)/bin/python bench/all.py --readme README.md
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff's linter and formatter (the suite checks both too: tests/test_style.py)
 	$(VENV)/bin/ruff check pipeline stages manifests tests bench
+	$(VENV)/bin/ruff format --check pipeline stages manifests tests bench

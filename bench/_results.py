@@ -30,12 +30,20 @@ import os
 RESULTS_ENV = "PREP_BENCH_JSON"
 
 
-def record(bench: str, measure: str, prep: str, baseline: str | None, ratio: float | None, goal: str | None) -> None:
+def record(
+    bench: str, measure: str, prep: str, baseline: str | None, ratio: float | None, goal: str | None
+) -> None:
     """Append one figure to ``$PREP_BENCH_JSON`` (one JSON line) when that variable is set."""
     target = os.environ.get(RESULTS_ENV)
     if not target:
         return
-    row = {"bench": bench, "measure": measure, "prep": prep, "baseline": baseline,
-           "ratio": None if ratio is None else round(float(ratio), 3), "goal": goal}  # fmt: skip
+    row = {
+        "bench": bench,
+        "measure": measure,
+        "prep": prep,
+        "baseline": baseline,
+        "ratio": None if ratio is None else round(float(ratio), 3),
+        "goal": goal,
+    }
     with open(target, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -33,7 +33,11 @@ NOT_BENCHMARKS = {"all.py"}
 
 def scripts(only: set[str] | None = None) -> list[Path]:
     """Every ``bench/<name>.py`` except helpers (``_*.py``) and this runner, in name order."""
-    found = [p for p in sorted(BENCH.glob("*.py")) if not p.name.startswith("_") and p.name not in NOT_BENCHMARKS]
+    found = [
+        p
+        for p in sorted(BENCH.glob("*.py"))
+        if not p.name.startswith("_") and p.name not in NOT_BENCHMARKS
+    ]
     return [p for p in found if only is None or p.stem in only]
 
 
@@ -64,19 +68,36 @@ def run_script(script: Path, timeout: float) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="prep-bench-") as tmp:
         target = Path(tmp) / "records.jsonl"
         path = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PREP_BENCH_JSON": str(target), "PYTHONPATH": path}  # _results importable
+        env = {
+            **os.environ,
+            "PREP_BENCH_JSON": str(target),
+            "PYTHONPATH": path,
+        }  # _results importable
         print(f"== {script.stem}", flush=True)
         try:
-            done = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, timeout=timeout,
-                                  stderr=subprocess.PIPE, text=True, check=False)  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, str(script)],
+                cwd=REPO,
+                env=env,
+                timeout=timeout,
+                stderr=subprocess.PIPE,
+                text=True,
+                check=False,
+            )
             reason = failure_reason(done.returncode, done.stderr)
         except subprocess.TimeoutExpired:
             reason = f"timed out after {timeout:.0f} s"
-        records = [json.loads(line) for line in target.read_text().splitlines()] if target.is_file() else []
+        records = (
+            [json.loads(line) for line in target.read_text().splitlines()]
+            if target.is_file()
+            else []
+        )
     if reason:
         records.append(failed_row(script.stem, f"failed: {reason}"))
     elif not records:
-        records.append(failed_row(script.stem, "failed: recorded no figures (see bench/_results.py)"))
+        records.append(
+            failed_row(script.stem, "failed: recorded no figures (see bench/_results.py)")
+        )
     return records
 
 
@@ -89,7 +110,14 @@ def failure_reason(returncode: int, stderr: str) -> str | None:
 
 
 def failed_row(bench: str, reason: str) -> dict:
-    return {"bench": bench, "measure": reason, "prep": None, "baseline": None, "ratio": None, "goal": None}
+    return {
+        "bench": bench,
+        "measure": reason,
+        "prep": None,
+        "baseline": None,
+        "ratio": None,
+        "goal": None,
+    }
 
 
 def merge(previous: list[dict], new: list[dict], rerun: set[str]) -> list[dict]:
@@ -107,7 +135,16 @@ def markdown(records: list[dict]) -> str:
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in records:
-        values = (r["bench"], r["measure"], r["prep"], r["baseline"], r["ratio"], r["goal"], r["date"], r["machine"])
+        values = (
+            r["bench"],
+            r["measure"],
+            r["prep"],
+            r["baseline"],
+            r["ratio"],
+            r["goal"],
+            r["date"],
+            r["machine"],
+        )
         lines.append("| " + " | ".join(cell(v) for v in values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -125,9 +162,18 @@ def update_readme(readme: Path, table: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma list of script names (default: every script)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write (default: bench/RESULTS.md)")
-    parser.add_argument("--readme", type=Path, help="also replace the table between the bench markers in this file")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds per script before it counts as failed")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="markdown file to write (default: bench/RESULTS.md)",
+    )
+    parser.add_argument(
+        "--readme", type=Path, help="also replace the table between the bench markers in this file"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3600, help="seconds per script before it counts as failed"
+    )
     args = parser.parse_args()
     chosen = scripts(set(args.only.split(",")) if args.only else None)
     if not chosen:

@@ -31,12 +31,23 @@ def chunk_requests(count: int, seed: int = 0) -> list[ChunkRequest]:
     requests = []
     for c in range(count):
         phase = rng.uniform(0, 6.28)
-        frames = np.stack([(127 + 120 * np.sin(x / 17 + y / 23 + phase + t / 3))[..., None].repeat(3, -1) for t in range(16)])
-        requests.append(ChunkRequest((f"clip{c // 4}", c % 4), list(range(16)), 25.0, 210, 260, frames.astype(np.uint8)))
+        frames = np.stack(
+            [
+                (127 + 120 * np.sin(x / 17 + y / 23 + phase + t / 3))[..., None].repeat(3, -1)
+                for t in range(16)
+            ]
+        )
+        requests.append(
+            ChunkRequest(
+                (f"clip{c // 4}", c % 4), list(range(16)), 25.0, 210, 260, frames.astype(np.uint8)
+            )
+        )
     return requests
 
 
-def rate(captioner: TransformersCaptioner, requests: list[ChunkRequest], batch: int) -> tuple[float, float]:
+def rate(
+    captioner: TransformersCaptioner, requests: list[ChunkRequest], batch: int
+) -> tuple[float, float]:
     """(chunks/s, generated tokens/s) captioning ``requests`` ``batch`` at a time."""
     started, tokens = time.perf_counter(), 0
     for begin in range(0, len(requests), batch):
@@ -54,7 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = write_tiny_qwen2vl(Path(tmp) / "qwen2vl-tiny")
-        options = HandCaptionsOptions(captioner="transformers", captioner_model=str(model), max_new_tokens=args.max_new_tokens)
+        options = HandCaptionsOptions(
+            captioner="transformers", captioner_model=str(model), max_new_tokens=args.max_new_tokens
+        )
         captioner = TransformersCaptioner(options)
         requests = chunk_requests(args.chunks)
         rate(captioner, requests[: args.batch], args.batch)  # warm-up: load, first calls
@@ -65,10 +78,17 @@ def main() -> None:
     single, batched = (np.median(np.array(results[b]), axis=0) for b in (1, args.batch))
     ratio = batched[0] / single[0]
     print(f"one chunk per generate: {single[0]:.1f} chunks/s, {single[1]:.0f} tokens/s")
-    print(f"batches of {args.batch}:      {batched[0]:.1f} chunks/s, {batched[1]:.0f} tokens/s; ratio {ratio:.2f} (goal >= 3)")
-    record("captions", f"transformers captioner, tiny Qwen2-VL, grid mode, batches of {args.batch} vs 1 chunk per call",
-           f"{batched[0]:.1f} chunks/s, {batched[1]:.0f} tokens/s", f"{single[0]:.1f} chunks/s, {single[1]:.0f} tokens/s",
-           ratio, ">= 3")  # fmt: skip
+    print(
+        f"batches of {args.batch}:      {batched[0]:.1f} chunks/s, {batched[1]:.0f} tokens/s; ratio {ratio:.2f} (goal >= 3)"
+    )
+    record(
+        "captions",
+        f"transformers captioner, tiny Qwen2-VL, grid mode, batches of {args.batch} vs 1 chunk per call",
+        f"{batched[0]:.1f} chunks/s, {batched[1]:.0f} tokens/s",
+        f"{single[0]:.1f} chunks/s, {single[1]:.0f} tokens/s",
+        ratio,
+        ">= 3",
+    )
 
 
 if __name__ == "__main__":

@@ -29,12 +29,16 @@ def detection_rate(frames: np.ndarray, loops: int, pose_fallback: bool) -> tuple
     from stages.hands.detect import HandDetector
 
     detector = HandDetector(pose_fallback=pose_fallback)
-    detector.detect(frames[:1], ChunkInfo(-1, None, np.arange(1)))  # graph start-up is not per frame
+    detector.detect(
+        frames[:1], ChunkInfo(-1, None, np.arange(1))
+    )  # graph start-up is not per frame
     started = time.perf_counter()
     found = 0
     for loop in range(loops):
         for begin in range(0, len(frames), 16):
-            rows = detector.detect(frames[begin : begin + 16], ChunkInfo(loop, None, np.arange(begin, begin + 16)))
+            rows = detector.detect(
+                frames[begin : begin + 16], ChunkInfo(loop, None, np.arange(begin, begin + 16))
+            )
             found += int((rows[:, :, 0] > 0).any(axis=1).sum())
     seconds = time.perf_counter() - started
     return loops * len(frames) / seconds, found / (loops * len(frames))
@@ -47,7 +51,9 @@ def vit_b_hamer(folder: Path) -> tuple[Path, Path]:
 
     from stages.hands.hamer import BackboneConfig, Hamer, HamerConfig, HeadConfig
 
-    config = HamerConfig(BackboneConfig(embed_dim=768, depth=12, num_heads=12), HeadConfig(context_dim=768))
+    config = HamerConfig(
+        BackboneConfig(embed_dim=768, depth=12, num_heads=12), HeadConfig(context_dim=768)
+    )
     torch.manual_seed(0)
     model = Hamer(config)
     weights, config_file = folder / "hamer-vitb.safetensors", folder / "hamer-vitb.json"
@@ -60,14 +66,25 @@ def hamer_overhead(weights: Path, config: Path, batch_sizes: list[int], repeats:
     from stages.hands.detect import HandDetector
     from stages.hands.encoders import HamerEncoder, HandCrops, normalise
 
-    encoder = HamerEncoder(HandDetector(), str(weights), str(config), device="cpu", precision="fp32", crop_batch=max(batch_sizes))
+    encoder = HamerEncoder(
+        HandDetector(),
+        str(weights),
+        str(config),
+        device="cpu",
+        precision="fp32",
+        crop_batch=max(batch_sizes),
+    )
     encoder.load()
     rng = np.random.default_rng(0)
     results = []
     for size in batch_sizes:
-        frames = (size + 1) // 2  # both slots filled: one left (mirrored) and one right hand per frame
-        crops = HandCrops(torch.from_numpy(rng.integers(0, 255, (frames, 2, 256, 256, 3), dtype=np.uint8)),
-                          torch.ones(frames, 2, dtype=torch.bool))  # fmt: skip
+        frames = (
+            size + 1
+        ) // 2  # both slots filled: one left (mirrored) and one right hand per frame
+        crops = HandCrops(
+            torch.from_numpy(rng.integers(0, 255, (frames, 2, 256, 256, 3), dtype=np.uint8)),
+            torch.ones(frames, 2, dtype=torch.bool),
+        )
         images = normalise(crops.crops.reshape(-1, 256, 256, 3), torch.float32)
         encoder(crops)  # warm-up
         bare, wrapped = [], []
@@ -80,8 +97,14 @@ def hamer_overhead(weights: Path, config: Path, batch_sizes: list[int], repeats:
             encoder(crops)
             wrapped.append(time.perf_counter() - started)
         n = len(images)
-        results.append({"batch": n, "bare_per_s": n / min(bare), "adapter_per_s": n / min(wrapped),
-                        "ratio": min(wrapped) / min(bare)})  # fmt: skip
+        results.append(
+            {
+                "batch": n,
+                "bare_per_s": n / min(bare),
+                "adapter_per_s": n / min(wrapped),
+                "ratio": min(wrapped) / min(bare),
+            }
+        )
     return results
 
 
@@ -107,20 +130,45 @@ def main() -> None:
     frames = decode_clip(open_source(HAND_CLIP)).frames
     for fallback in (False, True):
         rate, share = detection_rate(frames, args.loops, fallback)
-        print(f"hand detection (pose fallback {'on' if fallback else 'off'}): {rate:.1f} frames/s on 540x720, "
-              f"a hand in {share:.0%} of frames")  # fmt: skip
-        record("hands", f"MediaPipe Hands, video mode, pose fallback {'on' if fallback else 'off'}",
-               f"{rate:.1f} frames/s, a hand in {share:.0%} of frames", None, None, None)
+        print(
+            f"hand detection (pose fallback {'on' if fallback else 'off'}): {rate:.1f} frames/s on 540x720, "
+            f"a hand in {share:.0%} of frames"
+        )
+        record(
+            "hands",
+            f"MediaPipe Hands, video mode, pose fallback {'on' if fallback else 'off'}",
+            f"{rate:.1f} frames/s, a hand in {share:.0%} of frames",
+            None,
+            None,
+            None,
+        )
     crops_per_s = crop_rate(frames)
     print(f"crop extraction: {crops_per_s:.0f} crops/s (in the decode threads)")
-    record("hands", "HaMeR crop extraction (warpAffine to 256x256)", f"{crops_per_s:.0f} crops/s", None, None, None)
+    record(
+        "hands",
+        "HaMeR crop extraction (warpAffine to 256x256)",
+        f"{crops_per_s:.0f} crops/s",
+        None,
+        None,
+        None,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         weights, config = vit_b_hamer(Path(tmp))
-        for row in hamer_overhead(weights, config, [int(x) for x in args.batch_sizes.split(",")], args.repeats):
-            print(f"HaMeR (ViT-B-sized, CPU) batch {row['batch']:>3}: bare {row['bare_per_s']:.1f} crops/s, "
-                  f"adapter {row['adapter_per_s']:.1f} crops/s; ratio {row['ratio']:.2f} (goal <= 1.15)")
-            record("hands", f"HaMeR adapter vs bare forward, ViT-B-sized, CPU, batch {row['batch']}",
-                   f"{row['adapter_per_s']:.1f} crops/s", f"{row['bare_per_s']:.1f} crops/s", row["ratio"], "<= 1.15")
+        for row in hamer_overhead(
+            weights, config, [int(x) for x in args.batch_sizes.split(",")], args.repeats
+        ):
+            print(
+                f"HaMeR (ViT-B-sized, CPU) batch {row['batch']:>3}: bare {row['bare_per_s']:.1f} crops/s, "
+                f"adapter {row['adapter_per_s']:.1f} crops/s; ratio {row['ratio']:.2f} (goal <= 1.15)"
+            )
+            record(
+                "hands",
+                f"HaMeR adapter vs bare forward, ViT-B-sized, CPU, batch {row['batch']}",
+                f"{row['adapter_per_s']:.1f} crops/s",
+                f"{row['bare_per_s']:.1f} crops/s",
+                row["ratio"],
+                "<= 1.15",
+            )
 
 
 if __name__ == "__main__":

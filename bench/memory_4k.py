@@ -25,10 +25,14 @@ SIZE_4K = (3840, 2160)
 
 def peak_rss_mib(args: list[str]) -> float:
     """Peak RSS of ``args`` run as a grandchild (only it is counted)."""
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, cwd=REPO)
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, cwd=REPO
+    )
     return int(done.stdout.strip()) / 1024
 
 
@@ -38,19 +42,60 @@ def corpus(folder: Path, clips: int, frames: int, size: tuple[int, int]) -> Path
     rows = ["id,path,text,language,split"]
     for number in range(clips):
         name = f"clip{number}"
-        synthetic.write_h264(folder / "clips" / f"{name}.mp4", synthetic.render_frames(frames, *size, name), 25, crf=28)
+        synthetic.write_h264(
+            folder / "clips" / f"{name}.mp4",
+            synthetic.render_frames(frames, *size, name),
+            25,
+            crf=28,
+        )
         rows.append(f"{name},clips/{name}.mp4,ein satz,de,train")
     (folder / "corpus.csv").write_text("\n".join(rows) + "\n")
     return folder / "corpus.csv"
 
 
-def stage_peak(work: Path, name: str, clips: int, frames: int, size: tuple[int, int], model: Path) -> float:
+def stage_peak(
+    work: Path, name: str, clips: int, frames: int, size: tuple[int, int], model: Path
+) -> float:
     csv = corpus(work / name, clips, frames, size)
     out = work / f"{name}-out"
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--stage", "manifest", "--dataset", "generic",
-                    "--root", str(csv), "--out", str(out), "--quiet"], check=True, cwd=REPO)  # fmt: skip
-    return peak_rss_mib([sys.executable, "-m", "pipeline.cli", "run", "--stage", "features", "--dataset", "generic",
-                         "--root", str(csv), "--out", str(out), "--dinov2", str(model), "--quiet"])  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--stage",
+            "manifest",
+            "--dataset",
+            "generic",
+            "--root",
+            str(csv),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        check=True,
+        cwd=REPO,
+    )
+    return peak_rss_mib(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--stage",
+            "features",
+            "--dataset",
+            "generic",
+            "--root",
+            str(csv),
+            "--out",
+            str(out),
+            "--dinov2",
+            str(model),
+            "--quiet",
+        ]
+    )
 
 
 def main() -> None:
@@ -65,12 +110,21 @@ def main() -> None:
         model = write_tiny_dinov2(work / "tiny")
         small = stage_peak(work, "small", args.clips, args.frames, (210, 260), model)
         large = stage_peak(work, "4k", args.clips, args.frames, SIZE_4K, model)
-    print(f"peak RSS of the features stage, {args.clips} clips x {args.frames} frames, default options:")
+    print(
+        f"peak RSS of the features stage, {args.clips} clips x {args.frames} frames, default options:"
+    )
     print(f"  210x260:   {small:.0f} MiB")
-    print(f"  3840x2160: {large:.0f} MiB (budget {BUDGET_MIB} MiB, ratio {large / BUDGET_MIB:.2f}, goal <= 1.0)")
-    record("memory_4k", f"peak RSS of the features stage, {args.clips} 4K clips x {args.frames} frames, defaults",
-           f"{large:.0f} MiB", f"budget {BUDGET_MIB} MiB (210x260 clips: {small:.0f} MiB)", large / BUDGET_MIB,
-           "<= 1.0")  # fmt: skip
+    print(
+        f"  3840x2160: {large:.0f} MiB (budget {BUDGET_MIB} MiB, ratio {large / BUDGET_MIB:.2f}, goal <= 1.0)"
+    )
+    record(
+        "memory_4k",
+        f"peak RSS of the features stage, {args.clips} 4K clips x {args.frames} frames, defaults",
+        f"{large:.0f} MiB",
+        f"budget {BUDGET_MIB} MiB (210x260 clips: {small:.0f} MiB)",
+        large / BUDGET_MIB,
+        "<= 1.0",
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,13 @@ def chinese_samples(count: int) -> list[synthetic.SyntheticSample]:
 
 def prep(*args: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", *args, "--quiet"], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", *args, "--quiet"],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -67,28 +72,70 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         corpora = {
-            "German (HanTa)": ("phoenix14t", synthetic.write_phoenix14t(tmp / "de", german_samples(args.sentences), (8, 10))),
-            "Chinese (jieba)": ("csl-daily", synthetic.write_csl_daily(tmp / "zh", chinese_samples(args.sentences), (8, 8))),
+            "German (HanTa)": (
+                "phoenix14t",
+                synthetic.write_phoenix14t(tmp / "de", german_samples(args.sentences), (8, 10)),
+            ),
+            "Chinese (jieba)": (
+                "csl-daily",
+                synthetic.write_csl_daily(tmp / "zh", chinese_samples(args.sentences), (8, 8)),
+            ),
         }
         for language, (dataset, root) in corpora.items():
             out = tmp / f"out-{dataset}"
-            prep("--stage", "manifest", "--dataset", dataset, "--root", str(root), "--out", str(out), "--unit-size", "500")
+            prep(
+                "--stage",
+                "manifest",
+                "--dataset",
+                dataset,
+                "--root",
+                str(root),
+                "--out",
+                str(out),
+                "--unit-size",
+                "500",
+            )
             for workers in (1, 2):
-                seconds = prep("--stage", "pseudo-gloss", "--dataset", dataset, "--root", str(root), "--out", str(out),
-                               "--unit-size", "500", "--workers", str(workers), "--overwrite")  # fmt: skip
+                seconds = prep(
+                    "--stage",
+                    "pseudo-gloss",
+                    "--dataset",
+                    dataset,
+                    "--root",
+                    str(root),
+                    "--out",
+                    str(out),
+                    "--unit-size",
+                    "500",
+                    "--workers",
+                    str(workers),
+                    "--overwrite",
+                )
                 rows.append((language, workers, args.sentences, seconds))
     print("| language | processes | sentences | seconds | sentences/s |")
     print("|---|---|---|---|---|")
     for language, workers, count, seconds in rows:
         print(f"| {language} | {workers} | {count} | {seconds:.1f} | {count / seconds:.0f} |")
-        record("pseudo_gloss", f"{language}, {workers} process(es), {count} sentences",
-               f"{seconds:.1f} s ({count / seconds:.0f} sentences/s)", f"budget {BUDGET_S:.0f} s for {PHOENIX_SENTENCES}",
-               seconds * PHOENIX_SENTENCES / count / BUDGET_S, "<= 1.0")  # fmt: skip
+        record(
+            "pseudo_gloss",
+            f"{language}, {workers} process(es), {count} sentences",
+            f"{seconds:.1f} s ({count / seconds:.0f} sentences/s)",
+            f"budget {BUDGET_S:.0f} s for {PHOENIX_SENTENCES}",
+            seconds * PHOENIX_SENTENCES / count / BUDGET_S,
+            "<= 1.0",
+        )
     count, seconds = cold_pipeline_rate()
-    print(f"| German, unique sentences, cold caches (nlp.pipe only) | 1 | {count} | {seconds:.2f} | {count / seconds:.0f} |")
-    record("pseudo_gloss", f"German, {count} unique sentences, cold caches (nlp.pipe only)",
-           f"{seconds:.2f} s ({count / seconds:.0f} sentences/s)", f"budget {BUDGET_S:.0f} s for {PHOENIX_SENTENCES}",
-           seconds * PHOENIX_SENTENCES / count / BUDGET_S, "<= 1.0")  # fmt: skip
+    print(
+        f"| German, unique sentences, cold caches (nlp.pipe only) | 1 | {count} | {seconds:.2f} | {count / seconds:.0f} |"
+    )
+    record(
+        "pseudo_gloss",
+        f"German, {count} unique sentences, cold caches (nlp.pipe only)",
+        f"{seconds:.2f} s ({count / seconds:.0f} sentences/s)",
+        f"budget {BUDGET_S:.0f} s for {PHOENIX_SENTENCES}",
+        seconds * PHOENIX_SENTENCES / count / BUDGET_S,
+        "<= 1.0",
+    )
 
 
 if __name__ == "__main__":

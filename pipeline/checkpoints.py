@@ -68,7 +68,9 @@ class TensorOnlyUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if module == "torch._utils" and name in TENSOR_REBUILDERS:
             return getattr(torch._utils, name)
-        if module == "torch" and (name.endswith("Storage") or isinstance(getattr(torch, name, None), torch.dtype)):
+        if module == "torch" and (
+            name.endswith("Storage") or isinstance(getattr(torch, name, None), torch.dtype)
+        ):
             return getattr(torch, name)
         if module == "torch" and name == "Size":
             return torch.Size
@@ -83,7 +85,11 @@ class TensorOnlyUnpickler(pickle.Unpickler):
         _, storage_type, key, _location, _numel = pid
         dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type.dtype
         raw = bytearray(self.archive.read(f"{self.prefix}/data/{key}"))
-        untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if raw else torch.UntypedStorage(0)
+        untyped = (
+            torch.frombuffer(raw, dtype=torch.uint8).untyped_storage()
+            if raw
+            else torch.UntypedStorage(0)
+        )
         return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
 
 
@@ -94,7 +100,9 @@ def load_checkpoint(path: Path) -> Any:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise PrepError(f"{path.name} is not a PyTorch zip checkpoint (legacy or damaged file)") from None
+        raise PrepError(
+            f"{path.name} is not a PyTorch zip checkpoint (legacy or damaged file)"
+        ) from None
     with archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
         if len(pickles) != 1:
@@ -102,10 +110,23 @@ def load_checkpoint(path: Path) -> Any:
         prefix = pickles[0][: -len("/data.pkl")]
         byteorder = f"{prefix}/byteorder"
         if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
-            raise PrepError(f"{path.name} was written on a big-endian machine; convert it there first")
+            raise PrepError(
+                f"{path.name} was written on a big-endian machine; convert it there first"
+            )
         try:
-            with warnings.catch_warnings():  # torch's TypedStorage notice; storages are only a carrier here
+            with (
+                warnings.catch_warnings()
+            ):  # torch's TypedStorage notice; storages are only a carrier here
                 warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
                 return TensorOnlyUnpickler(archive.read(pickles[0]), archive, prefix).load()
-        except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, AttributeError) as exc:
-            raise PrepError(f"cannot read checkpoint {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        except (
+            pickle.UnpicklingError,
+            KeyError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+        ) as exc:
+            raise PrepError(
+                f"cannot read checkpoint {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]
+            ) from exc

@@ -133,8 +133,13 @@ def enforce_offline(env: MutableMapping[str, str] | None = None) -> dict[str, st
     return missing
 
 
-NATIVE_LOG_PREFIXES = ("W0000 ", "I0000 ", "E0000 ", "INFO: Created TensorFlow Lite",
-                       "WARNING: All log messages before absl::InitializeLog()")  # fmt: skip
+NATIVE_LOG_PREFIXES = (
+    "W0000 ",
+    "I0000 ",
+    "E0000 ",
+    "INFO: Created TensorFlow Lite",
+    "WARNING: All log messages before absl::InitializeLog()",
+)
 
 
 def filter_native_stderr() -> None:
@@ -152,8 +157,14 @@ def filter_native_stderr() -> None:
         while chunk := os.read(read_end, 65536):
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            kept = [line + b"\n" for line in lines if not line.lstrip(b"\r").decode(errors="replace").startswith(NATIVE_LOG_PREFIXES)]
-            if pending and not any(p.encode().startswith(pending.lstrip(b"\r")[: len(p)]) for p in NATIVE_LOG_PREFIXES):
+            kept = [
+                line + b"\n"
+                for line in lines
+                if not line.lstrip(b"\r").decode(errors="replace").startswith(NATIVE_LOG_PREFIXES)
+            ]
+            if pending and not any(
+                p.encode().startswith(pending.lstrip(b"\r")[: len(p)]) for p in NATIVE_LOG_PREFIXES
+            ):
                 kept.append(pending)  # a progress bar's line without its newline yet
                 pending = b""
             if kept:

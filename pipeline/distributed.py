@@ -77,7 +77,11 @@ def _init_group(rank: int, world_size: int) -> RankGroup:
 
     local_rank = local_rank_from_environment() or 0
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    use_nccl = torch.cuda.is_available() and dist.is_nccl_available() and local_world <= torch.cuda.device_count()
+    use_nccl = (
+        torch.cuda.is_available()
+        and dist.is_nccl_available()
+        and local_world <= torch.cuda.device_count()
+    )
     backend, device = ("nccl", f"cuda:{local_rank}") if use_nccl else ("gloo", "cpu")
     if use_nccl:
         torch.cuda.set_device(local_rank)

@@ -78,7 +78,9 @@ class handled_errors:
             typer.echo(f"prep: error: {os_error_line(exc)}", err=True)
             raise typer.Exit(1)
         if issubclass(exc_type, Stopped):
-            typer.echo(f"prep: stopped by {exc}; finished units are kept: run the same command again to resume",
-                       err=True)  # fmt: skip
+            typer.echo(
+                f"prep: stopped by {exc}; finished units are kept: run the same command again to resume",
+                err=True,
+            )
             raise typer.Exit(128 + exc.signum)
         return False

@@ -53,6 +53,8 @@ class UnitJournal:
 
     def _write(self, records: list[dict[str, Any]], mode: str) -> None:
         with open(self.path, mode, encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records))
+            handle.write(
+                "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+            )
             handle.flush()
             os.fsync(handle.fileno())

@@ -62,10 +62,15 @@ class PadCollate:
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         lengths = [len(s[self.fields[0]]) for s in samples]
         longest = max(lengths)
-        batch: dict[str, Any] = {"__key__": [s["__key__"] for s in samples], "json": [s.get("json") for s in samples]}
+        batch: dict[str, Any] = {
+            "__key__": [s["__key__"] for s in samples],
+            "json": [s.get("json") for s in samples],
+        }
         for name in self.fields:
             first = samples[0][name]
-            dtype = self.dtype or first.dtype  # float16 as stored: half the copying; cast on the GPU
+            dtype = (
+                self.dtype or first.dtype
+            )  # float16 as stored: half the copying; cast on the GPU
             padded = np.zeros((len(samples), longest, *first.shape[1:]), dtype=dtype)
             for row, sample in enumerate(samples):
                 padded[row, : len(sample[name])] = sample[name]
@@ -86,7 +91,9 @@ def worker_slot() -> tuple[int, int]:
     return (info.id, info.num_workers) if info is not None else (0, 1)
 
 
-def bucket_batches(samples: Iterable[dict], batch_size: int, buffer: int, length_of, rng: random.Random) -> Iterator[list]:
+def bucket_batches(
+    samples: Iterable[dict], batch_size: int, buffer: int, length_of, rng: random.Random
+) -> Iterator[list]:
     """Collect ``buffer`` samples, sort by length, cut into batches, yield them shuffled."""
     pool: list[dict] = []
 
@@ -107,13 +114,29 @@ def bucket_batches(samples: Iterable[dict], batch_size: int, buffer: int, length
 class ShardStream(torch.utils.data.IterableDataset):
     """An ``IterableDataset`` of collated batches for one rank (see the module docstring)."""
 
-    def __init__(self, urls: list[str], *, rank: int, world_size: int, num_workers: int, batch_size: int, train: bool,
-                 seed: int, shuffle_buffer: int, bucket_buffer: int, collate: PadCollate) -> None:  # fmt: skip
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        rank: int,
+        world_size: int,
+        num_workers: int,
+        batch_size: int,
+        train: bool,
+        seed: int,
+        shuffle_buffer: int,
+        bucket_buffer: int,
+        collate: PadCollate,
+    ) -> None:
         super().__init__()
         self.urls, self.rank, self.world_size = urls, rank, world_size
         self.by_shard = len(urls) >= world_size * max(num_workers, 1)
         self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.shuffle_buffer, self.bucket_buffer, self.collate = shuffle_buffer, bucket_buffer, collate
+        self.shuffle_buffer, self.bucket_buffer, self.collate = (
+            shuffle_buffer,
+            bucket_buffer,
+            collate,
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -126,7 +149,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         samples = self._samples(slot, slots, rng)
         if self.bucket_buffer > 1:
             key = self.collate.fields[0]
-            batches = bucket_batches(samples, self.batch_size, self.bucket_buffer, lambda s: len(s[key]), rng)
+            batches = bucket_batches(
+                samples, self.batch_size, self.bucket_buffer, lambda s: len(s[key]), rng
+            )
         else:
             batches = chunks(samples, self.batch_size)
         for batch in batches:
@@ -136,13 +161,21 @@ class ShardStream(torch.utils.data.IterableDataset):
         for cycle in range(1_000_000_000 if self.train else 1):
             urls = list(self.urls)
             if self.train:
-                random.Random(self.seed + self.epoch * 7919 + cycle).shuffle(urls)  # same order on every rank
+                random.Random(self.seed + self.epoch * 7919 + cycle).shuffle(
+                    urls
+                )  # same order on every rank
             mine = split_stream(urls, slot, slots) if self.by_shard else urls
-            samples = ({"__key__": key, **fields} for url in mine for key, fields in iter_tar_samples(Path(url)))
+            samples = (
+                {"__key__": key, **fields}
+                for url in mine
+                for key, fields in iter_tar_samples(Path(url))
+            )
             if not self.by_shard:
                 samples = split_stream(samples, slot, slots)
             samples = (decode_sample(s) for s in samples)
-            if self.train and self.shuffle_buffer > 1:  # within a pass: no sample twice before all once
+            if (
+                self.train and self.shuffle_buffer > 1
+            ):  # within a pass: no sample twice before all once
                 samples = shuffled(samples, self.shuffle_buffer, rng)
             yield from samples
 
@@ -171,9 +204,21 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def make_loader(out: Path | str, split: str, *, batch_size: int = 16, fields: Sequence[str] = ("dinov2",),
-                train: bool = True, num_workers: int = 2, shuffle_buffer: int = 500, bucket_buffer: int = 0,
-                seed: int = 0, rank: int | None = None, world_size: int | None = None, dtype: str | None = None):  # fmt: skip
+def make_loader(
+    out: Path | str,
+    split: str,
+    *,
+    batch_size: int = 16,
+    fields: Sequence[str] = ("dinov2",),
+    train: bool = True,
+    num_workers: int = 2,
+    shuffle_buffer: int = 500,
+    bucket_buffer: int = 0,
+    seed: int = 0,
+    rank: int | None = None,
+    world_size: int | None = None,
+    dtype: str | None = None,
+):
     """A ``DataLoader`` over ``<out>/shards/<split>``; rank and world size default to
     ``torch.distributed`` when it is initialised, else to RANK/WORLD_SIZE, else a single process.
 
@@ -182,11 +227,25 @@ def make_loader(out: Path | str, split: str, *, batch_size: int = 16, fields: Se
     """
     urls, index = shard_paths(out, split)
     rank, world_size = current_rank(rank, world_size)
-    dataset = ShardStream(urls, rank=rank, world_size=world_size, num_workers=num_workers, batch_size=batch_size,
-                          train=train, seed=seed, shuffle_buffer=shuffle_buffer, bucket_buffer=bucket_buffer,
-                          collate=PadCollate(fields, dtype))  # fmt: skip
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=as_is,
-                                         pin_memory=torch.cuda.is_available())  # fmt: skip
+    dataset = ShardStream(
+        urls,
+        rank=rank,
+        world_size=world_size,
+        num_workers=num_workers,
+        batch_size=batch_size,
+        train=train,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        bucket_buffer=bucket_buffer,
+        collate=PadCollate(fields, dtype),
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=as_is,
+        pin_memory=torch.cuda.is_available(),
+    )
     samples = int(index["samples"])
     per_rank = math.ceil(samples / world_size)
     batches = math.ceil(per_rank / batch_size)

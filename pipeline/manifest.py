@@ -119,7 +119,9 @@ def provenance(stage: str, stage_version: int, options: Mapping[str, Any]) -> di
     }
 
 
-def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema, meta: Mapping | None = None) -> pa.Table:
+def to_table(
+    rows: Iterable[Mapping[str, Any]], schema: pa.Schema, meta: Mapping | None = None
+) -> pa.Table:
     """Rows (dicts) to a table of exactly ``schema``; provenance goes into the metadata."""
     rows = list(rows)
     columns = {name: [row.get(name) for row in rows] for name in schema.names}
@@ -140,7 +142,13 @@ def read_provenance(path: Path) -> dict[str, Any]:
 
 
 def quarantine_row(
-    sample_id: str, split: str, dataset: str, stage: str, reason: str, detail: str, source_path: str | None = None
+    sample_id: str,
+    split: str,
+    dataset: str,
+    stage: str,
+    reason: str,
+    detail: str,
+    source_path: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": sample_id,

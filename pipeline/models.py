@@ -28,7 +28,9 @@ def locate_model(reference: str, what: str, flag: str) -> ModelLocation:
     folder = Path(reference).expanduser()
     if folder.is_dir():
         if not (folder / "config.json").is_file():
-            raise PrepError(f"{what} folder {folder} has no config.json; pass a folder written by save_pretrained")
+            raise PrepError(
+                f"{what} folder {folder} has no config.json; pass a folder written by save_pretrained"
+            )
         return ModelLocation(reference, folder.resolve(), weights_digest(folder))
     from huggingface_hub import constants, snapshot_download
 

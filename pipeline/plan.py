@@ -88,12 +88,22 @@ def corpus_size(out: Path) -> CorpusSize:
 
 def manifest_estimate(out: Path, size: CorpusSize) -> StageEstimate | None:
     """The manifest already ran: its committed units' own timings, no pilot needed."""
-    seconds = [json.loads(p.read_text())["seconds"] for p in Layout(out).units_dir("manifest").glob(f"*/*/{UNIT_STATS}")]
+    seconds = [
+        json.loads(p.read_text())["seconds"]
+        for p in Layout(out).units_dir("manifest").glob(f"*/*/{UNIT_STATS}")
+    ]
     if not seconds or size.clips == 0:
         return None
     total = float(sum(seconds))
-    return StageEstimate("manifest", "clip", size.clips, size.frames, f"measured run, {len(seconds)} units", 0.0,
-                         total / size.clips)  # fmt: skip
+    return StageEstimate(
+        "manifest",
+        "clip",
+        size.clips,
+        size.frames,
+        f"measured run, {len(seconds)} units",
+        0.0,
+        total / size.clips,
+    )
 
 
 def pilot_rows(out: Path, clips: int) -> tuple[str, Any]:
@@ -104,8 +114,12 @@ def pilot_rows(out: Path, clips: int) -> tuple[str, Any]:
     table = m.read_table(layout.split_table("manifest", split))
     if table.num_rows == 0:
         raise PrepError(f"the manifest's {split} split under {out} is empty; nothing to pilot")
-    picked = np.unique(np.linspace(0, table.num_rows - 1, min(clips, table.num_rows)).round().astype(np.int64))
-    return split, table.take(picked)  # keeps the schema metadata (provenance, base_from_root, selection)
+    picked = np.unique(
+        np.linspace(0, table.num_rows - 1, min(clips, table.num_rows)).round().astype(np.int64)
+    )
+    return split, table.take(
+        picked
+    )  # keeps the schema metadata (provenance, base_from_root, selection)
 
 
 def write_pilot_manifest(out: Path, pilot: Path, clips: int) -> RunConfig:
@@ -113,18 +127,30 @@ def write_pilot_manifest(out: Path, pilot: Path, clips: int) -> RunConfig:
     split, table = pilot_rows(out, clips)
     layout = Layout(pilot)
     write_parquet(table, layout.split_table("manifest", split))
-    atomic_write_json(layout.summary("manifest"), {"splits": {split: {"samples": table.num_rows}}, "pilot_of": str(out)})
+    atomic_write_json(
+        layout.summary("manifest"),
+        {"splits": {split: {"samples": table.num_rows}}, "pilot_of": str(out)},
+    )
     dataset = table.column("dataset")[0].as_py()
     root = m.recorded_root(Layout(out)) or out
-    return RunConfig(dataset=dataset, root=root, out=pilot, workers=1, overwrite=True, quiet=True, retries=0)
+    return RunConfig(
+        dataset=dataset, root=root, out=pilot, workers=1, overwrite=True, quiet=True, retries=0
+    )
 
 
 def unit_seconds(out: Path, stage: str) -> float:
     """Time the committed units of ``stage`` spent in their own work (their stats.json)."""
-    return float(sum(json.loads(p.read_text())["seconds"] for p in Layout(out).units_dir(stage).glob(f"*/*/{UNIT_STATS}")))
+    return float(
+        sum(
+            json.loads(p.read_text())["seconds"]
+            for p in Layout(out).units_dir(stage).glob(f"*/*/{UNIT_STATS}")
+        )
+    )
 
 
-def pilot_stage(name: str, run: RunConfig, make_stage: StageFactory, full: CorpusSize) -> StageEstimate:
+def pilot_stage(
+    name: str, run: RunConfig, make_stage: StageFactory, full: CorpusSize
+) -> StageEstimate:
     """Run ``name`` twice on the pilot clips with the same stage object (models stay loaded).
 
     The rate is the second run's unit time per item; the start-up is everything else the first
@@ -143,12 +169,22 @@ def pilot_stage(name: str, run: RunConfig, make_stage: StageFactory, full: Corpu
     item = "clip" if name in PER_CLIP_STAGES else "frame"
     items = sample.clips if item == "clip" else sample.frames
     pilot = f"{sample.clips} clips, {sample.frames} frames"
-    log.info("pilot %s: %.2f s first run, %.2f s in units on the second, %s", name, cold, warm_units, pilot)
+    log.info(
+        "pilot %s: %.2f s first run, %.2f s in units on the second, %s",
+        name,
+        cold,
+        warm_units,
+        pilot,
+    )
     startup = max(cold - warm_units, 0.0)
-    return StageEstimate(name, item, sample.clips, sample.frames, pilot, startup, warm_units / max(items, 1)).for_corpus(full)
+    return StageEstimate(
+        name, item, sample.clips, sample.frames, pilot, startup, warm_units / max(items, 1)
+    ).for_corpus(full)
 
 
-def plan(out: Path, stages: list[str], make_stage: StageFactory, pilot_clips: int = 4) -> list[StageEstimate]:
+def plan(
+    out: Path, stages: list[str], make_stage: StageFactory, pilot_clips: int = 4
+) -> list[StageEstimate]:
     """An estimate per stage in ``stages``; pilots run in a temporary folder outside ``out``."""
     if pilot_clips < 1:
         raise PrepError(f"--pilot-clips must be at least 1, got {pilot_clips}")
@@ -157,7 +193,9 @@ def plan(out: Path, stages: list[str], make_stage: StageFactory, pilot_clips: in
     if "manifest" in stages:
         measured = manifest_estimate(out, full)
         if measured is None:
-            log.warning("no manifest unit timings under %s; the manifest stage is left out of the plan", out)
+            log.warning(
+                "no manifest unit timings under %s; the manifest stage is left out of the plan", out
+            )
         else:
             estimates.append(measured)
     piloted = [s for s in stages if s != "manifest"]
@@ -177,9 +215,21 @@ def machine() -> str:
 
 
 def plan_record(estimates: list[StageEstimate], devices: int, pilot_clips: int) -> dict[str, Any]:
-    return {"machine": machine(), "devices": devices, "pilot_clips": pilot_clips, "at": time.time(),
-            "stages": [{**asdict(e), "hours_here": e.hours(1), f"hours_on_{devices}": e.hours(devices),
-                        "device_hours": e.device_hours(devices)} for e in estimates]}  # fmt: skip
+    return {
+        "machine": machine(),
+        "devices": devices,
+        "pilot_clips": pilot_clips,
+        "at": time.time(),
+        "stages": [
+            {
+                **asdict(e),
+                "hours_here": e.hours(1),
+                f"hours_on_{devices}": e.hours(devices),
+                "device_hours": e.device_hours(devices),
+            }
+            for e in estimates
+        ],
+    }
 
 
 def write_plan(out: Path, record: dict[str, Any]) -> Path:
@@ -189,16 +239,36 @@ def write_plan(out: Path, record: dict[str, Any]) -> Path:
 
 
 def format_plan(estimates: list[StageEstimate], devices: int) -> str:
-    header = ("stage", "clips", "frames", "pilot", "start-up s", "pilot s/item", "hours here",
-              f"hours on {devices}", "device-hours")  # fmt: skip
+    header = (
+        "stage",
+        "clips",
+        "frames",
+        "pilot",
+        "start-up s",
+        "pilot s/item",
+        "hours here",
+        f"hours on {devices}",
+        "device-hours",
+    )
     rows = [header] + [
-        (e.stage, str(e.clips), str(e.frames), e.pilot, f"{e.startup_s:.1f}", f"{e.seconds_per_item:.3g} s/{e.item}",
-         f"{e.hours(1):.3g}", f"{e.hours(devices):.3g}", f"{e.device_hours(devices):.3g}")
+        (
+            e.stage,
+            str(e.clips),
+            str(e.frames),
+            e.pilot,
+            f"{e.startup_s:.1f}",
+            f"{e.seconds_per_item:.3g} s/{e.item}",
+            f"{e.hours(1):.3g}",
+            f"{e.hours(devices):.3g}",
+            f"{e.device_hours(devices):.3g}",
+        )
         for e in estimates
-    ]  # fmt: skip
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     total = sum(e.hours(devices) for e in estimates)
-    lines.append(f"\ntotal: {sum(e.hours(1) for e in estimates):.3g} h on this machine ({machine()}); "
-                 f"{total:.3g} h on {devices} device(s), {sum(e.device_hours(devices) for e in estimates):.3g} device-hours")  # fmt: skip
+    lines.append(
+        f"\ntotal: {sum(e.hours(1) for e in estimates):.3g} h on this machine ({machine()}); "
+        f"{total:.3g} h on {devices} device(s), {sum(e.device_hours(devices) for e in estimates):.3g} device-hours"
+    )
     return "\n".join(lines)

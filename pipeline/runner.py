@@ -57,7 +57,10 @@ class WorkUnit:
 
 def slice_units(split: str, rows: list[dict[str, Any]], size: int) -> list[WorkUnit]:
     """A split's rows cut into units of ``size`` (the last one shorter), numbered from 0."""
-    return [WorkUnit(split, i, tuple(rows[b : b + size])) for i, b in enumerate(range(0, len(rows), size))]
+    return [
+        WorkUnit(split, i, tuple(rows[b : b + size]))
+        for i, b in enumerate(range(0, len(rows), size))
+    ]
 
 
 @dataclass
@@ -65,7 +68,6 @@ class UnitResult:
     unit_id: str
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    skipped: bool = False
     error: str | None = None
 
 
@@ -75,7 +77,9 @@ class Stage(ABC):
     name: ClassVar[str]
     version: ClassVar[int]
     requires: ClassVar[tuple[str, ...]] = ()  # stages whose outputs this one reads
-    runtime_options: ClassVar[tuple[str, ...]] = ()  # options that never change outputs (not hashed)
+    runtime_options: ClassVar[
+        tuple[str, ...]
+    ] = ()  # options that never change outputs (not hashed)
 
     def __init__(self, options: Any, run: RunConfig) -> None:
         self.options = options
@@ -134,13 +138,20 @@ def execute_unit(stage: Stage, unit: WorkUnit, chash: str) -> UnitResult:
     """Run one unit into a temporary folder, commit it, then write its marker (last)."""
     final = stage.layout.unit_dir(stage.name, unit.id)
     tmp = temporary_sibling(final)
-    for leftover in final.parent.glob(f"{TMP_PREFIX}{final.name}-*"):  # of a killed run of this unit
+    for leftover in final.parent.glob(
+        f"{TMP_PREFIX}{final.name}-*"
+    ):  # of a killed run of this unit
         shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir(parents=True)
     started = time.perf_counter()
     counts = stage.run(unit, tmp)
     seconds = time.perf_counter() - started
-    stats = {"unit": unit.id, "counts": counts, "seconds": round(seconds, 3), "rank": stage.run_config.rank}
+    stats = {
+        "unit": unit.id,
+        "counts": counts,
+        "seconds": round(seconds, 3),
+        "rank": stage.run_config.rank,
+    }
     atomic_write_json(tmp / UNIT_STATS, stats)
     commit_dir(tmp, final)
     atomic_write_json(final / DONE_MARKER, marker_for(stage, unit, chash))
@@ -155,14 +166,24 @@ def execute_with_retries(stage: Stage, unit: WorkUnit, chash: str, retries: int)
             return execute_unit(stage, unit, chash)
         except PrepError:
             raise
-        except Exception as exc:  # a unit failure is logged, retried, then reported with its traceback
+        except (
+            Exception
+        ) as exc:  # a unit failure is logged, retried, then reported with its traceback
             log.warning("unit %s failed (attempt %d): %s", unit.id, attempt + 1, exc)
             trace = traceback.format_exc()
             log.debug("%s", trace)
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     record = stage.layout.unit_error(stage.name, unit.id)
-    atomic_write_json(record, {"unit": unit.id, "error": error, "attempts": retries + 1, "at": time.time(),
-                               "traceback": trace})  # fmt: skip
+    atomic_write_json(
+        record,
+        {
+            "unit": unit.id,
+            "error": error,
+            "attempts": retries + 1,
+            "at": time.time(),
+            "traceback": trace,
+        },
+    )
     return UnitResult(unit.id, error=f"{error} (traceback in {record})")
 
 
@@ -176,9 +197,11 @@ def run_stage(stage: Stage) -> dict[str, Any] | None:
     lock = stage.layout.run_lock(stage.name, stage.run_config.rank)
     with held_lock(lock) as holder:
         if holder is not None:
-            raise PrepError(f"stage {stage.name} (rank {stage.run_config.rank}) is already running on this --out: "
-                            f"{holder.describe()}; wait for it to end, or if no prep process is running, "
-                            f"delete {lock}")  # fmt: skip
+            raise PrepError(
+                f"stage {stage.name} (rank {stage.run_config.rank}) is already running on this --out: "
+                f"{holder.describe()}; wait for it to end, or if no prep process is running, "
+                f"delete {lock}"
+            )
         return _run_stage_locked(stage)
 
 
@@ -190,9 +213,15 @@ def _run_stage_locked(stage: Stage) -> dict[str, Any] | None:
     units, chash = run_share(stage)
     waiting = [u.id for u in units if unit_state(stage, u, chash) != "done"]
     if waiting:
-        log.info("stage %s: %d units of other ranks still running; the last rank merges", stage.name, len(waiting))
+        log.info(
+            "stage %s: %d units of other ranks still running; the last rank merges",
+            stage.name,
+            len(waiting),
+        )
         return None
-    return merge(stage, units, chash, others_may_merge=stage.run_config.world_size > 1, started_ns=started_ns)
+    return merge(
+        stage, units, chash, others_may_merge=stage.run_config.world_size > 1, started_ns=started_ns
+    )
 
 
 def run_share(stage: Stage) -> tuple[list[WorkUnit], str]:
@@ -208,7 +237,12 @@ def run_share(stage: Stage) -> tuple[list[WorkUnit], str]:
     pending = select_pending(stage, mine, chash)
     log.info(
         "stage %s: %d units (%d for rank %d/%d), %d to do",
-        stage.name, len(units), len(mine), run.rank, run.world_size, len(pending),
+        stage.name,
+        len(units),
+        len(mine),
+        run.rank,
+        run.world_size,
+        len(pending),
     )
     failures = [r for r in run_units(stage, pending, chash) if r.error]
     if failures:
@@ -231,8 +265,10 @@ def why_no_samples(stage: Stage) -> str:
             reasons.update(info.get("quarantined", {}))
         if reasons and not any(info.get("samples") for info in summary.get("splits", {}).values()):
             top = ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
-            return (f"all {sum(reasons.values())} samples were quarantined by {required} ({top}); "
-                    f"see {stage.layout.quarantine_table(required)}")  # fmt: skip
+            return (
+                f"all {sum(reasons.values())} samples were quarantined by {required} ({top}); "
+                f"see {stage.layout.quarantine_table(required)}"
+            )
     return f"no samples found under {stage.run_config.root}"
 
 
@@ -247,7 +283,9 @@ def run_together(stage: Stage, group: RankGroup) -> dict[str, Any] | None:
     if error is not None:
         raise error
     if failed:
-        raise PrepError(f"stage {stage.name}: {failed} other rank(s) failed; their messages say why")
+        raise PrepError(
+            f"stage {stage.name}: {failed} other rank(s) failed; their messages say why"
+        )
     summary = None
     if group.rank == 0:
         try:
@@ -261,12 +299,20 @@ def run_together(stage: Stage, group: RankGroup) -> dict[str, Any] | None:
     return summary
 
 
-def merge(stage: Stage, units: list[WorkUnit], chash: str, *, others_may_merge: bool,
-          started_ns: int | None = None) -> dict[str, Any] | None:  # fmt: skip
+def merge(
+    stage: Stage,
+    units: list[WorkUnit],
+    chash: str,
+    *,
+    others_may_merge: bool,
+    started_ns: int | None = None,
+) -> dict[str, Any] | None:
     """Finalize under the stage's merge lock; None when another rank merges or just merged."""
     waiting = [u.id for u in units if unit_state(stage, u, chash) != "done"]
     if waiting:
-        raise PrepError(f"stage {stage.name}: unit {waiting[0]} is not committed although every rank finished")
+        raise PrepError(
+            f"stage {stage.name}: unit {waiting[0]} is not committed although every rank finished"
+        )
     fingerprint = plan_fingerprint(units, chash)
     lock = stage.layout.merge_lock(stage.name)
     with held_lock(lock) as holder:
@@ -274,22 +320,34 @@ def merge(stage: Stage, units: list[WorkUnit], chash: str, *, others_may_merge: 
             log.info("stage %s: %s is merging; this rank is done", stage.name, holder.describe())
             return None
         if holder is not None:
-            raise PrepError(f"stage {stage.name}: {lock} says {holder.describe()} is merging this stage; "
-                            "if no prep process is running, delete that file and run again")  # fmt: skip
+            raise PrepError(
+                f"stage {stage.name}: {lock} says {holder.describe()} is merging this stage; "
+                "if no prep process is running, delete that file and run again"
+            )
         if others_may_merge and merged_since(stage, fingerprint, started_ns):
-            log.info("stage %s: another rank merged these units meanwhile; this rank is done", stage.name)
+            log.info(
+                "stage %s: another rank merged these units meanwhile; this rank is done", stage.name
+            )
             return None
         remove_temporaries(stage.layout.stage_dir(stage.name))
         summary = stage.finalize(units)
-        summary.update({"stage": stage.name, "stage_version": stage.version, "config_hash": chash,
-                        "plan_fingerprint": fingerprint})  # fmt: skip
+        summary.update(
+            {
+                "stage": stage.name,
+                "stage_version": stage.version,
+                "config_hash": chash,
+                "plan_fingerprint": fingerprint,
+            }
+        )
         atomic_write_json(stage.layout.summary(stage.name), summary)
     return summary
 
 
 def plan_fingerprint(units: list[WorkUnit], chash: str) -> str:
     """Names the exact set of units a summary was merged from."""
-    return hashlib.sha256(canonical_json([chash, [[u.id, u.fingerprint()] for u in units]]).encode()).hexdigest()
+    return hashlib.sha256(
+        canonical_json([chash, [[u.id, u.fingerprint()] for u in units]]).encode()
+    ).hexdigest()
 
 
 def merged_since(stage: Stage, fingerprint: str, started_ns: int | None) -> bool:
@@ -297,7 +355,9 @@ def merged_since(stage: Stage, fingerprint: str, started_ns: int | None) -> bool
     path = stage.layout.summary(stage.name)
     try:
         written_ns = path.stat().st_mtime_ns
-        return json.loads(path.read_text()).get("plan_fingerprint") == fingerprint and written_ns >= (started_ns or 0)
+        return json.loads(path.read_text()).get(
+            "plan_fingerprint"
+        ) == fingerprint and written_ns >= (started_ns or 0)
     except (FileNotFoundError, ValueError):
         return False
 
@@ -331,7 +391,13 @@ def select_pending(stage: Stage, units: list[WorkUnit], chash: str) -> list[Work
 def run_units(stage: Stage, units: list[WorkUnit], chash: str) -> Iterable[UnitResult]:
     run = stage.run_config
     samples = sum(len(u.items) for u in units)
-    bar = tqdm(total=samples, unit="clip", desc=stage.name, disable=run.quiet or not units, dynamic_ncols=True)
+    bar = tqdm(
+        total=samples,
+        unit="clip",
+        desc=stage.name,
+        disable=run.quiet or not units,
+        dynamic_ncols=True,
+    )
     frames, started = 0, time.perf_counter()
 
     def report(unit: WorkUnit, result: UnitResult) -> None:
@@ -400,5 +466,3 @@ def committed_units(stage: Stage, units: list[WorkUnit]) -> Iterable[tuple[WorkU
     """Each unit with its committed folder, in plan order (the merge order)."""
     for unit in units:
         yield unit, stage.layout.unit_dir(stage.name, unit.id)
-
-

@@ -51,4 +51,6 @@ def load_data_pickle(path: Path) -> Any:
     except RefusedGlobal as exc:
         raise PrepError(f"unsafe pickle {path.name}: {exc}") from exc
     except Exception as exc:  # truncated or not a pickle at all
-        raise PrepError(f"cannot unpickle {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        raise PrepError(
+            f"cannot unpickle {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from exc

@@ -55,12 +55,16 @@ def decode_npy(data: bytes | memoryview) -> np.ndarray:
         match = _SIMPLE_NPY_HEADER.match(bytes(data[10 : 10 + header_len]))
         if match:
             shape = tuple(int(x) for x in match.group(2).split(b",") if x.strip())
-            return np.frombuffer(data, np.dtype(match.group(1).decode()), offset=10 + header_len).reshape(shape)
+            return np.frombuffer(
+                data, np.dtype(match.group(1).decode()), offset=10 + header_len
+            ).reshape(shape)
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def encode_json(value: Any) -> bytes:
-    return (json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    return (
+        json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+    ).encode()
 
 
 @dataclass
@@ -97,8 +101,16 @@ class FieldStats:
         if self.shape_tail is not None:
             mean = self.total / self.values if self.values else 0.0
             var = max(self.total_sq / self.values - mean * mean, 0.0) if self.values else 0.0
-            out.update({"rows": self.rows, "shape_tail": self.shape_tail, "mean": round(mean, 6),
-                        "std": round(var**0.5, 6), "nan": self.nan, "inf": self.inf})  # fmt: skip
+            out.update(
+                {
+                    "rows": self.rows,
+                    "shape_tail": self.shape_tail,
+                    "mean": round(mean, 6),
+                    "std": round(var**0.5, 6),
+                    "nan": self.nan,
+                    "inf": self.inf,
+                }
+            )
         return out
 
 
@@ -133,8 +145,14 @@ class ShardInfo:
     keys: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.path.name, "samples": self.samples, "bytes": self.bytes, "sha256": self.sha256,
-                "fields": {k: v.as_dict() for k, v in sorted(self.fields.items())}, "keys": self.keys}  # fmt: skip
+        return {
+            "name": self.path.name,
+            "samples": self.samples,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "fields": {k: v.as_dict() for k, v in sorted(self.fields.items())},
+            "keys": self.keys,
+        }
 
 
 class ShardWriter:
@@ -178,7 +196,9 @@ class ShardWriter:
         path = self.folder / f"{self.prefix}-{len(self.shards):02d}.tar"
         self._handle = open(path, "wb")
         self._sink = _HashingFile(self._handle)
-        self._tar = tarfile.open(fileobj=self._sink, mode="w", format=tarfile.GNU_FORMAT)  # long ids fit
+        self._tar = tarfile.open(
+            fileobj=self._sink, mode="w", format=tarfile.GNU_FORMAT
+        )  # long ids fit
         self.shards.append(ShardInfo(path))
 
     def _close(self) -> None:
@@ -203,10 +223,19 @@ def parse_size(text: str | int) -> int:
     """``"1GB"``, ``"500MB"``, ``"64KiB"`` or a byte count."""
     if isinstance(text, int):
         return text
-    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    units = {
+        "": 1,
+        "b": 1,
+        "kb": 10**3,
+        "mb": 10**6,
+        "gb": 10**9,
+        "kib": 2**10,
+        "mib": 2**20,
+        "gib": 2**30,
+    }
     raw = text.strip().lower().replace(" ", "")
     number = raw.rstrip("kmgib")
-    unit = raw[len(number):]
+    unit = raw[len(number) :]
     try:
         value = int(float(number) * units[unit])
     except (ValueError, KeyError):
@@ -216,10 +245,20 @@ def parse_size(text: str | int) -> int:
     return value
 
 
-def wids_index(name: str, shards: Iterable[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+def wids_index(
+    name: str, shards: Iterable[dict[str, Any]], extra: dict[str, Any]
+) -> dict[str, Any]:
     """A split's index: what ``wids.ShardListDataset`` reads, plus sha256 and stats per shard."""
-    shardlist = [{"url": s["name"], "nsamples": s["samples"], "filesize": s["bytes"], "sha256": s["sha256"],
-                  "fields": s["fields"]} for s in shards]  # fmt: skip
+    shardlist = [
+        {
+            "url": s["name"],
+            "nsamples": s["samples"],
+            "filesize": s["bytes"],
+            "sha256": s["sha256"],
+            "fields": s["fields"],
+        }
+        for s in shards
+    ]
     return {"__kind__": WIDS_KIND, "wids_version": 1, "name": name, "shardlist": shardlist, **extra}
 
 

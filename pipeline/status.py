@@ -53,7 +53,9 @@ def stage_status(layout: Layout, stage: str) -> list[SplitStatus]:
         row = SplitStatus(stage, split, units_total=plan["splits"][split]["units"])
         for unit_dir in sorted((layout.units_dir(stage) / split).glob("[0-9]*")):
             marker = unit_dir / DONE_MARKER
-            if not marker.is_file() or json.loads(marker.read_text()).get("config_hash") != plan.get("config_hash"):
+            if not marker.is_file() or json.loads(marker.read_text()).get(
+                "config_hash"
+            ) != plan.get("config_hash"):
                 continue
             row.units_done += 1
             stats = json.loads((unit_dir / UNIT_STATS).read_text())
@@ -61,7 +63,9 @@ def stage_status(layout: Layout, stage: str) -> list[SplitStatus]:
             row.frames += stats["counts"].get("frames", 0)
             row.seconds += stats.get("seconds", 0.0)
             if (unit_dir / UNIT_QUARANTINE).is_file():
-                row.quarantined.update(r["reason"] for r in m.read_table(unit_dir / UNIT_QUARANTINE).to_pylist())
+                row.quarantined.update(
+                    r["reason"] for r in m.read_table(unit_dir / UNIT_QUARANTINE).to_pylist()
+                )
         row.last_error = errors.get(split, "")
         row.journaled = _journaled(layout, stage, split)
         result.append(row)
@@ -87,13 +91,17 @@ def _errors(layout: Layout, stage: str) -> dict[str, str]:
 
 
 def format_status(rows: list[SplitStatus]) -> str:
-    lines = [f"{'stage':<14} {'split':<6} {'units':>9} {'samples':>8} {'clips/s':>8} {'frames/s':>9}  quarantined / last error"]
+    lines = [
+        f"{'stage':<14} {'split':<6} {'units':>9} {'samples':>8} {'clips/s':>8} {'frames/s':>9}  quarantined / last error"
+    ]
     for r in rows:
         rate = (r.samples / r.seconds) if r.seconds else 0.0
         frame_rate = f"{r.frames / r.seconds:.0f}" if r.seconds and r.frames else "-"
         quarantined = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined.items())) or "none"
         error = f"; last error {r.last_error}" if r.last_error else ""
         error += f"; {r.journaled} pieces journaled in unfinished units" if r.journaled else ""
-        lines.append(f"{r.stage:<14} {r.split:<6} {f'{r.units_done}/{r.units_total}':>9} {r.samples:>8} {rate:>8.1f} "
-                     f"{frame_rate:>9}  {quarantined}{error}")  # fmt: skip
+        lines.append(
+            f"{r.stage:<14} {r.split:<6} {f'{r.units_done}/{r.units_total}':>9} {r.samples:>8} {rate:>8.1f} "
+            f"{frame_rate:>9}  {quarantined}{error}"
+        )
     return "\n".join(lines)

@@ -66,7 +66,9 @@ def seeded_rng(*parts: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def default_samples(language: str, clips: int, frames: tuple[int, int], seed: int = 0) -> list[SyntheticSample]:
+def default_samples(
+    language: str, clips: int, frames: tuple[int, int], seed: int = 0
+) -> list[SyntheticSample]:
     sentences = CHINESE if language == "zh" else GERMAN
     rng = seeded_rng("samples", language, seed)
     out = []
@@ -86,7 +88,9 @@ def default_samples(language: str, clips: int, frames: tuple[int, int], seed: in
     return out
 
 
-def samples_from_file(path: Path, clips: int | None = None, max_frames: int | None = None) -> list[SyntheticSample]:
+def samples_from_file(
+    path: Path, clips: int | None = None, max_frames: int | None = None
+) -> list[SyntheticSample]:
     """Sentences and frame counts from a ``name|num_frames|orth|translation`` file."""
     with open(path, encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="|", quoting=csv.QUOTE_NONE))
@@ -114,16 +118,22 @@ def render_frames(num_frames: int, width: int, height: int, seed: object) -> Ite
         frame = np.empty((height, width, 3), np.uint8)
         frame[:] = background
         cx, unit = width // 2, min(width, height)
-        cv2.rectangle(frame, (cx - unit // 4, height // 2), (cx + unit // 4, height), (30, 60, 140), -1)
+        cv2.rectangle(
+            frame, (cx - unit // 4, height // 2), (cx + unit // 4, height), (30, 60, 140), -1
+        )
         cv2.circle(frame, (cx, int(height * 0.3)), unit // 8, (205, 170, 140), -1)
         for hand in range(2):
-            x = cx + (1 if hand else -1) * unit * (0.18 + 0.1 * np.sin(phase[hand] + speed[hand] * t))
+            x = cx + (1 if hand else -1) * unit * (
+                0.18 + 0.1 * np.sin(phase[hand] + speed[hand] * t)
+            )
             y = height * (0.6 + 0.2 * np.sin(phase[hand + 2] + speed[hand + 2] * t))
             cv2.circle(frame, (int(x), int(y)), max(2, unit // 16), (225, 190, 160), -1)
         yield frame
 
 
-def write_phoenix14t(out: Path, samples: Sequence[SyntheticSample], size: tuple[int, int] = (210, 260)) -> Path:
+def write_phoenix14t(
+    out: Path, samples: Sequence[SyntheticSample], size: tuple[int, int] = (210, 260)
+) -> Path:
     """A ``PHOENIX-2014-T-release-v3`` tree; returns the release folder (a valid ``--root``)."""
     release = out / "PHOENIX-2014-T-release-v3"
     base = release / "PHOENIX-2014-T"
@@ -134,12 +144,18 @@ def write_phoenix14t(out: Path, samples: Sequence[SyntheticSample], size: tuple[
         for s in (s for s in samples if s.split == split):
             lines.append(f"{s.name}|{s.name}/1/*.png|-1|-1|{s.signer}|{s.gloss}|{s.translation}")
             folder = base / "features" / "fullFrame-210x260px" / split / s.name
-            _write_images(folder, render_frames(s.num_frames, *size, s.name), "images{:04d}.png", first=1)
-        (annotations / f"PHOENIX-2014-T.{split}.corpus.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            _write_images(
+                folder, render_frames(s.num_frames, *size, s.name), "images{:04d}.png", first=1
+            )
+        (annotations / f"PHOENIX-2014-T.{split}.corpus.csv").write_text(
+            "\n".join(lines) + "\n", encoding="utf-8"
+        )
     return release
 
 
-def write_csl_daily(out: Path, samples: Sequence[SyntheticSample], size: tuple[int, int] = (512, 512)) -> Path:
+def write_csl_daily(
+    out: Path, samples: Sequence[SyntheticSample], size: tuple[int, int] = (512, 512)
+) -> Path:
     """A CSL-Daily tree (label pickle, split file, JPEG folders); returns its root."""
     root = out / "CSL-Daily"
     labels = root / "sentence_label"
@@ -157,7 +173,11 @@ def write_csl_daily(out: Path, samples: Sequence[SyntheticSample], size: tuple[i
         for s in samples
     ]
     with open(labels / "csl2020ct_v2.pkl", "wb") as handle:
-        pickle.dump({"info": info, "gloss_map": sorted({g for s in samples for g in s.gloss.split()})}, handle, protocol=4)
+        pickle.dump(
+            {"info": info, "gloss_map": sorted({g for s in samples for g in s.gloss.split()})},
+            handle,
+            protocol=4,
+        )
     split_lines = ["name|split"] + [f"{s.name}|{s.split}" for s in samples]
     (labels / "split_1.txt").write_text("\n".join(split_lines) + "\n", encoding="utf-8")
     for s in samples:
@@ -167,7 +187,11 @@ def write_csl_daily(out: Path, samples: Sequence[SyntheticSample], size: tuple[i
 
 
 def write_generic(
-    out: Path, samples: Sequence[SyntheticSample], language: str, size: tuple[int, int] = (160, 120), fps: float = 25.0
+    out: Path,
+    samples: Sequence[SyntheticSample],
+    language: str,
+    size: tuple[int, int] = (160, 120),
+    fps: float = 25.0,
 ) -> Path:
     """A folder of mp4 clips plus ``corpus.csv``; returns the CSV (a valid ``--root``)."""
     clips = out / "clips"
@@ -176,8 +200,17 @@ def write_generic(
     for s in samples:
         path = clips / f"{s.name}.mp4"
         write_video(path, render_frames(s.num_frames, *size, s.name), fps, size)
-        rows.append({"id": s.name, "path": f"clips/{path.name}", "text": s.translation, "language": language,
-                     "split": s.split, "gloss": s.gloss, "signer": s.signer})
+        rows.append(
+            {
+                "id": s.name,
+                "path": f"clips/{path.name}",
+                "text": s.translation,
+                "language": language,
+                "split": s.split,
+                "gloss": s.gloss,
+                "signer": s.signer,
+            }
+        )
     csv_path = out / "corpus.csv"
     with open(csv_path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -186,7 +219,9 @@ def write_generic(
     return csv_path
 
 
-def write_video(path: Path, frames: Iterator[np.ndarray], fps: float, size: tuple[int, int]) -> None:
+def write_video(
+    path: Path, frames: Iterator[np.ndarray], fps: float, size: tuple[int, int]
+) -> None:
     """An MPEG-4 Part 2 mp4 through OpenCV's bundled FFmpeg (no system ffmpeg needed)."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
@@ -196,7 +231,9 @@ def write_video(path: Path, frames: Iterator[np.ndarray], fps: float, size: tupl
     writer.release()
 
 
-def write_h264(path: Path, frames: Iterator[np.ndarray], fps: Fraction | float, crf: int = 18) -> Path:
+def write_h264(
+    path: Path, frames: Iterator[np.ndarray], fps: Fraction | float, crf: int = 18
+) -> Path:
     """An H.264 (yuv420p) mp4 through PyAV's bundled libx264, single-threaded so the bytes are
     the same on every run: the codec, container and frame rates of real downloaded corpora."""
     import av  # deferred: only writers of test and benchmark clips need it
@@ -218,6 +255,12 @@ def write_h264(path: Path, frames: Iterator[np.ndarray], fps: Fraction | float, 
 
 def _write_images(folder: Path, frames: Iterator[np.ndarray], pattern: str, first: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 3] if pattern.endswith(".png") else [cv2.IMWRITE_JPEG_QUALITY, 90]
+    params = (
+        [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        if pattern.endswith(".png")
+        else [cv2.IMWRITE_JPEG_QUALITY, 90]
+    )
     for number, frame in enumerate(frames, start=first):
-        cv2.imwrite(str(folder / pattern.format(number)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
+        cv2.imwrite(
+            str(folder / pattern.format(number)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params
+        )

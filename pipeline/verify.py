@@ -66,12 +66,19 @@ def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitRepo
     report = SplitReport(split, quarantined=len(quarantined))
     folder = layout.shard_dir(split)
     if not (folder / INDEX_NAME).is_file():
-        if m.read_table(layout.split_table("manifest", split)).num_rows:  # an empty split has no shards
+        if m.read_table(
+            layout.split_table("manifest", split)
+        ).num_rows:  # an empty split has no shards
             report.problem(f"no {INDEX_NAME} in {folder}")
         return report
     index = json.loads((folder / INDEX_NAME).read_text())
-    manifest = {sample_key(r["id"]): r for r in m.read_table(layout.split_table("manifest", split)).to_pylist()}
-    selection = FrameSelection(**m.read_provenance(layout.split_table("manifest", split)).get("frame_selection", {}))
+    manifest = {
+        sample_key(r["id"]): r
+        for r in m.read_table(layout.split_table("manifest", split)).to_pylist()
+    }
+    selection = FrameSelection(
+        **m.read_provenance(layout.split_table("manifest", split)).get("frame_selection", {})
+    )
     seen: Counter[str] = Counter()
     for shard in index["shardlist"]:
         report.shards += 1
@@ -89,8 +96,14 @@ def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitRepo
     return report
 
 
-def _check_shard(path: Path, entry: dict, manifest: dict, selection: FrameSelection, seen: Counter,
-                 report: SplitReport) -> None:  # fmt: skip
+def _check_shard(
+    path: Path,
+    entry: dict,
+    manifest: dict,
+    selection: FrameSelection,
+    seen: Counter,
+    report: SplitReport,
+) -> None:
     name = path.name
     if not path.is_file():
         report.problem(f"{name}: listed in the index but missing")
@@ -106,7 +119,9 @@ def _check_shard(path: Path, entry: dict, manifest: dict, selection: FrameSelect
             seen[key] += 1
             _check_sample(name, key, fields, manifest.get(key), selection, report)
     except Exception as exc:  # a damaged tar is a finding, not a crash
-        report.problem(f"{name}: unreadable after {count} samples: {type(exc).__name__}: {exc}".splitlines()[0])
+        report.problem(
+            f"{name}: unreadable after {count} samples: {type(exc).__name__}: {exc}".splitlines()[0]
+        )
         digest = None
     if digest is None or digest.hexdigest() != entry["sha256"]:
         report.problem(f"{name}: sha256 differs from the index (the file changed or is damaged)")
@@ -115,8 +130,14 @@ def _check_shard(path: Path, entry: dict, manifest: dict, selection: FrameSelect
         report.problem(f"{name}: {count} samples, index says {entry['nsamples']}")
 
 
-def _check_sample(shard: str, key: str, fields: dict, row: dict | None, selection: FrameSelection,
-                  report: SplitReport) -> None:  # fmt: skip
+def _check_sample(
+    shard: str,
+    key: str,
+    fields: dict,
+    row: dict | None,
+    selection: FrameSelection,
+    report: SplitReport,
+) -> None:
     where = f"{shard}: {key}"
     if row is None:
         report.problem(f"{where}: not in the manifest")
@@ -131,10 +152,18 @@ def _check_sample(shard: str, key: str, fields: dict, row: dict | None, selectio
         report.problem(f"{where}: json names no stage versions")
     frames = meta.get("frame_indices", [])
     if frames != [int(i) for i in selection.indices(row["num_frames"])]:
-        report.problem(f"{where}: frame_indices disagree with num_frames {row['num_frames']} and the frame selection")
+        report.problem(
+            f"{where}: frame_indices disagree with num_frames {row['num_frames']} and the frame selection"
+        )
     times = meta.get("frame_times", [])
-    if len(times) != len(frames) or any(b < a for a, b in zip(times, times[1:])) or (times and times[0] < 0):
-        report.problem(f"{where}: frame_times are not one non-negative, rising time per stored frame")
+    if (
+        len(times) != len(frames)
+        or any(b < a for a, b in zip(times, times[1:]))
+        or (times and times[0] < 0)
+    ):
+        report.problem(
+            f"{where}: frame_times are not one non-negative, rising time per stored frame"
+        )
     per_clip = {name for name, info in meta.get("fields", {}).items() if info.get("per_clip")}
     for name, data in fields.items():
         if not name.endswith(".npy") or name in per_clip:
@@ -153,7 +182,9 @@ def format_reports(reports: list[SplitReport]) -> str:
     for r in reports:
         held = f"{r.quarantined} ({r.quarantine_share:.0%})"
         result = "ok" if not r.problems else f"{len(r.problems)} problem(s)"
-        lines.append(f"{r.split:<8} {r.shards:>6} {r.samples:>8} {r.bytes:>12} {held:>14}  {result}")
+        lines.append(
+            f"{r.split:<8} {r.shards:>6} {r.samples:>8} {r.bytes:>12} {held:>14}  {result}"
+        )
     for r in reports:
         lines += [f"  {r.split}: {p}" for p in r.problems]
     return "\n".join(lines)

@@ -190,7 +190,9 @@ def open_source(
     return VideoFileSource(path, fps, start, end, threads or 1)
 
 
-def iter_clip(source: FrameSource, selection: FrameSelection, batch_size: int = 16) -> Iterator[Clip]:
+def iter_clip(
+    source: FrameSource, selection: FrameSelection, batch_size: int = 16
+) -> Iterator[Clip]:
     """Selected frames in batches of at most ``batch_size``: memory stays bounded on long clips.
     Small batches are also faster: a batch of large frames past glibc's mmap threshold (32 MiB)
     is fresh memory each time, and its page faults cost a quarter of the decode (measured)."""

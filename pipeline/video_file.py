@@ -119,7 +119,13 @@ def index_stream(path: Path) -> StreamIndex:
             dts.append(packet.dts if packet.dts is not None else stamp)
             keys.append(packet.is_keyframe)
         context = stream.codec_context
-        info = (stream.time_base, codec_name(stream), context.width, context.height, stream.average_rate)
+        info = (
+            stream.time_base,
+            codec_name(stream),
+            context.width,
+            context.height,
+            stream.average_rate,
+        )
     except DecodeError:
         raise
     except av.FFmpegError as exc:  # a damaged container fails while demuxing
@@ -128,7 +134,9 @@ def index_stream(path: Path) -> StreamIndex:
         container.close()
     if not pts:
         raise DecodeError(f"video has no frames: {path.name}")
-    return _presented(np.asarray(pts, np.int64), np.asarray(dts, np.int64), np.asarray(keys, bool), *info)
+    return _presented(
+        np.asarray(pts, np.int64), np.asarray(dts, np.int64), np.asarray(keys, bool), *info
+    )
 
 
 def _presented(pts, dts, keys, time_base, codec, width, height, rate) -> StreamIndex:
@@ -138,10 +146,14 @@ def _presented(pts, dts, keys, time_base, codec, width, height, rate) -> StreamI
     line = (pts + offsets)[order]
     times = (line - line[0]).astype(np.float64) * float(time_base)
     rate = Fraction(rate) if rate else None
-    return StreamIndex(pts[order], times, keys[order], Fraction(time_base), codec, width, height, rate, restarts)
+    return StreamIndex(
+        pts[order], times, keys[order], Fraction(time_base), codec, width, height, rate, restarts
+    )
 
 
-def _unwrap_offsets(dts: np.ndarray, time_base: Fraction, max_jump_s: float = 60.0) -> tuple[np.ndarray, int]:
+def _unwrap_offsets(
+    dts: np.ndarray, time_base: Fraction, max_jump_s: float = 60.0
+) -> tuple[np.ndarray, int]:
     """Per-packet offsets that continue the clock where decode timestamps go back or leap ahead."""
     steps = np.diff(dts)
     usual = int(np.median(steps[steps > 0])) if (steps > 0).any() else 1
@@ -204,14 +216,20 @@ class VideoFileSource:
             current = self._next
             self._next += 1
             if frame.pts is not None and frame.pts != self.index.pts[current]:
-                raise DecodeError(f"{self.path.name}: frame {current} presents at pts {frame.pts}, "
-                                  f"its index says {self.index.pts[current]}")  # fmt: skip
+                raise DecodeError(
+                    f"{self.path.name}: frame {current} presents at pts {frame.pts}, "
+                    f"its index says {self.index.pts[current]}"
+                )
             if current == number:
                 image = frame.to_ndarray(format="rgb24")
                 if image.shape[:2] != (self.height, self.width):
-                    raise DecodeError(f"{self.path.name}: frame size changes at frame {current} to {image.shape[:2]}")
+                    raise DecodeError(
+                        f"{self.path.name}: frame size changes at frame {current} to {image.shape[:2]}"
+                    )
                 return image
-        raise DecodeError(f"{self.path.name} ends after {self._next} of {len(self.index.pts)} indexed frames")
+        raise DecodeError(
+            f"{self.path.name} ends after {self._next} of {len(self.index.pts)} indexed frames"
+        )
 
     def _position_for(self, number: int) -> None:
         """Restart, seek or go on, so that the decoder's next frame is at most ``number``."""

@@ -47,7 +47,9 @@ def debian_tool(names: tuple[str, ...], package: str) -> str:
         found = shutil.which(name)
         if found:
             return found
-    missing(f"needs {names[0]} (apt-get install -y --no-install-recommends {package}; .ci/run installs it)")
+    missing(
+        f"needs {names[0]} (apt-get install -y --no-install-recommends {package}; .ci/run installs it)"
+    )
 
 
 def copy_beside(clip: Path, folder: Path, name: str | None = None) -> str:
@@ -102,7 +104,13 @@ class InertConfigNode(dict):
 
 
 TINY_HAMER_SIZES = {
-    "backbone": {"img_size": [256, 192], "patch_size": 16, "embed_dim": 64, "depth": 2, "num_heads": 4},
+    "backbone": {
+        "img_size": [256, 192],
+        "patch_size": 16,
+        "embed_dim": 64,
+        "depth": 2,
+        "num_heads": 4,
+    },
     "head": {"dim": 128, "depth": 2, "heads": 2, "mlp_dim": 64, "dim_head": 16, "context_dim": 64},
 }
 
@@ -122,9 +130,17 @@ def tiny_hamer(tmp_path_factory) -> tuple[Path, Path]:
     config.write_text(json.dumps(TINY_HAMER_SIZES))
     torch.manual_seed(0)
     state = Hamer(HamerConfig.from_file(config)).state_dict()
-    state.update({"mano.shapedirs": torch.zeros(778, 3, 10), "discriminator.D_conv1.weight": torch.zeros(32, 9, 1, 1)})
+    state.update(
+        {
+            "mano.shapedirs": torch.zeros(778, 3, 10),
+            "discriminator.D_conv1.weight": torch.zeros(32, 9, 1, 1),
+        }
+    )
     checkpoint = folder / "hamer.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": InertConfigNode(MODEL="x"), "epoch": 0}, checkpoint)
+    torch.save(
+        {"state_dict": state, "hyper_parameters": InertConfigNode(MODEL="x"), "epoch": 0},
+        checkpoint,
+    )
     return checkpoint, config
 
 
@@ -139,7 +155,9 @@ def raised_hand_keypoints(folder: Path, clip_id: str) -> Path:
     bottom edge for 16 frames, rising to face height over the next 16, then lowering again."""
     width, height = HAND_CLIP_SIZE
     rest, top, frames = 690.0, 220.0, HAND_CLIP_FRAMES
-    heights = np.concatenate([np.full(16, rest), np.linspace(rest, top, 16), np.linspace(top, rest + 10, frames - 32)])
+    heights = np.concatenate(
+        [np.full(16, rest), np.linspace(rest, top, 16), np.linspace(top, rest + 10, frames - 32)]
+    )
     spread = np.random.default_rng(0).uniform(-25, 25, (21, 2))
     points = np.zeros((frames, 2, 21, 3), np.float32)
     points[:, 1, :, 0] = width * 0.35 + spread[:, 0]

@@ -34,7 +34,9 @@ def write_clip(path: Path, frames: int, size: tuple[int, int] = (48, 40)) -> str
 def write_frame_folder(folder: Path, frames: int, pattern: str, first: int) -> list[Path]:
     folder.mkdir(parents=True)
     paths = []
-    for number, frame in enumerate(synthetic.render_frames(frames, 48, 40, folder.name), start=first):
+    for number, frame in enumerate(
+        synthetic.render_frames(frames, 48, 40, folder.name), start=first
+    ):
         paths.append(folder / pattern.format(number))
         cv2.imwrite(str(paths[-1]), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return paths
@@ -80,9 +82,18 @@ def write_mixed_corpus(root: Path) -> tuple[Path, dict[str, str]]:
         "abs_outside,/etc/passwd,absolut,de,train,",
     ]
     csv_path = root / "corpus.csv"
-    text = "\n".join([HEADER, *rows]).encode() + b"\nlatin1,clips/vid_a.mp4,caf\xe9 au lait,de,train,\n"
+    text = (
+        "\n".join([HEADER, *rows]).encode()
+        + b"\nlatin1,clips/vid_a.mp4,caf\xe9 au lait,de,train,\n"
+    )
     csv_path.write_bytes(text)
-    return csv_path, {"vid_a": "train", "png_ok": "train", "abs_inside": "train", "vid_b": "dev", "jpg_ok": "test"}
+    return csv_path, {
+        "vid_a": "train",
+        "png_ok": "train",
+        "abs_inside": "train",
+        "vid_b": "dev",
+        "jpg_ok": "test",
+    }
 
 
 EXPECTED_QUARANTINE = {
@@ -107,8 +118,22 @@ EXPECTED_QUARANTINE = {
 def test_mixed_corpus_quarantines_each_bad_sample_and_shards_every_good_one(tmp_path, tiny_dinov2):
     csv_path, good = write_mixed_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", csv_path, "--out", out,
-                  "--dinov2", tiny_dinov2, "--quiet", "--max-quarantine-share", 1)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        csv_path,
+        "--out",
+        out,
+        "--dinov2",
+        tiny_dinov2,
+        "--quiet",
+        "--max-quarantine-share",
+        1,
+    )
     assert result.exit_code == 0, result.output
     quarantined = quarantine_rows(out)
     assert {(q["id"], q["split"], q["reason"]) for q in quarantined} == EXPECTED_QUARANTINE
@@ -123,11 +148,19 @@ def test_mixed_corpus_quarantines_each_bad_sample_and_shards_every_good_one(tmp_
     assert "corpus.csv line 21" in details[("latin1", m.UNDECODABLE_TEXT)]
     assert "already used in split dev" in details[("vid_b", m.DUPLICATE_ID)]
     assert "outside the dataset root" in details[("abs_outside", m.PATH_ESCAPES_ROOT)]
-    written = {split: {r["id"] for r in manifest_rows(out, split)} for split in ("train", "dev", "test")}
-    assert written == {s: {i for i, sp in good.items() if sp == s} for s in ("train", "dev", "test")}
-    assert manifest_rows(out, "train")[0]["translation"] == "der erste satz"  # the first of the duplicates won
+    written = {
+        split: {r["id"] for r in manifest_rows(out, split)} for split in ("train", "dev", "test")
+    }
+    assert written == {
+        s: {i for i, sp in good.items() if sp == s} for s in ("train", "dev", "test")
+    }
+    assert (
+        manifest_rows(out, "train")[0]["translation"] == "der erste satz"
+    )  # the first of the duplicates won
     for split, ids in written.items():
-        samples = {k: f for tar in (out / "shards" / split).glob("*.tar") for k, f in iter_tar_samples(tar)}
+        samples = {
+            k: f for tar in (out / "shards" / split).glob("*.tar") for k, f in iter_tar_samples(tar)
+        }
         assert set(samples) == ids
         for fields in samples.values():
             frames = json.loads(fields["json"])["num_frames"]
@@ -144,15 +177,31 @@ def test_csl_daily_undecodable_and_duplicate_split_lines(csl_root, tmp_path):
     lines.append(lines[3].split(b"|")[0] + b"|test")  # the same name in another split
     split_file.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "csl-daily", "--root", csl_root, "--out", out, "--quiet",
-                  "--max-quarantine-share", 1)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "csl-daily",
+        "--root",
+        csl_root,
+        "--out",
+        out,
+        "--quiet",
+        "--max-quarantine-share",
+        1,
+    )
     assert result.exit_code == 0, result.output
     found = [(q["reason"], q["detail"]) for q in quarantine_rows(out)]
     assert [r for r, _ in found].count(m.DUPLICATE_ID) == 2 and len(found) == 3
     undecodable = [d for r, d in found if r == m.UNDECODABLE_TEXT]
     assert undecodable == ["split_1.txt line 3 is not valid UTF-8"]
-    written = {r["id"] for s in ("train", "dev", "test") if (out / "manifest" / f"{s}.parquet").exists()
-               for r in manifest_rows(out, s)}  # fmt: skip
+    written = {
+        r["id"]
+        for s in ("train", "dev", "test")
+        if (out / "manifest" / f"{s}.parquet").exists()
+        for r in manifest_rows(out, s)
+    }
     assert written == set(names) - {names[1]}
 
 
@@ -169,7 +218,9 @@ def test_narrow_videos_decode_like_opencv(tmp_path):
         while (frame := capture.read()[1]) is not None:
             reference.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         assert np.array_equal(decode_clip(VideoFileSource(path)).frames, np.stack(reference))
-        assert np.array_equal(decode_clip(VideoFileSource(path), FrameSelection(7)).frames, np.stack(reference[::7]))
+        assert np.array_equal(
+            decode_clip(VideoFileSource(path), FrameSelection(7)).frames, np.stack(reference[::7])
+        )
 
 
 class Payload:
@@ -182,23 +233,50 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_hamer_checkpoint_whose_pickle_would_run_code_never_runs_it(tmp_path, generic_csv, tiny_hamer):
+def test_hamer_checkpoint_whose_pickle_would_run_code_never_runs_it(
+    tmp_path, generic_csv, tiny_hamer
+):
     checkpoint, config = tiny_hamer
     marker = tmp_path / "pwned"
     evil = tmp_path / "hamer.ckpt"
     state = load_hamer(checkpoint, config).state_dict()
-    torch.save({"state_dict": state, "hyper_parameters": Payload(marker), "callbacks": [Payload(marker)]}, evil)
+    torch.save(
+        {"state_dict": state, "hyper_parameters": Payload(marker), "callbacks": [Payload(marker)]},
+        evil,
+    )
     out = tmp_path / "out"
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", out, "--quiet",
-                  "--features", "hamer", "--hamer", evil, "--hamer-config", config)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--quiet",
+        "--features",
+        "hamer",
+        "--hamer",
+        evil,
+        "--hamer-config",
+        config,
+    )
     assert result.exit_code == 0, result.output
     assert not marker.exists()
     samples = [s for tar in (out / "shards").glob("*/*.tar") for s in iter_tar_samples(tar)]
     assert len(samples) == 5 and all(decode_npy(f["hamer.npy"]).shape[1] == 288 for _, f in samples)
     payload_only = tmp_path / "payload.ckpt"
     torch.save(Payload(marker), payload_only)
-    converted = prep("convert-hamer", payload_only, tmp_path / "x.safetensors", "--hamer-config", config)
-    assert converted.exit_code == 1 and converted.stderr.startswith("prep: error: ") and "state_dict" in converted.stderr
+    converted = prep(
+        "convert-hamer", payload_only, tmp_path / "x.safetensors", "--hamer-config", config
+    )
+    assert (
+        converted.exit_code == 1
+        and converted.stderr.startswith("prep: error: ")
+        and "state_dict" in converted.stderr
+    )
     assert not marker.exists()
 
 
@@ -213,8 +291,14 @@ def peak_rss_mib(*args: object) -> float:
     thread, glibc's fragmentation alone moves the peak by ~100 MiB from run to run."""
     binary = REPO / ".venv" / "bin" / "prep"
     command = [str(binary)] if binary.exists() else [sys.executable, "-m", "pipeline.cli"]
-    probe = subprocess.run([sys.executable, "-c", PEAK_RSS, *command, *map(str, args)], capture_output=True,
-                           text=True, timeout=600, check=True, env={**os.environ, "MALLOC_ARENA_MAX": "2"})  # fmt: skip
+    probe = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *command, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        env={**os.environ, "MALLOC_ARENA_MAX": "2"},
+    )
     kib, code, stderr = probe.stdout.split(" ", 2)
     assert code == "0", stderr
     return int(kib) / 1024
@@ -230,29 +314,73 @@ def test_very_long_clip_runs_in_bounded_memory(tmp_path):
 
     torch.manual_seed(0)
     model = tmp_path / "dinov2-256"
-    Dinov2Model(Dinov2Config(hidden_size=256, num_hidden_layers=1, num_attention_heads=4, intermediate_size=256,
-                             image_size=56, patch_size=14)).save_pretrained(model)  # fmt: skip
+    Dinov2Model(
+        Dinov2Config(
+            hidden_size=256,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=256,
+            image_size=56,
+            patch_size=14,
+        )
+    ).save_pretrained(model)
     peaks = {}
     for name, frames in (("short", 600), ("long", 10_000)):
         corpus = tmp_path / name
         write_clip(corpus / "clip.mp4", frames, size=(32, 32))
         (corpus / "corpus.csv").write_text(f"{HEADER}\nclip,clip.mp4,ein langer satz,de,train,\n")
         out = tmp_path / f"out-{name}"
-        peaks[name] = peak_rss_mib("run", "--stage", "features", "--dataset", "generic", "--root",
-                                   corpus / "corpus.csv", "--out", out, "--dinov2", model, "--deep-check",
-                                   "--frame-step", 10, "--batch-size", 16, "--quiet")  # fmt: skip
+        peaks[name] = peak_rss_mib(
+            "run",
+            "--stage",
+            "features",
+            "--dataset",
+            "generic",
+            "--root",
+            corpus / "corpus.csv",
+            "--out",
+            out,
+            "--dinov2",
+            model,
+            "--deep-check",
+            "--frame-step",
+            10,
+            "--batch-size",
+            16,
+            "--quiet",
+        )
         assert manifest_rows(out, "train")[0]["num_frames"] == frames
-    ((_, fields),) = iter_tar_samples(next((tmp_path / "out-long" / "shards" / "train").glob("*.tar")))
+    ((_, fields),) = iter_tar_samples(
+        next((tmp_path / "out-long" / "shards" / "train").glob("*.tar"))
+    )
     assert decode_npy(fields["dinov2.npy"]).shape == (1000, 256)
     print(f"peak RSS: 600 frames {peaks['short']:.0f} MiB, 10,000 frames {peaks['long']:.0f} MiB")
-    assert peaks["long"] - peaks["short"] < 200, peaks  # measured +9..+65 MiB; kept outputs +430; kept frames GiBs
+    assert peaks["long"] - peaks["short"] < 200, (
+        peaks
+    )  # measured +9..+65 MiB; kept outputs +430; kept frames GiBs
 
 
 def test_a_stage_after_an_all_quarantined_manifest_says_so(generic_csv, tmp_path):
     out = tmp_path / "out"
-    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "generic", "--root", generic_csv, "--out", out,
-                  "--quiet", "--min-frames", 1000, "--max-quarantine-share", 1)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--quiet",
+        "--min-frames",
+        1000,
+        "--max-quarantine-share",
+        1,
+    )
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
-    assert line == (f"prep: error: stage pseudo-gloss: nothing to do: all 5 samples were quarantined by manifest "
-                    f"(too_few_frames 5); see {out / 'manifest' / 'quarantine.parquet'}")  # fmt: skip
+    assert line == (
+        f"prep: error: stage pseudo-gloss: nothing to do: all 5 samples were quarantined by manifest "
+        f"(too_few_frames 5); see {out / 'manifest' / 'quarantine.parquet'}"
+    )

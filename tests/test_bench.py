@@ -30,15 +30,23 @@ def test_every_bench_script_is_found_and_records_through_the_convention():
 def test_records_and_failures_both_reach_the_table(tmp_path):
     runner = load_runner()
     good = tmp_path / "good.py"
-    good.write_text('from _results import record\nprint("3 frames/s")\n'
-                    'record("good", "frames/s", "3 frames/s", "2 frames/s", 1.5, ">= 1.0")\n')
+    good.write_text(
+        'from _results import record\nprint("3 frames/s")\n'
+        'record("good", "frames/s", "3 frames/s", "2 frames/s", 1.5, ">= 1.0")\n'
+    )
     bad = tmp_path / "bad.py"
     bad.write_text('raise SystemExit("ffmpeg not found")\n')
     silent = tmp_path / "silent.py"
     silent.write_text('print("nothing recorded")\n')
     records = [r for script in (good, bad, silent) for r in runner.run_script(script, timeout=60)]
-    assert records[0] == {"bench": "good", "measure": "frames/s", "prep": "3 frames/s",
-                          "baseline": "2 frames/s", "ratio": 1.5, "goal": ">= 1.0"}
+    assert records[0] == {
+        "bench": "good",
+        "measure": "frames/s",
+        "prep": "3 frames/s",
+        "baseline": "2 frames/s",
+        "ratio": 1.5,
+        "goal": ">= 1.0",
+    }
     assert records[1]["bench"] == "bad" and "ffmpeg not found" in records[1]["measure"]
     assert records[1]["measure"].startswith("failed: exit status 1")
     assert records[2]["measure"].startswith("failed: recorded no figures")
@@ -46,21 +54,43 @@ def test_records_and_failures_both_reach_the_table(tmp_path):
     table = runner.markdown(stamped)
     lines = table.splitlines()
     assert lines[0] == "| name | measure | prep | baseline | ratio | goal | date | machine |"
-    assert lines[2] == "| good | frames/s | 3 frames/s | 2 frames/s | 1.50 | >= 1.0 | 2026-11-22 | test machine |"
+    assert (
+        lines[2]
+        == "| good | frames/s | 3 frames/s | 2 frames/s | 1.50 | >= 1.0 | 2026-11-22 | test machine |"
+    )
     assert len(lines) == 5 and "| bad | failed: exit status 1: ffmpeg not found |" in lines[3]
 
 
 def test_record_without_the_variable_writes_nothing(tmp_path):
-    code = ("import sys; sys.path.insert(0, 'bench'); from _results import record; "
-            "record('x', 'm', '1 s', None, None, None); print('ok')")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin"}, check=True)
+    code = (
+        "import sys; sys.path.insert(0, 'bench'); from _results import record; "
+        "record('x', 'm', '1 s', None, None, None); print('ok')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin"},
+        check=True,
+    )
     assert done.stdout.strip() == "ok"
     target = tmp_path / "r.jsonl"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True,
-                   env={"PATH": "/usr/bin", "PREP_BENCH_JSON": str(target)})
-    assert json.loads(target.read_text()) == {"bench": "x", "measure": "m", "prep": "1 s", "baseline": None,
-                                              "ratio": None, "goal": None}
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin", "PREP_BENCH_JSON": str(target)},
+    )
+    assert json.loads(target.read_text()) == {
+        "bench": "x",
+        "measure": "m",
+        "prep": "1 s",
+        "baseline": None,
+        "ratio": None,
+        "goal": None,
+    }
 
 
 def test_readme_table_is_replaced_between_the_markers(tmp_path):
@@ -68,12 +98,25 @@ def test_readme_table_is_replaced_between_the_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n## Benchmarks\n\n{runner.BEGIN}\nold\n{runner.END}\n\nprose stays\n")
     runner.update_readme(readme, "| new |\n")
-    assert readme.read_text() == f"# x\n\n## Benchmarks\n\n{runner.BEGIN}\n| new |\n{runner.END}\n\nprose stays\n"
+    assert (
+        readme.read_text()
+        == f"# x\n\n## Benchmarks\n\n{runner.BEGIN}\n| new |\n{runner.END}\n\nprose stays\n"
+    )
 
 
 def test_a_partial_run_keeps_the_other_scripts_rows():
     runner = load_runner()
-    old = [{"bench": b, "measure": m, "date": "2026-11-01"} for b, m in (("decode", "a"), ("hands", "b"), ("hands", "c"))]
-    new = [{"bench": "hands", "measure": "d", "date": "2026-11-22"}, {"bench": "captions", "measure": "e", "date": "2026-11-22"}]
+    old = [
+        {"bench": b, "measure": m, "date": "2026-11-01"}
+        for b, m in (("decode", "a"), ("hands", "b"), ("hands", "c"))
+    ]
+    new = [
+        {"bench": "hands", "measure": "d", "date": "2026-11-22"},
+        {"bench": "captions", "measure": "e", "date": "2026-11-22"},
+    ]
     merged = runner.merge(old, new, {"hands", "captions"})
-    assert [(r["bench"], r["measure"]) for r in merged] == [("captions", "e"), ("decode", "a"), ("hands", "d")]
+    assert [(r["bench"], r["measure"]) for r in merged] == [
+        ("captions", "e"),
+        ("decode", "a"),
+        ("hands", "d"),
+    ]

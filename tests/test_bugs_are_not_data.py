@@ -17,23 +17,46 @@ from tests.conftest import prep
 
 
 def shard_arrays(out, field: str) -> dict[str, np.ndarray]:
-    return {k: decode_npy(f[field]) for tar in (out / "shards").glob("*/*.tar") for k, f in iter_tar_samples(tar)}
+    return {
+        k: decode_npy(f[field])
+        for tar in (out / "shards").glob("*/*.tar")
+        for k, f in iter_tar_samples(tar)
+    }
 
 
-def test_a_hook_error_fails_the_unit_with_its_traceback(generic_csv, tmp_path, tiny_dinov2, monkeypatch):
+def test_a_hook_error_fails_the_unit_with_its_traceback(
+    generic_csv, tmp_path, tiny_dinov2, monkeypatch
+):
     def broken(self, frames, info=None):
         raise RuntimeError("shape bug in preprocessing")
 
     monkeypatch.setattr(Dinov2Encoder, "host_prepare", broken)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", out,
-                  "--dinov2", tiny_dinov2, "--quiet", "--retries", 0)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--dinov2",
+        tiny_dinov2,
+        "--quiet",
+        "--retries",
+        0,
+    )
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("prep: error: stage features: 3 unit(s) failed") and "shape bug" in line
     error = out / "_units" / "features" / "_errors" / "train-00000.json"
     record = json.loads(error.read_text())
-    assert "shape bug in preprocessing" in record["traceback"] and "host_prepare" not in record["error"]
+    assert (
+        "shape bug in preprocessing" in record["traceback"]
+        and "host_prepare" not in record["error"]
+    )
     assert "Traceback" in record["traceback"] and str(error) in line
     assert not (out / "features" / "quarantine.parquet").exists()
 
@@ -44,15 +67,43 @@ def test_a_hand_detector_error_is_not_an_unreadable_clip(generic_csv, tmp_path, 
 
     monkeypatch.setattr(HandDetector, "detect", broken)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", generic_csv, "--out", out,
-                  "--captioner", "kinematic", "--text-encoder", "none", "--quiet", "--retries", 0)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "hand-captions",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--captioner",
+        "kinematic",
+        "--text-encoder",
+        "none",
+        "--quiet",
+        "--retries",
+        0,
+    )
     assert result.exit_code == 1 and "wrong shape" in result.stderr
     assert not (out / "hand-captions" / "quarantine.parquet").exists()
 
 
-def test_cuda_out_of_memory_retries_the_batch_at_half_size(generic_csv, tmp_path, tiny_dinov2, monkeypatch):
+def test_cuda_out_of_memory_retries_the_batch_at_half_size(
+    generic_csv, tmp_path, tiny_dinov2, monkeypatch
+):
     reference = tmp_path / "reference"
-    flags = ["--dataset", "generic", "--root", generic_csv, "--dinov2", tiny_dinov2, "--quiet", "--batch-size", 16]
+    flags = [
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--dinov2",
+        tiny_dinov2,
+        "--quiet",
+        "--batch-size",
+        16,
+    ]
     assert prep("run", "--stage", "features", "--out", reference, *flags).exit_code == 0
     original, sizes = Dinov2Encoder.__call__, []
 
@@ -70,32 +121,69 @@ def test_cuda_out_of_memory_retries_the_batch_at_half_size(generic_csv, tmp_path
     expected, got = shard_arrays(reference, "dinov2.npy"), shard_arrays(out, "dinov2.npy")
     assert expected.keys() == got.keys()
     for key in expected:
-        np.testing.assert_allclose(got[key].astype(np.float32), expected[key].astype(np.float32), atol=2e-2)
+        np.testing.assert_allclose(
+            got[key].astype(np.float32), expected[key].astype(np.float32), atol=2e-2
+        )
 
 
 def test_a_split_over_the_quarantine_share_fails_with_its_reasons(generic_csv, tmp_path):
     clips = sorted((generic_csv.parent / "clips").glob("*.mp4"))
     clips[0].write_bytes(b"not a video")  # 1 of the 3 training clips
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", generic_csv, "--out", out, "--quiet")
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert "stage manifest: split train has 33% of its samples quarantined" in line
     assert "--max-quarantine-share 0.2" in line and "unreadable_file 1" in line
     assert str(out / "manifest" / "quarantine.parquet") in line
     assert len(pq.read_table(out / "manifest" / "train.parquet")) == 2  # outputs kept
-    again = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", generic_csv, "--out", out, "--quiet",
-                 "--max-quarantine-share", 0.5)  # fmt: skip
+    again = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--quiet",
+        "--max-quarantine-share",
+        0.5,
+    )
     assert again.exit_code == 0, again.output
 
 
 def test_verify_reports_each_splits_quarantine_share(generic_csv, tmp_path, tiny_dinov2):
     out = tmp_path / "out"
-    flags = ["--dataset", "generic", "--root", generic_csv, "--out", out, "--quiet", "--dinov2", tiny_dinov2]
+    flags = [
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--quiet",
+        "--dinov2",
+        tiny_dinov2,
+    ]
     assert prep("run", "--stage", "manifest", *flags).exit_code == 0
     clips = sorted((generic_csv.parent / "clips").glob("*.mp4"))
     shorter = synthetic.render_frames(3, 64, 48, "shorter")
-    synthetic.write_video(clips[0], shorter, 25.0, (64, 48))  # the file changed after the manifest counted it
+    synthetic.write_video(
+        clips[0], shorter, 25.0, (64, 48)
+    )  # the file changed after the manifest counted it
     assert prep("run", "--stage", "features", *flags, "--max-quarantine-share", 0.5).exit_code == 0
     [rejected] = pq.read_table(out / "features" / "quarantine.parquet").to_pylist()
     assert rejected["reason"] == "decode_failed" and "the manifest counted" in rejected["detail"]

@@ -42,29 +42,49 @@ def call_problems(where: str, call: ast.Call) -> list[str]:
     problems = []
     name = dotted(call.func)
     if name in ("torch.load", "pickle.load", "pickle.loads", "yaml.load", "yaml.unsafe_load"):
-        problems.append(f"{where}: {name}( (use pipeline.checkpoints / pipeline.safe_pickle / yaml.safe_load)")
-    if is_constant(keyword(call, "weights_only"), False) or is_constant(keyword(call, "allow_pickle"), True):
+        problems.append(
+            f"{where}: {name}( (use pipeline.checkpoints / pipeline.safe_pickle / yaml.safe_load)"
+        )
+    if is_constant(keyword(call, "weights_only"), False) or is_constant(
+        keyword(call, "allow_pickle"), True
+    ):
         problems.append(f"{where}: {name}( with weights_only=False or allow_pickle=True")
     trust = keyword(call, "trust_remote_code")
-    if trust is not None and not is_constant(trust, False) and "trust_remote_code" not in dotted(trust):
-        problems.append(f"{where}: trust_remote_code={dotted(trust)} (only False or the user's option)")
+    if (
+        trust is not None
+        and not is_constant(trust, False)
+        and "trust_remote_code" not in dotted(trust)
+    ):
+        problems.append(
+            f"{where}: trust_remote_code={dotted(trust)} (only False or the user's option)"
+        )
     if name.endswith(".from_pretrained"):
         if not is_constant(keyword(call, "local_files_only"), True):
             problems.append(f"{where}: {name}( without local_files_only=True")
         receiver = name.rsplit(".", 2)[-2]
         if (receiver.startswith("Auto") or receiver[0].islower()) and trust is None:
-            problems.append(f"{where}: {name}( of an Auto class without an explicit trust_remote_code")
+            problems.append(
+                f"{where}: {name}( of an Auto class without an explicit trust_remote_code"
+            )
     return problems
 
 
 def test_source_never_unpickles_code_downloads_or_trusts_remote_code():
     calls = list(source_calls())
-    assert len(calls) > 1000 and sum(dotted(c.func).endswith(".from_pretrained") for _, c in calls) >= 3
+    assert (
+        len(calls) > 1000
+        and sum(dotted(c.func).endswith(".from_pretrained") for _, c in calls) >= 3
+    )
     assert [p for where, call in calls for p in call_problems(where, call)] == []
     assert all_defaults()["trust_remote_code"] is False
     unsafe = """torch.load(f, weights_only=False); pickle.loads(b); AutoModel.from_pretrained(p)
 AutoTokenizer.from_pretrained(p, local_files_only=True, trust_remote_code=True); np.load(f, allow_pickle=True)"""
-    found = [p for node in ast.walk(ast.parse(unsafe)) if isinstance(node, ast.Call) for p in call_problems("x", node)]
+    found = [
+        p
+        for node in ast.walk(ast.parse(unsafe))
+        if isinstance(node, ast.Call)
+        for p in call_problems("x", node)
+    ]
     assert len(found) == 7  # the checks catch what they are meant to
 
 
@@ -81,9 +101,18 @@ print(os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"), 
 
 
 def offline_probe(**env: str) -> list[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    result = subprocess.run([sys.executable, "-c", OFFLINE_PROBE], capture_output=True, text=True, cwd=REPO,
-                            env={**clean, **env}, timeout=120, check=True)  # fmt: skip
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE_PROBE],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**clean, **env},
+        timeout=120,
+        check=True,
+    )
     return result.stdout.split("\n")[-2].split()
 
 
@@ -113,26 +142,59 @@ socket.getaddrinfo = lambda host, *args, **kwargs: refuse(f"getaddrinfo {host}")
 def guarded_run(guard: Path, command: list[object]) -> subprocess.CompletedProcess:
     """``command`` with every internet connection refused and recorded in ``guard``,
     Hugging Face's offline switches unset and an empty Hugging Face cache."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
     env.update(PYTHONPATH=os.pathsep.join([str(guard), str(REPO)]), HF_HOME=str(guard / "hf"))
-    return subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env, timeout=600, check=False)
+    return subprocess.run(
+        list(map(str, command)), capture_output=True, text=True, env=env, timeout=600, check=False
+    )
 
 
 def test_every_stage_runs_without_opening_a_network_connection(tmp_path, generic_csv, tiny_dinov2):
     guard = tmp_path / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
-    control = guarded_run(guard, [sys.executable, "-c", "import socket; socket.create_connection(('192.0.2.1', 9))"])
-    assert control.returncode != 0 and (guard / "network_used").read_text().startswith("getaddrinfo")
+    control = guarded_run(
+        guard, [sys.executable, "-c", "import socket; socket.create_connection(('192.0.2.1', 9))"]
+    )
+    assert control.returncode != 0 and (guard / "network_used").read_text().startswith(
+        "getaddrinfo"
+    )
     (guard / "network_used").unlink()  # the guard works; now the real runs
     binary = REPO / ".venv" / "bin" / "prep"
     prep_command = [binary] if binary.exists() else [sys.executable, "-m", "pipeline.cli"]
     base = [*prep_command, "run", "--dataset", "generic", "--root", generic_csv, "--quiet"]
-    result = guarded_run(guard, [*base, "--stage", "all", "--out", tmp_path / "out", "--dinov2", tiny_dinov2,
-                                 "--captioner", "kinematic"])  # fmt: skip
+    result = guarded_run(
+        guard,
+        [
+            *base,
+            "--stage",
+            "all",
+            "--out",
+            tmp_path / "out",
+            "--dinov2",
+            tiny_dinov2,
+            "--captioner",
+            "kinematic",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(manifest_rows(tmp_path / "out", "train")) > 0 and (tmp_path / "out" / "shards").is_dir()
-    missing = guarded_run(guard, [*base, "--stage", "features", "--out", tmp_path / "o2", "--dinov2", "facebook/dinov2-small"])
+    assert (
+        len(manifest_rows(tmp_path / "out", "train")) > 0 and (tmp_path / "out" / "shards").is_dir()
+    )
+    missing = guarded_run(
+        guard,
+        [
+            *base,
+            "--stage",
+            "features",
+            "--out",
+            tmp_path / "o2",
+            "--dinov2",
+            "facebook/dinov2-small",
+        ],
+    )
     assert missing.returncode == 1 and "not available offline" in missing.stderr
     assert not (guard / "network_used").exists(), (guard / "network_used").read_text()
 
@@ -145,25 +207,65 @@ def test_model_folders_with_their_own_code_never_run_it(tmp_path, generic_csv, t
     config["auto_map"] = {"AutoConfig": "custom.Config", "AutoModel": "custom.Model"}
     (dinov2 / "config.json").write_text(json.dumps(config))
     (dinov2 / "custom.py").write_text(code)
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out",
-                  tmp_path / "out", "--dinov2", dinov2, "--quiet")  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        tmp_path / "out",
+        "--dinov2",
+        dinov2,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output  # the stock DINOv2 class loads the weights
     encoder = tmp_path / "encoder"
     encoder.mkdir()
-    auto_map = {"AutoConfig": "custom.Config", "AutoModel": "custom.Model", "AutoTokenizer": ["custom.Tokenizer", None]}
-    (encoder / "config.json").write_text(json.dumps({"model_type": "custom-encoder", "auto_map": auto_map}))
+    auto_map = {
+        "AutoConfig": "custom.Config",
+        "AutoModel": "custom.Model",
+        "AutoTokenizer": ["custom.Tokenizer", None],
+    }
+    (encoder / "config.json").write_text(
+        json.dumps({"model_type": "custom-encoder", "auto_map": auto_map})
+    )
     (encoder / "custom.py").write_text(code)
-    result = prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", generic_csv, "--out",
-                  tmp_path / "captions", "--captioner", "kinematic", "--text-encoder", encoder, "--quiet")  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "hand-captions",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        tmp_path / "captions",
+        "--captioner",
+        "kinematic",
+        "--text-encoder",
+        encoder,
+        "--quiet",
+    )
     last = result.stderr.strip().splitlines()[-1]
-    assert result.exit_code == 1 and last.startswith("prep: error: ") and "needs its own Python code is refused" in last
+    assert (
+        result.exit_code == 1
+        and last.startswith("prep: error: ")
+        and "needs its own Python code is refused" in last
+    )
     assert not marker.exists()
 
 
-def test_annotation_paths_and_split_names_stay_inside_root_and_out(tmp_path, generic_csv, tiny_dinov2):
+def test_annotation_paths_and_split_names_stay_inside_root_and_out(
+    tmp_path, generic_csv, tiny_dinov2
+):
     corpus = generic_csv.parent
     good = [line.split(",") for line in generic_csv.read_text().splitlines()[1:]]
-    (corpus / "clips" / "linked.mp4").symlink_to(corpus / good[0][1])  # a symlink inside the root is fine
+    (corpus / "clips" / "linked.mp4").symlink_to(
+        corpus / good[0][1]
+    )  # a symlink inside the root is fine
     header = "id,path,text,language,split"
     rows = [
         f"inside_abs,{corpus / good[1][1]},absolut aber im ordner,de,train",
@@ -179,18 +281,41 @@ def test_annotation_paths_and_split_names_stay_inside_root_and_out(tmp_path, gen
     annotations = corpus / "paths.csv"
     annotations.write_text("\n".join([header, *rows]) + "\n")
     out = tmp_path / "deep" / "er" / "out"
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out,
-                  "--dinov2", tiny_dinov2, "--quiet", "--max-quarantine-share", 1)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        annotations,
+        "--out",
+        out,
+        "--dinov2",
+        tiny_dinov2,
+        "--quiet",
+        "--max-quarantine-share",
+        1,
+    )
     assert result.exit_code == 0, result.output
-    assert prep("verify", "--out", out).exit_code == 0  # the split holding only quarantined samples too
+    assert (
+        prep("verify", "--out", out).exit_code == 0
+    )  # the split holding only quarantined samples too
     found = {q["id"]: (q["split"], q["reason"], q["detail"]) for q in quarantine_rows(out)}
     assert {k: v[:2] for k, v in found.items()} == {
-        "up": ("train", m.PATH_ESCAPES_ROOT), "absolute": ("train", m.PATH_ESCAPES_ROOT),
-        "abs_up": ("train", m.PATH_ESCAPES_ROOT), "sibling": ("train", m.PATH_ESCAPES_ROOT),
-        "split_up": ("unassigned", m.UNKNOWN_SPLIT), "split_up_bad": ("unassigned", m.MISSING_FIELD),
+        "up": ("train", m.PATH_ESCAPES_ROOT),
+        "absolute": ("train", m.PATH_ESCAPES_ROOT),
+        "abs_up": ("train", m.PATH_ESCAPES_ROOT),
+        "sibling": ("train", m.PATH_ESCAPES_ROOT),
+        "split_up": ("unassigned", m.UNKNOWN_SPLIT),
+        "split_up_bad": ("unassigned", m.MISSING_FIELD),
         "..": ("train", m.UNSAFE_ID),
-    }  # fmt: skip
+    }
     assert "'../../../escaped_too' is not a simple lower-case name" in found["split_up_bad"][2]
     assert {r["id"] for r in manifest_rows(out, "train")} == {"inside_abs", "linked"}
-    outside = [p for p in tmp_path.rglob("*") if not ({out, corpus} & {p, *p.parents}) and p not in out.parents]
+    outside = [
+        p
+        for p in tmp_path.rglob("*")
+        if not ({out, corpus} & {p, *p.parents}) and p not in out.parents
+    ]
     assert outside == []  # nothing was written next to --out

@@ -46,7 +46,9 @@ def write_report(out: Path, clips: int = DEFAULT_CLIPS, target: Path | None = No
     ]
     dataset = outputs.provenance("manifest").get("dataset", "")
     ran = [s.title for s in sections if s.ran]
-    subtitle = f"{out} · dataset {dataset or 'unknown'} · sections with data: {', '.join(ran) or 'none'}"
+    subtitle = (
+        f"{out} · dataset {dataset or 'unknown'} · sections with data: {', '.join(ran) or 'none'}"
+    )
     target = target or outputs.layout.report_page()
     atomic_write_bytes(target, page(f"prep report: {out.name}", subtitle, sections).encode("utf-8"))
     log.info("report written to %s", target)

@@ -34,7 +34,9 @@ class RunOutputs:
         if not self.out.is_dir():
             raise PrepError(f"no run folder at {self.out}")
         if not any(self.ran(stage) for stage in STAGES):
-            raise PrepError(f"nothing to report under {self.out}: no stage has finished (no <stage>/summary.json)")
+            raise PrepError(
+                f"nothing to report under {self.out}: no stage has finished (no <stage>/summary.json)"
+            )
 
     @cached_property
     def layout(self) -> Layout:
@@ -79,7 +81,11 @@ class RunOutputs:
     def run_records(self, stage: str) -> list[dict[str, Any]]:
         """Every ``runs/<stage>-<hash>.json``: the resolved options of each run of the stage."""
         folder = self.layout.runs_dir()
-        return [json.loads(p.read_text()) for p in sorted(folder.glob(f"{stage}-*.json"))] if folder.is_dir() else []
+        return (
+            [json.loads(p.read_text()) for p in sorted(folder.glob(f"{stage}-*.json"))]
+            if folder.is_dir()
+            else []
+        )
 
     def shard_index(self, split: str) -> dict[str, Any] | None:
         path = self.layout.shard_dir(split) / INDEX_NAME
@@ -88,7 +94,11 @@ class RunOutputs:
     @cached_property
     def manifest_rows(self) -> dict[tuple[str, str], dict]:
         """Manifest rows by (split, id)."""
-        return {(split, row["id"]): row for split in self.splits() for row in self.table("manifest", split)}
+        return {
+            (split, row["id"]): row
+            for split in self.splits()
+            for row in self.table("manifest", split)
+        }
 
     @cached_property
     def base_dir(self) -> Path | None:

@@ -26,7 +26,9 @@ class FrameReader:
         self.outputs = outputs
         self._shard_of: dict[str, dict[str, object]] = {}
 
-    def read(self, split: str, sample_id: str, frame_numbers: list[int]) -> tuple[list[np.ndarray], str]:
+    def read(
+        self, split: str, sample_id: str, frame_numbers: list[int]
+    ) -> tuple[list[np.ndarray], str]:
         """Frames for the given clip frame numbers (nearest stored frame for shard JPEGs)."""
         row = self.outputs.manifest_rows.get((split, sample_id))
         if row is None:
@@ -42,7 +44,9 @@ class FrameReader:
         if base is None:
             return [], "the manifest records no base folder"
         try:
-            source = open_source(base / row["source_path"], row["fps"], row["start"], row["end"], threads=1)
+            source = open_source(
+                base / row["source_path"], row["fps"], row["start"], row["end"], threads=1
+            )
             frames = source.read([min(n, source.num_frames - 1) for n in frame_numbers])
         except (DecodeError, OSError, ValueError) as exc:
             log.warning("report: cannot read frames of %s: %s", row["id"], exc)
@@ -58,7 +62,9 @@ class FrameReader:
         positions = [int(np.abs(indices - n).argmin()) for n in frame_numbers]
         names = {f"frame_{p:05d}.jpg" for p in positions}
         found: dict[str, bytes] = {}
-        for sample, fields in iter_shard_members(meta["shard"], lambda k, f: k == key and f in names):
+        for sample, fields in iter_shard_members(
+            meta["shard"], lambda k, f: k == key and f in names
+        ):
             if sample == key:
                 found = fields
                 break
@@ -67,8 +73,12 @@ class FrameReader:
             data = found.get(f"frame_{p:05d}.jpg")
             if data is None:
                 return []
-            small = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            frames.append(cv2.resize(small, (row["width"], row["height"]), interpolation=cv2.INTER_LINEAR))
+            small = cv2.cvtColor(
+                cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+            )
+            frames.append(
+                cv2.resize(small, (row["width"], row["height"]), interpolation=cv2.INTER_LINEAR)
+            )
         return frames
 
     def _locate(self, split: str, key: str) -> dict | None:

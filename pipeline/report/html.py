@@ -60,7 +60,9 @@ def not_run(slug: str, title: str, why: str) -> Section:
     return Section(slug, title, f'<p class="not-run">not run: {esc(why)}</p>', ran=False)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: Sequence[int] = (0,)) -> str:
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: Sequence[int] = (0,)
+) -> str:
     """A table; cells are escaped unless wrapped in :class:`Raw`; numbers right-aligned."""
 
     def cell(tag: str, value: Any, index: int) -> str:
@@ -69,7 +71,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: S
         return f"<{tag}{css}>{content}</{tag}>"
 
     head = "".join(cell("th", h, i) for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(cell("td", v, i) for i, v in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(cell("td", v, i) for i, v in enumerate(r)) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -95,8 +99,10 @@ def percent(share: float) -> str:
 
 
 def figure(uri: str, caption: str, image_id: str) -> str:
-    return (f'<figure><img id="{esc(image_id)}" src="{uri}" alt="{esc(caption)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")  # fmt: skip
+    return (
+        f'<figure><img id="{esc(image_id)}" src="{uri}" alt="{esc(caption)}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
 
 
 def pretty_json(value: Any, summary: str) -> str:
@@ -119,7 +125,7 @@ def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
         for s in sections
     )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{STYLE}</style><script>{IMAGE_CHECK}</script></head>\n"
-        f"<body><h1>{esc(title)}</h1><p class=\"note\">{esc(subtitle)}</p><nav>{nav}</nav>\n{body}\n</body></html>\n"
+        f'<body><h1>{esc(title)}</h1><p class="note">{esc(subtitle)}</p><nav>{nav}</nav>\n{body}\n</body></html>\n'
     )

@@ -20,8 +20,14 @@ from matplotlib.figure import Figure
 COLOURS = ("#3b6ea8", "#d9822b", "#4f9a5b", "#b0413e", "#7b5ea7", "#8c8c8c")
 DPI = 100
 # fallbacks for Chinese glosses when such a font is installed (matplotlib's DejaVu Sans has no CJK)
-CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
-                "Droid Sans Fallback", "AR PL UMing CN")  # fmt: skip
+CJK_FAMILIES = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+)
 
 
 def png_uri(data: bytes) -> str:
@@ -31,7 +37,9 @@ def png_uri(data: bytes) -> str:
 def figure_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
     FigureCanvasAgg(fig)
-    with warnings.catch_warnings():  # a missing glyph is drawn as a box; the HTML tables show the text
+    with (
+        warnings.catch_warnings()
+    ):  # a missing glyph is drawn as a box; the HTML tables show the text
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return png_uri(buffer.getvalue())
@@ -54,8 +62,14 @@ def _axes(width: float = 7.0, height: float = 3.2, bottom: float = 0.16):
     return fig, ax
 
 
-def histogram(series: Mapping[str, Sequence[float]], xlabel: str, title: str, bins: int = 30,
-              value_range: tuple[float, float] | None = None, ylabel: str = "clips") -> str:  # fmt: skip
+def histogram(
+    series: Mapping[str, Sequence[float]],
+    xlabel: str,
+    title: str,
+    bins: int = 30,
+    value_range: tuple[float, float] | None = None,
+    ylabel: str = "clips",
+) -> str:
     """Overlaid step histograms, one per series (split or category), on shared bins."""
     fig, ax = _axes()
     values = [np.asarray(v, float) for v in series.values() if len(v)]
@@ -65,18 +79,28 @@ def histogram(series: Mapping[str, Sequence[float]], xlabel: str, title: str, bi
         edges = np.linspace(low, high if high > low else low + 1.0, bins + 1)
         for colour, (label, v) in zip(COLOURS * 4, series.items()):
             if len(v):
-                ax.hist(np.asarray(v, float), bins=edges, histtype="step", linewidth=1.8, color=colour,
-                        label=f"{label} ({len(v)})")  # fmt: skip
+                ax.hist(
+                    np.asarray(v, float),
+                    bins=edges,
+                    histtype="step",
+                    linewidth=1.8,
+                    color=colour,
+                    label=f"{label} ({len(v)})",
+                )
         ax.legend(frameon=False, fontsize=8)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     return figure_uri(fig)
 
 
-def bar_chart(labels: Sequence[str], counts: Sequence[int], title: str, ylabel: str = "count") -> str:
+def bar_chart(
+    labels: Sequence[str], counts: Sequence[int], title: str, ylabel: str = "count"
+) -> str:
     """Vertical bars with rotated labels (the top glosses)."""
     fig, ax = _axes(width=max(6.0, 0.2 * len(labels) + 1.5), height=4.0, bottom=0.3)
     ax.bar(range(len(labels)), counts, color=COLOURS[0])
-    ax.set_xticks(range(len(labels)), labels, rotation=70, ha="right", fontsize=7, fontfamily=label_fonts())
+    ax.set_xticks(
+        range(len(labels)), labels, rotation=70, ha="right", fontsize=7, fontfamily=label_fonts()
+    )
     ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set(ylabel=ylabel, title=title)
     return figure_uri(fig)
@@ -101,4 +125,8 @@ def tile_row(tiles: Sequence[np.ndarray], gap: int = 4, background: int = 255) -
 
 def fit_height(rgb: np.ndarray, height: int) -> np.ndarray:
     width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if rgb.shape[0] > height else cv2.INTER_LINEAR)
+    return cv2.resize(
+        rgb,
+        (width, height),
+        interpolation=cv2.INTER_AREA if rgb.shape[0] > height else cv2.INTER_LINEAR,
+    )

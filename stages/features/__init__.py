@@ -10,7 +10,6 @@ with ``--with-frames``, ``frame_NNNNN.jpg`` (the clip at ``frame_size``², one J
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,8 +43,6 @@ UNIT_QUARANTINE = "quarantine.parquet"
 KNOWN_FEATURES = ("dinov2", "hands", "hamer")
 FULL_PRECISION_FIELDS = {"hands.npy"}  # pixel coordinates: float16 would round them
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the hub at run time
-
 
 @dataclass(frozen=True)
 class FeaturesOptions:
@@ -73,7 +70,9 @@ class FeaturesOptions:
         names = [n.strip() for n in self.features.split(",") if n.strip()]
         unknown = [n for n in names if n not in KNOWN_FEATURES]
         if unknown or not names:
-            raise PrepError(f"--features takes a comma list of {', '.join(KNOWN_FEATURES)}; got {self.features!r}")
+            raise PrepError(
+                f"--features takes a comma list of {', '.join(KNOWN_FEATURES)}; got {self.features!r}"
+            )
         return names
 
 
@@ -85,11 +84,17 @@ class FeaturesStage(Stage):
 
     def __init__(self, options: FeaturesOptions, run: Any) -> None:
         super().__init__(options, run)
-        self._frame_times: dict[str, np.ndarray] = {}  # clip id -> stored frames' seconds, set at decode
-        for name, value in (("batch-size", options.batch_size), ("shard-clips", options.shard_clips),
-                            ("decode-workers", options.decode_workers), ("frame-size", options.frame_size)):
+        self._frame_times: dict[
+            str, np.ndarray
+        ] = {}  # clip id -> stored frames' seconds, set at decode
+        for name, value in (
+            ("batch-size", options.batch_size),
+            ("shard-clips", options.shard_clips),
+            ("decode-workers", options.decode_workers),
+            ("frame-size", options.frame_size),
+        ):
             if value < 1:
-                raise PrepError(f"--{name} must be at least 1, got {value}")  # fmt: skip
+                raise PrepError(f"--{name} must be at least 1, got {value}")
         self.max_shard_bytes = parse_size(options.shard_size)
         self.device = resolve_device(options.device)
         torch_dtype(options.precision, self.device)  # validates the choice early
@@ -98,7 +103,9 @@ class FeaturesStage(Stage):
     def _encoder(self, name: str):
         o = self.options
         if name == "dinov2":
-            return Dinov2Encoder(o.dinov2, pooling=o.dinov2_pooling, device=self.device, precision=o.precision)
+            return Dinov2Encoder(
+                o.dinov2, pooling=o.dinov2_pooling, device=self.device, precision=o.precision
+            )
         from stages.hands.detect import HandDetector, require_mediapipe
         from stages.hands.encoders import HamerEncoder, HandsEncoder
 
@@ -106,19 +113,36 @@ class FeaturesStage(Stage):
         if keypoints is None:
             require_mediapipe()
         elif not keypoints.is_dir():
-            raise PrepError(f"--hand-keypoints {o.hand_keypoints}: no such folder (one <id>.npy per clip)")
+            raise PrepError(
+                f"--hand-keypoints {o.hand_keypoints}: no such folder (one <id>.npy per clip)"
+            )
         if not hasattr(self, "_detector"):  # one detector: hamer reuses what hands found
-            self._detector = HandDetector(min_confidence=o.hand_confidence, pose_fallback=o.pose_fallback,
-                                          mirrored=o.hands_mirrored, keypoints=keypoints)  # fmt: skip
+            self._detector = HandDetector(
+                min_confidence=o.hand_confidence,
+                pose_fallback=o.pose_fallback,
+                mirrored=o.hands_mirrored,
+                keypoints=keypoints,
+            )
         if name == "hands":
             return HandsEncoder(self._detector)
-        return HamerEncoder(self._detector, o.hamer, o.hamer_config, device=self.device, precision=o.precision,
-                            tokens=o.hamer_tokens)  # fmt: skip
+        return HamerEncoder(
+            self._detector,
+            o.hamer,
+            o.hamer_config,
+            device=self.device,
+            precision=o.precision,
+            tokens=o.hamer_tokens,
+        )
 
     def options_dict(self) -> dict[str, Any]:
         """Options with ``auto`` resolved: a CPU run and a GPU run give different numbers."""
-        return {**asdict(self.options), "device": self.device.split(":")[0],
-                "precision": str(torch_dtype(self.options.precision, self.device)).removeprefix("torch.")}  # fmt: skip
+        return {
+            **asdict(self.options),
+            "device": self.device.split(":")[0],
+            "precision": str(torch_dtype(self.options.precision, self.device)).removeprefix(
+                "torch."
+            ),
+        }
 
     # -- plan -----------------------------------------------------------------------------
     def plan(self) -> list[WorkUnit]:
@@ -137,29 +161,58 @@ class FeaturesStage(Stage):
         for encoder in self.encoders.values():
             encoder.load()
         provenance = self._provenance()
-        frame_hook = FrameJpegs(self.options.frame_size, self.options.jpeg_quality) if self.options.with_frames else None
+        frame_hook = (
+            FrameJpegs(self.options.frame_size, self.options.jpeg_quality)
+            if self.options.with_frames
+            else None
+        )
         rejected, frames = [], 0
-        clips = extract_clips(unit.items, self._open_clip, self.encoders, batch_size=self.options.batch_size,
-                              decode_workers=self.options.decode_workers, frame_hook=frame_hook)  # fmt: skip
+        clips = extract_clips(
+            unit.items,
+            self._open_clip,
+            self.encoders,
+            batch_size=self.options.batch_size,
+            decode_workers=self.options.decode_workers,
+            frame_hook=frame_hook,
+        )
         with ShardWriter(workdir, "part", self.max_shard_bytes) as writer:
             for clip in clips:
                 row = unit.items[clip.position]
-                problem = clip.error and (DECODE_FAILED, clip.error) or self._shape_problem(row, clip)
+                problem = (
+                    clip.error and (DECODE_FAILED, clip.error) or self._shape_problem(row, clip)
+                )
                 if problem:
-                    rejected.append(m.quarantine_row(row["id"], unit.split, self.run_config.dataset, self.name,
-                                                     problem[0], problem[1], row["source_path"]))  # fmt: skip
+                    rejected.append(
+                        m.quarantine_row(
+                            row["id"],
+                            unit.split,
+                            self.run_config.dataset,
+                            self.name,
+                            problem[0],
+                            problem[1],
+                            row["source_path"],
+                        )
+                    )
                     continue
                 writer.write(sample_key(row["id"]), self._fields(row, clip, provenance))
                 frames += len(self.selection.indices(row["num_frames"]))
         atomic_write_json(workdir / UNIT_SHARDS, [s.as_dict() for s in writer.shards])
         write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
-        return {"ok": sum(s.samples for s in writer.shards), "quarantined": len(rejected), "frames": frames,
-                "bytes": sum(s.bytes for s in writer.shards)}  # fmt: skip
+        return {
+            "ok": sum(s.samples for s in writer.shards),
+            "quarantined": len(rejected),
+            "frames": frames,
+            "bytes": sum(s.bytes for s in writer.shards),
+        }
 
     def _open_clip(self, row: dict):
-        source = open_source(self.base_dir / row["source_path"], row["fps"], row["start"], row["end"], threads=2)
+        source = open_source(
+            self.base_dir / row["source_path"], row["fps"], row["start"], row["end"], threads=2
+        )
         if source.num_frames != row["num_frames"]:
-            raise DecodeError(f"{source.num_frames} frames now, the manifest counted {row['num_frames']}: rerun it")
+            raise DecodeError(
+                f"{source.num_frames} frames now, the manifest counted {row['num_frames']}: rerun it"
+            )
         self._frame_times[row["id"]] = source.timestamps(self.selection.indices(source.num_frames))
         return source, self.selection
 
@@ -167,7 +220,10 @@ class FeaturesStage(Stage):
         expected = len(self.selection.indices(row["num_frames"]))
         for name, array in clip.arrays.items():
             if array.shape[0] != expected:
-                return FEATURE_COUNT_MISMATCH, f"{name}: {array.shape[0]} frames decoded, manifest selects {expected}"
+                return (
+                    FEATURE_COUNT_MISMATCH,
+                    f"{name}: {array.shape[0]} frames decoded, manifest selects {expected}",
+                )
         return None
 
     def _fields(self, row: dict, clip: ExtractedClip, provenance: dict) -> dict[str, bytes]:
@@ -183,7 +239,10 @@ class FeaturesStage(Stage):
         for position, jpeg in enumerate(clip.extras):
             fields[frame_field(position)] = jpeg
         if clip.extras:
-            described["frame_*.jpg"] = {"count": len(clip.extras), "size": [self.options.frame_size] * 2}
+            described["frame_*.jpg"] = {
+                "count": len(clip.extras),
+                "size": [self.options.frame_size] * 2,
+            }
         indices = self.selection.indices(row["num_frames"])
         times = self._frame_times.pop(row["id"])
         fields["json"] = encode_json(sample_json(row, indices, times, described, provenance))
@@ -195,7 +254,9 @@ class FeaturesStage(Stage):
             "stages": {**self.annotation_versions, self.name: self.version},
             "frame_selection": self.selection.as_dict(),
             "features": {name: enc.provenance() for name, enc in self.encoders.items()},
-            "options": {k: v for k, v in self.options_dict().items() if k not in self.runtime_options},
+            "options": {
+                k: v for k, v in self.options_dict().items() if k not in self.runtime_options
+            },
         }
 
     # -- finalize -------------------------------------------------------------------------
@@ -212,11 +273,30 @@ class FeaturesStage(Stage):
         for split in sorted({u.split for u in units}, key=m.split_order):
             expected = {sample_key(i["id"]) for u in units if u.split == split for i in u.items}
             rejected = [q for q in quarantine if q["split"] == split]
-            extra = {"samples": sum(p[2]["samples"] for p in parts[split]), "provenance": provenance}
-            index = publish_split(self.layout.shard_dir(split), split, parts[split], expected,
-                                  {sample_key(q["id"]) for q in rejected}, extra)  # fmt: skip
-            splits[split] = {"samples": index["samples"], "shards": len(index["shardlist"]),
-                             "bytes": sum(s["filesize"] for s in index["shardlist"]),
-                             "quarantined": dict(sorted(Counter(q["reason"] for q in rejected).items()))}  # fmt: skip
-        write_parquet(m.to_table(quarantine, m.QUARANTINE_SCHEMA, provenance), self.layout.quarantine_table(self.name))
-        return {"splits": splits, "outputs": str(self.layout.out / "shards"), "features": provenance["features"]}
+            extra = {
+                "samples": sum(p[2]["samples"] for p in parts[split]),
+                "provenance": provenance,
+            }
+            index = publish_split(
+                self.layout.shard_dir(split),
+                split,
+                parts[split],
+                expected,
+                {sample_key(q["id"]) for q in rejected},
+                extra,
+            )
+            splits[split] = {
+                "samples": index["samples"],
+                "shards": len(index["shardlist"]),
+                "bytes": sum(s["filesize"] for s in index["shardlist"]),
+                "quarantined": dict(sorted(Counter(q["reason"] for q in rejected).items())),
+            }
+        write_parquet(
+            m.to_table(quarantine, m.QUARANTINE_SCHEMA, provenance),
+            self.layout.quarantine_table(self.name),
+        )
+        return {
+            "splits": splits,
+            "outputs": str(self.layout.out / "shards"),
+            "features": provenance["features"],
+        }

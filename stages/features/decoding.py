@@ -58,13 +58,17 @@ def _prepared(hooks: dict[str, Hook], frames: np.ndarray, info: ChunkInfo) -> di
         raise Unreadable(" ".join(str(exc).split())[:300] or type(exc).__name__) from exc
 
 
-def _decoded(open_clip: Callable, clip: Any, chunk_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _decoded(
+    open_clip: Callable, clip: Any, chunk_frames: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(frames, indices) batches of one clip. Only opening and decoding are guarded: an error
     from a hook (a model's preprocessing, MediaPipe, a crop) is a bug and must stay one."""
     try:
         source, selection = open_clip(clip)
         frame_bytes = 3 * max(1, source.width * source.height)
-        batches = iter_clip(source, selection, max(1, min(chunk_frames, DECODE_BYTES_AT_ONCE // frame_bytes)))
+        batches = iter_clip(
+            source, selection, max(1, min(chunk_frames, DECODE_BYTES_AT_ONCE // frame_bytes))
+        )
         while True:
             try:
                 batch = next(batches)
@@ -103,7 +107,9 @@ def decoded_chunks(
             count, error, crash = 0, None, None
             try:
                 for frames, indices in _decoded(open_clip, clips[position], chunk_frames):
-                    prepared = _prepared(hooks, frames, ChunkInfo(position, clips[position], indices))
+                    prepared = _prepared(
+                        hooks, frames, ChunkInfo(position, clips[position], indices)
+                    )
                     count += len(indices)
                     if not put(queues[worker], FrameChunk(position, indices, prepared)):
                         return
@@ -114,8 +120,10 @@ def decoded_chunks(
             if not put(queues[worker], ClipEnd(position, count, error, crash)):
                 return
 
-    threads = [threading.Thread(target=decode_share, args=(w,), daemon=True, name=f"prep-clip-{w}")
-               for w in range(workers)]  # fmt: skip
+    threads = [
+        threading.Thread(target=decode_share, args=(w,), daemon=True, name=f"prep-clip-{w}")
+        for w in range(workers)
+    ]
     for thread in threads:
         thread.start()
     try:

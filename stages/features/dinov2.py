@@ -27,10 +27,20 @@ class Dinov2Encoder:
 
     field = "dinov2.npy"
 
-    def __init__(self, reference: str, *, pooling: str = "cls", device: str = "cpu",
-                 precision: str = "auto", resize: int = 256, crop: int = 224) -> None:  # fmt: skip
+    def __init__(
+        self,
+        reference: str,
+        *,
+        pooling: str = "cls",
+        device: str = "cpu",
+        precision: str = "auto",
+        resize: int = 256,
+        crop: int = 224,
+    ) -> None:
         if pooling not in POOLINGS:
-            raise PrepError(f"--dinov2-pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+            raise PrepError(
+                f"--dinov2-pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}"
+            )
         if crop > resize:
             raise PrepError(f"DINOv2 crop {crop} is larger than the resize {resize}")
         self.location = locate_model(reference, "DINOv2 model", "--dinov2")
@@ -54,18 +64,30 @@ class Dinov2Encoder:
             raise PrepError("--device cuda was asked for but torch sees no CUDA device")
         dtype = torch_dtype(self.precision, self.device)
         try:
-            model = Dinov2Model.from_pretrained(self.location.folder, local_files_only=True, dtype=dtype)
+            model = Dinov2Model.from_pretrained(
+                self.location.folder, local_files_only=True, dtype=dtype
+            )
         except (OSError, ValueError) as exc:
-            raise PrepError(f"cannot load DINOv2 from {self.location.folder}: {exc}".splitlines()[0]) from exc
+            raise PrepError(
+                f"cannot load DINOv2 from {self.location.folder}: {exc}".splitlines()[0]
+            ) from exc
         self.model = model.to(self.device).eval()
         self._dtype = dtype
-        log.info("DINOv2 %s (%s) on %s, %s", self.location.reference, self.location.revision, self.device, dtype)
+        log.info(
+            "DINOv2 %s (%s) on %s, %s",
+            self.location.reference,
+            self.location.revision,
+            self.device,
+            dtype,
+        )
 
     @property
     def width(self) -> int:
         from transformers import AutoConfig
 
-        hidden = AutoConfig.from_pretrained(self.location.folder, local_files_only=True, trust_remote_code=False).hidden_size
+        hidden = AutoConfig.from_pretrained(
+            self.location.folder, local_files_only=True, trust_remote_code=False
+        ).hidden_size
         return hidden * (2 if self.pooling == "cls+patch-mean" else 1)
 
     def host_prepare(self, frames: np.ndarray, info: Any = None):
@@ -94,16 +116,31 @@ class Dinov2Encoder:
         with torch.inference_mode():
             hidden = self.model(pixel_values=batch.to(self._dtype)).last_hidden_state
             cls, patches = hidden[:, 0], hidden[:, 1:].mean(dim=1)
-            out = {"cls": cls, "patch-mean": patches, "cls+patch-mean": torch.cat([cls, patches], 1)}[self.pooling]
+            out = {
+                "cls": cls,
+                "patch-mean": patches,
+                "cls+patch-mean": torch.cat([cls, patches], 1),
+            }[self.pooling]
             # a copy: a view of the CLS column would keep the whole [N, tokens, D] output alive
             return {self.field: np.ascontiguousarray(out.float().cpu().numpy())}
 
     def provenance(self) -> dict[str, Any]:
         dtype = str(torch_dtype(self.precision, self.device)).removeprefix("torch.")
-        return {"model": self.location.reference, "revision": self.location.revision, "pooling": self.pooling,
-                "dtype": dtype, "device_kind": self.device.split(":")[0],
-                "preprocessing": {"resize_shorter": self.resize, "center_crop": self.crop, "interpolation": "bicubic",
-                                  "antialias": True, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}}  # fmt: skip
+        return {
+            "model": self.location.reference,
+            "revision": self.location.revision,
+            "pooling": self.pooling,
+            "dtype": dtype,
+            "device_kind": self.device.split(":")[0],
+            "preprocessing": {
+                "resize_shorter": self.resize,
+                "center_crop": self.crop,
+                "interpolation": "bicubic",
+                "antialias": True,
+                "mean": IMAGENET_MEAN,
+                "std": IMAGENET_STD,
+            },
+        }
 
 
 FLOAT_BYTES_AT_ONCE = 64 * 2**20  # full-size float frames alive at once: a 4K frame is 100 MB
@@ -120,7 +157,9 @@ def preprocess(frames, resize: int, crop: int):
     step = max(1, FLOAT_BYTES_AT_ONCE // per_frame)
     if len(frames) <= step:
         return _preprocess(frames, resize, crop)
-    return torch.cat([_preprocess(frames[i : i + step], resize, crop) for i in range(0, len(frames), step)])
+    return torch.cat(
+        [_preprocess(frames[i : i + step], resize, crop) for i in range(0, len(frames), step)]
+    )
 
 
 def _preprocess(frames, resize: int, crop: int):
@@ -133,7 +172,9 @@ def _preprocess(frames, resize: int, crop: int):
     size = (resize, scaled_long) if height <= width else (scaled_long, resize)
     images = F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False)
     top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
-    return imagenet_normalise(images[:, :, top : top + crop, left : left + crop].clamp_(0, 255) / 255.0)
+    return imagenet_normalise(
+        images[:, :, top : top + crop, left : left + crop].clamp_(0, 255) / 255.0
+    )
 
 
 def write_tiny_dinov2(folder: Path, seed: int = 0) -> Path:
@@ -145,7 +186,13 @@ def write_tiny_dinov2(folder: Path, seed: int = 0) -> Path:
 
     hf_logging.disable_progress_bar()
     torch.manual_seed(seed)
-    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          image_size=56, patch_size=14)  # fmt: skip
+    config = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=56,
+        patch_size=14,
+    )
     Dinov2Model(config).save_pretrained(folder)
     return folder

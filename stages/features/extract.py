@@ -9,7 +9,6 @@ same inputs give the same numbers.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -48,7 +47,6 @@ class FrameBatcher:
         self._pending_frames = 0
         self._rows: dict[int, list[dict[str, np.ndarray]]] = defaultdict(list)
         self._dropped: set[int] = set()
-        self.forward_seconds = 0.0
 
     def add(self, position: int, prepared: Any) -> None:
         self._pending.append((position, self.encoder.device_prepare(prepared)))
@@ -65,8 +63,12 @@ class FrameBatcher:
 
     def pop(self, position: int) -> dict[str, np.ndarray]:
         parts = self._rows.pop(position, [])
-        return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros((0, *shape), np.float32)
-                for name, shape in self.encoder.fields.items()}  # fmt: skip
+        return {
+            name: np.concatenate([p[name] for p in parts])
+            if parts
+            else np.zeros((0, *shape), np.float32)
+            for name, shape in self.encoder.fields.items()
+        }
 
     def drop(self, position: int) -> None:
         """Forget a clip that failed to decode; rows still queued for it are discarded."""
@@ -85,8 +87,12 @@ class FrameBatcher:
                 raise
         torch.cuda.empty_cache()
         half = len(batch) // 2
-        log.warning("CUDA out of memory on %d frames: retrying as two batches of %d and %d",
-                    len(batch), half, len(batch) - half)  # fmt: skip
+        log.warning(
+            "CUDA out of memory on %d frames: retrying as two batches of %d and %d",
+            len(batch),
+            half,
+            len(batch) - half,
+        )
         first, second = self._forward(batch[:half]), self._forward(batch[half:])
         return {name: np.concatenate([first[name], second[name]]) for name in first}
 
@@ -104,14 +110,14 @@ class FrameBatcher:
             owners.append((position, take))
             size += take
         self._pending_frames -= size
-        started = time.perf_counter()
         concat = getattr(type(parts[0]), "cat", torch.cat)
         rows = self._forward(concat(parts) if len(parts) > 1 else parts[0])
-        self.forward_seconds += time.perf_counter() - started
         begin = 0
         for position, count in owners:
             if position not in self._dropped:
-                self._rows[position].append({name: r[begin : begin + count] for name, r in rows.items()})
+                self._rows[position].append(
+                    {name: r[begin : begin + count] for name, r in rows.items()}
+                )
             begin += count
 
 
@@ -123,13 +129,6 @@ class ExtractedClip:
     error: str | None = None
 
 
-@dataclass
-class ExtractionTimes:
-    forward_seconds: float = 0.0
-    clips: int = 0
-    frames: int = 0
-
-
 def extract_clips(
     clips: Sequence[Any],
     open_clip: Callable,
@@ -138,7 +137,6 @@ def extract_clips(
     batch_size: int,
     decode_workers: int,
     frame_hook: Callable[[np.ndarray, ChunkInfo], list] | None = None,
-    times: ExtractionTimes | None = None,
 ) -> Iterator[ExtractedClip]:
     """Each clip's arrays (``{shard field: [T, ...]}``) in clip order; failed clips carry ``error``."""
     hooks = {name: enc.host_prepare for name, enc in encoders.items()}
@@ -151,13 +149,19 @@ def extract_clips(
     def ready(final: bool) -> Iterator[ExtractedClip]:
         while waiting:
             position, frames, error = waiting[0]
-            if error is None and not final and any(b.computed(position) < frames for b in batchers.values()):
+            if (
+                error is None
+                and not final
+                and any(b.computed(position) < frames for b in batchers.values())
+            ):
                 return
             waiting.popleft()
             if error is not None:
                 yield ExtractedClip(position, error=error)
                 continue
-            arrays = {field: rows for b in batchers.values() for field, rows in b.pop(position).items()}
+            arrays = {
+                field: rows for b in batchers.values() for field, rows in b.pop(position).items()
+            }
             yield ExtractedClip(position, arrays, extras.pop(position, []))
 
     for item in decoded_chunks(clips, open_clip, hooks, workers=decode_workers):
@@ -175,5 +179,3 @@ def extract_clips(
     for batcher in batchers.values():
         batcher.flush()
     yield from ready(final=True)
-    if times is not None:
-        times.forward_seconds += sum(b.forward_seconds for b in batchers.values())

@@ -82,19 +82,29 @@ def remove_interrupted(shard_dir: Path) -> None:
 def check_part(tar: Path, info: dict[str, Any]) -> None:
     """A unit's tar must exist with the size its unit recorded (``prep verify`` checks hashes)."""
     if not tar.is_file():
-        raise PrepError(f"unit tar {tar} is missing; rerun the stage with --overwrite to redo its unit")
+        raise PrepError(
+            f"unit tar {tar} is missing; rerun the stage with --overwrite to redo its unit"
+        )
     if tar.stat().st_size != info["bytes"]:
-        raise PrepError(f"unit tar {tar} has {tar.stat().st_size} bytes, its unit wrote {info['bytes']}; "
-                        "rerun the stage with --overwrite to redo its unit")  # fmt: skip
+        raise PrepError(
+            f"unit tar {tar} has {tar.stat().st_size} bytes, its unit wrote {info['bytes']}; "
+            "rerun the stage with --overwrite to redo its unit"
+        )
 
 
-def check_exactly_once(split: str, keys: Counter, expected: set[str], quarantined: set[str]) -> None:
+def check_exactly_once(
+    split: str, keys: Counter, expected: set[str], quarantined: set[str]
+) -> None:
     twice = sorted(k for k, n in keys.items() if n > 1)
     if twice:
-        raise PrepError(f"split {split}: {len(twice)} sample(s) written more than once, e.g. {twice[0]}")
+        raise PrepError(
+            f"split {split}: {len(twice)} sample(s) written more than once, e.g. {twice[0]}"
+        )
     missing = sorted(expected - set(keys) - quarantined)
     if missing:
-        raise PrepError(f"split {split}: {len(missing)} manifest sample(s) in no shard and not quarantined, e.g. {missing[0]}")
+        raise PrepError(
+            f"split {split}: {len(missing)} manifest sample(s) in no shard and not quarantined, e.g. {missing[0]}"
+        )
     both = sorted(set(keys) & quarantined)
     if both:
         raise PrepError(f"split {split}: sample {both[0]} is both in a shard and in the quarantine")

@@ -16,8 +16,20 @@ import numpy as np
 from pipeline import manifest as m
 from pipeline.layout import Layout
 
-MANIFEST_FIELDS = ("id", "dataset", "split", "language", "translation", "gloss", "signer", "fps", "num_frames",
-                   "source_path", "start", "end")  # fmt: skip
+MANIFEST_FIELDS = (
+    "id",
+    "dataset",
+    "split",
+    "language",
+    "translation",
+    "gloss",
+    "signer",
+    "fps",
+    "num_frames",
+    "source_path",
+    "start",
+    "end",
+)
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,11 @@ class Annotation:
 
 ANNOTATIONS = (
     Annotation("pseudo-gloss", ("pseudo_glosses", "pseudo_gloss_ids")),
-    Annotation("hand-captions", ("hand_caption", "caption_emb"), arrays=(("caption_emb", "caption_emb.npy"),)),
+    Annotation(
+        "hand-captions",
+        ("hand_caption", "caption_emb"),
+        arrays=(("caption_emb", "caption_emb.npy"),),
+    ),
 )
 ARRAY_COLUMNS = {column: field for a in ANNOTATIONS for column, field in a.arrays}
 
@@ -57,18 +73,28 @@ def annotated_rows(layout: Layout, split: str) -> tuple[list[dict], dict[str, in
     return rows, found
 
 
-def sample_json(row: dict, indices: np.ndarray, times: np.ndarray, fields: dict[str, dict], provenance: dict) -> dict[str, Any]:
+def sample_json(
+    row: dict, indices: np.ndarray, times: np.ndarray, fields: dict[str, dict], provenance: dict
+) -> dict[str, Any]:
     """Everything a trainer needs to know about one sample, beside its arrays: ``frame_times``
     are each stored frame's seconds from the sample's start, read from the video's timestamps."""
     plain = {k: v for k, v in row.items() if k not in ARRAY_COLUMNS}
-    return {**plain, "frame_indices": [int(i) for i in indices], "frame_times": [round(float(t), 6) for t in times],
-            "fields": fields, "provenance": provenance}  # fmt: skip
+    return {
+        **plain,
+        "frame_indices": [int(i) for i in indices],
+        "frame_times": [round(float(t), 6) for t in times],
+        "fields": fields,
+        "provenance": provenance,
+    }
 
 
 def annotation_arrays(row: dict) -> dict[str, np.ndarray]:
     """Per-clip arrays other stages left for this sample (e.g. ``caption_emb.npy``)."""
-    return {field: np.asarray(row[column], np.float32) for column, field in ARRAY_COLUMNS.items()
-            if row.get(column) is not None}  # fmt: skip
+    return {
+        field: np.asarray(row[column], np.float32)
+        for column, field in ARRAY_COLUMNS.items()
+        if row.get(column) is not None
+    }
 
 
 @dataclass(frozen=True)
@@ -82,8 +108,11 @@ class FrameJpegs:
         encoded = []
         for frame in frames:
             small = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
-            ok, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-                                    [cv2.IMWRITE_JPEG_QUALITY, self.quality])  # fmt: skip
+            ok, data = cv2.imencode(
+                ".jpg",
+                cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, self.quality],
+            )
             if not ok:
                 raise ValueError("JPEG encoding failed")
             encoded.append(data.tobytes())
@@ -93,4 +122,3 @@ class FrameJpegs:
 def frame_field(position: int) -> str:
     """Field name of the ``position``-th stored frame; sorts in frame order."""
     return f"frame_{position:05d}.jpg"
-

@@ -39,16 +39,37 @@ from stages.hand_captions.work import (
 
 DECODE_FAILED = "decode_failed"
 CHUNK_SCHEMA = pa.schema(
-    [("id", pa.string()), ("split", pa.string()), ("chunk_index", pa.int32()), ("start_frame", pa.int32()),
-     ("end_frame", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string()),
-     ("generated_tokens", pa.int32()), ("backend", pa.string()), ("model", pa.string()), ("revision", pa.string()),
-     ("prompt_hash", pa.string())]
-)  # fmt: skip
+    [
+        ("id", pa.string()),
+        ("split", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("start_frame", pa.int32()),
+        ("end_frame", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("text", pa.string()),
+        ("generated_tokens", pa.int32()),
+        ("backend", pa.string()),
+        ("model", pa.string()),
+        ("revision", pa.string()),
+        ("prompt_hash", pa.string()),
+    ]
+)
 SAMPLE_SCHEMA = pa.schema(
-    [("id", pa.string()), ("split", pa.string()), ("hand_caption", pa.string()), ("hand_caption_raw", pa.string()),
-     ("chunks", pa.int32()), ("caption_emb", pa.list_(pa.float32()))]
-)  # fmt: skip
-UNIT_SAMPLES, UNIT_CHUNKS, UNIT_QUARANTINE = "samples.parquet", "chunks.parquet", "quarantine.parquet"
+    [
+        ("id", pa.string()),
+        ("split", pa.string()),
+        ("hand_caption", pa.string()),
+        ("hand_caption_raw", pa.string()),
+        ("chunks", pa.int32()),
+        ("caption_emb", pa.list_(pa.float32())),
+    ]
+)
+UNIT_SAMPLES, UNIT_CHUNKS, UNIT_QUARANTINE = (
+    "samples.parquet",
+    "chunks.parquet",
+    "quarantine.parquet",
+)
 
 
 @dataclass(frozen=True)
@@ -83,10 +104,18 @@ class HandCaptionsStage(Stage):
 
     def __init__(self, options: HandCaptionsOptions, run: Any) -> None:
         super().__init__(options, run)
-        if options.chunk_frames < 1 or (options.chunk_stride is not None and options.chunk_stride < 1):
+        if options.chunk_frames < 1 or (
+            options.chunk_stride is not None and options.chunk_stride < 1
+        ):
             raise PrepError("--chunk-frames and --chunk-stride must be at least 1")
-        if options.max_new_tokens < 1 or options.caption_batch_size < 1 or options.chunk_sample_frames < 0:
-            raise PrepError("--max-new-tokens and --caption-batch-size must be at least 1, --chunk-sample-frames at least 0")
+        if (
+            options.max_new_tokens < 1
+            or options.caption_batch_size < 1
+            or options.chunk_sample_frames < 0
+        ):
+            raise PrepError(
+                "--max-new-tokens and --caption-batch-size must be at least 1, --chunk-sample-frames at least 0"
+            )
         self.device = resolve_device(options.device)
         self.captioner = make_captioner(options)
         self.detector = self._hand_detector() if self.captioner.needs_hands else None
@@ -101,8 +130,12 @@ class HandCaptionsStage(Stage):
         keypoints = Path(o.hand_keypoints).expanduser().resolve() if o.hand_keypoints else None
         if keypoints is None:
             require_mediapipe()
-        return HandDetector(min_confidence=o.hand_confidence, pose_fallback=o.pose_fallback,
-                            mirrored=o.hands_mirrored, keypoints=keypoints)  # fmt: skip
+        return HandDetector(
+            min_confidence=o.hand_confidence,
+            pose_fallback=o.pose_fallback,
+            mirrored=o.hands_mirrored,
+            keypoints=keypoints,
+        )
 
     def _refiner(self):
         from stages.hand_captions.refine import CaptionRefiner
@@ -112,8 +145,12 @@ class HandCaptionsStage(Stage):
     def options_dict(self) -> dict[str, Any]:
         """The options plus what they resolve to: prompt hashes (a prompt file may change) and device kind."""
         identity = self.captioner.identity
-        return {**asdict(self.options), "device": self.device.split(":")[0], "prompt_hash": identity.prompt_hash,
-                "refine_prompt_hash": self.refiner.identity["prompt_hash"] if self.refiner else None}  # fmt: skip
+        return {
+            **asdict(self.options),
+            "device": self.device.split(":")[0],
+            "prompt_hash": identity.prompt_hash,
+            "refine_prompt_hash": self.refiner.identity["prompt_hash"] if self.refiner else None,
+        }
 
     def plan(self) -> list[WorkUnit]:
         splits = m.manifest_splits(self.layout)
@@ -121,14 +158,19 @@ class HandCaptionsStage(Stage):
         self.base_dir = m.source_base(first, self.run_config.root)
         units = []
         for split in splits:
-            rows = m.read_table(self.layout.split_table("manifest", split)).select(
-                ["id", "source_path", "fps", "start", "end", "num_frames", "frame_timing"]).to_pylist()  # fmt: skip
+            rows = (
+                m.read_table(self.layout.split_table("manifest", split))
+                .select(["id", "source_path", "fps", "start", "end", "num_frames", "frame_timing"])
+                .to_pylist()
+            )
             units += slice_units(split, rows, self.options.unit_size)
         return units
 
     def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
-        journal = UnitJournal(self.layout.unit_journal(self.name, unit.id),
-                              {"config": config_hash(self), "input": unit.fingerprint()})  # fmt: skip
+        journal = UnitJournal(
+            self.layout.unit_journal(self.name, unit.id),
+            {"config": config_hash(self), "input": unit.fingerprint()},
+        )
         done = journaled_keys(journal, "chunk")
         batcher = BatchedCaptioner(self.captioner, self.options.caption_batch_size, journal)
         clips, rejected, frames = [], [], 0
@@ -140,8 +182,17 @@ class HandCaptionsStage(Stage):
             try:
                 frames += self._caption_clip(work, done, batcher)
             except ClipUnreadable as exc:
-                rejected.append(m.quarantine_row(item["id"], unit.split, self.run_config.dataset, self.name,
-                                                 DECODE_FAILED, str(exc), item["source_path"]))  # fmt: skip
+                rejected.append(
+                    m.quarantine_row(
+                        item["id"],
+                        unit.split,
+                        self.run_config.dataset,
+                        self.name,
+                        DECODE_FAILED,
+                        str(exc),
+                        item["source_path"],
+                    )
+                )
                 batcher.drop(item["id"])
         batcher.flush()
         rejected_ids = {r["id"] for r in rejected}
@@ -152,12 +203,20 @@ class HandCaptionsStage(Stage):
         write_parquet(m.to_table(samples, SAMPLE_SCHEMA), workdir / UNIT_SAMPLES)
         write_parquet(m.to_table(chunk_rows, CHUNK_SCHEMA), workdir / UNIT_CHUNKS)
         write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
-        return {"ok": len(samples), "quarantined": len(rejected), "frames": frames, "chunks": len(chunk_rows),
-                "captioned": batcher.captioned, "generated_tokens": batcher.generated_tokens}  # fmt: skip
+        return {
+            "ok": len(samples),
+            "quarantined": len(rejected),
+            "frames": frames,
+            "chunks": len(chunk_rows),
+            "captioned": batcher.captioned,
+            "generated_tokens": batcher.generated_tokens,
+        }
 
     def _clip_work(self, position: int, item: dict[str, Any]) -> ClipWork:
         o = self.options
-        chunks = chunks_of(item["num_frames"], item["fps"], o.chunk_frames, o.chunk_stride, self._frame_times(item))
+        chunks = chunks_of(
+            item["num_frames"], item["fps"], o.chunk_frames, o.chunk_stride, self._frame_times(item)
+        )
         picks = [pick_frames(c.start_frame, c.end_frame, o.chunk_sample_frames) for c in chunks]
         return ClipWork(position, item, chunks, picks)
 
@@ -166,7 +225,9 @@ class HandCaptionsStage(Stage):
         if item.get("frame_timing") in (None, "constant"):
             return None
         try:
-            source = open_source(self.base_dir / item["source_path"], item["fps"], item["start"], item["end"])
+            source = open_source(
+                self.base_dir / item["source_path"], item["fps"], item["start"], item["end"]
+            )
         except DecodeError:
             return None  # reading it fails again, with its reason, when the clip is decoded
         return source.timestamps(range(source.num_frames))
@@ -174,7 +235,13 @@ class HandCaptionsStage(Stage):
     def _caption_clip(self, work: ClipWork, done: dict, batcher: BatchedCaptioner) -> int:
         item = work.item
         try:
-            source = open_source(self.base_dir / item["source_path"], item["fps"], item["start"], item["end"], threads=2)
+            source = open_source(
+                self.base_dir / item["source_path"],
+                item["fps"],
+                item["start"],
+                item["end"],
+                threads=2,
+            )
         except (DecodeError, OSError) as exc:
             raise ClipUnreadable.because(exc) from exc
         if self.detector is not None:
@@ -185,16 +252,28 @@ class HandCaptionsStage(Stage):
                 batcher.add(request)
         return source.num_frames
 
-    def _assemble(self, unit: WorkUnit, clips: list[ClipWork], captions: dict) -> tuple[list[dict], list[dict]]:
+    def _assemble(
+        self, unit: WorkUnit, clips: list[ClipWork], captions: dict
+    ) -> tuple[list[dict], list[dict]]:
         samples, chunk_rows = [], []
         for work in clips:
             sample_id = work.item["id"]
             texts = [captions[(sample_id, c.index)]["text"] for c in work.chunks]
             tokens = [captions[(sample_id, c.index)]["tokens"] for c in work.chunks]
-            chunk_rows += [self._chunk_row(sample_id, unit.split, c, t, n) for c, t, n in zip(work.chunks, texts, tokens)]
+            chunk_rows += [
+                self._chunk_row(sample_id, unit.split, c, t, n)
+                for c, t, n in zip(work.chunks, texts, tokens)
+            ]
             joined = join_captions(work.chunks, texts)
-            samples.append({"id": sample_id, "split": unit.split, "hand_caption": joined, "hand_caption_raw": joined,
-                            "chunks": len(work.chunks)})  # fmt: skip
+            samples.append(
+                {
+                    "id": sample_id,
+                    "split": unit.split,
+                    "hand_caption": joined,
+                    "hand_caption_raw": joined,
+                    "chunks": len(work.chunks),
+                }
+            )
         return samples, chunk_rows
 
     def _refine(self, samples: list[dict], journal: UnitJournal) -> None:
@@ -207,7 +286,9 @@ class HandCaptionsStage(Stage):
         for begin in range(0, len(todo), size):
             batch = todo[begin : begin + size]
             texts = self.refiner([s["hand_caption_raw"] for s in batch])
-            journal.append({"kind": "refined", "key": s["id"], "text": t} for s, t in zip(batch, texts))
+            journal.append(
+                {"kind": "refined", "key": s["id"], "text": t} for s, t in zip(batch, texts)
+            )
         refined = journaled_keys(journal, "refined")
         for sample in samples:
             sample["hand_caption"] = refined[sample["id"]]["text"]
@@ -217,12 +298,25 @@ class HandCaptionsStage(Stage):
             for sample, vector in zip(samples, self.encoder([s["hand_caption"] for s in samples])):
                 sample["caption_emb"] = [float(v) for v in vector]
 
-    def _chunk_row(self, sample_id: str, split: str, chunk, text: str, tokens: int) -> dict[str, Any]:
+    def _chunk_row(
+        self, sample_id: str, split: str, chunk, text: str, tokens: int
+    ) -> dict[str, Any]:
         identity = self.captioner.identity
-        return {"id": sample_id, "split": split, "chunk_index": chunk.index, "start_frame": chunk.start_frame,
-                "end_frame": chunk.end_frame, "start_s": chunk.start_s, "end_s": chunk.end_s, "text": text,
-                "generated_tokens": tokens, "backend": identity.backend, "model": identity.model,
-                "revision": identity.revision, "prompt_hash": identity.prompt_hash}  # fmt: skip
+        return {
+            "id": sample_id,
+            "split": split,
+            "chunk_index": chunk.index,
+            "start_frame": chunk.start_frame,
+            "end_frame": chunk.end_frame,
+            "start_s": chunk.start_s,
+            "end_s": chunk.end_s,
+            "text": text,
+            "generated_tokens": tokens,
+            "backend": identity.backend,
+            "model": identity.model,
+            "revision": identity.revision,
+            "prompt_hash": identity.prompt_hash,
+        }
 
     def finalize(self, units: list[WorkUnit]) -> dict[str, Any]:
         samples: dict[str, list] = defaultdict(list)
@@ -235,21 +329,47 @@ class HandCaptionsStage(Stage):
         meta = self._provenance()
         splits = {}
         for split in sorted({u.split for u in units}, key=m.split_order):
-            write_parquet(m.to_table(samples[split], SAMPLE_SCHEMA, meta), self.layout.split_table(self.name, split))
-            write_parquet(m.to_table(chunks[split], CHUNK_SCHEMA, meta), self.layout.stage_dir(self.name) / f"{split}.chunks.parquet")
+            write_parquet(
+                m.to_table(samples[split], SAMPLE_SCHEMA, meta),
+                self.layout.split_table(self.name, split),
+            )
+            write_parquet(
+                m.to_table(chunks[split], CHUNK_SCHEMA, meta),
+                self.layout.stage_dir(self.name) / f"{split}.chunks.parquet",
+            )
             reasons = Counter(q["reason"] for q in quarantine if q["split"] == split)
-            splits[split] = {"samples": len(samples[split]), "chunks": len(chunks[split]),
-                             "quarantined": dict(sorted(reasons.items()))}  # fmt: skip
-        write_parquet(m.to_table(quarantine, m.QUARANTINE_SCHEMA, meta), self.layout.quarantine_table(self.name))
-        return {"splits": splits, "outputs": str(self.layout.stage_dir(self.name)), "captioner": meta["captioner"]}
+            splits[split] = {
+                "samples": len(samples[split]),
+                "chunks": len(chunks[split]),
+                "quarantined": dict(sorted(reasons.items())),
+            }
+        write_parquet(
+            m.to_table(quarantine, m.QUARANTINE_SCHEMA, meta),
+            self.layout.quarantine_table(self.name),
+        )
+        return {
+            "splits": splits,
+            "outputs": str(self.layout.stage_dir(self.name)),
+            "captioner": meta["captioner"],
+        }
 
     def _provenance(self) -> dict[str, Any]:
         meta = m.provenance(self.name, self.version, self.options_dict())
         captioner = asdict(self.captioner.identity)
         if self.detector is not None:
             captioner["hands"] = self.detector.source
-        meta.update({"dataset": self.run_config.dataset, "captioner": captioner,
-                     "refiner": self.refiner.identity if self.refiner else None,
-                     "text_encoder": None if self.encoder is None else
-                     {"model": self.encoder.reference, "revision": self.encoder.revision(), "pooling": "mean, L2"}})  # fmt: skip
+        meta.update(
+            {
+                "dataset": self.run_config.dataset,
+                "captioner": captioner,
+                "refiner": self.refiner.identity if self.refiner else None,
+                "text_encoder": None
+                if self.encoder is None
+                else {
+                    "model": self.encoder.reference,
+                    "revision": self.encoder.revision(),
+                    "pooling": "mean, L2",
+                },
+            }
+        )
         return meta

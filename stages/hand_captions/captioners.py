@@ -53,7 +53,9 @@ class KinematicCaptioner:
     needs_frames, needs_hands = False, True
 
     def __init__(self, options: Any) -> None:
-        self.identity = CaptionerIdentity("kinematic", KINEMATIC_VERSION, KINEMATIC_VERSION, None, None)
+        self.identity = CaptionerIdentity(
+            "kinematic", KINEMATIC_VERSION, KINEMATIC_VERSION, None, None
+        )
 
     def load(self) -> None:
         return None
@@ -85,7 +87,9 @@ CAPTIONERS: dict[str, Callable[[Any], Any]] = {
 def make_captioner(options: Any):
     """The backend named by ``--captioner``, checked for what it needs before any work starts."""
     if options.captioner not in CAPTIONERS:
-        raise PrepError(f"--captioner must be one of {', '.join(CAPTIONERS)}, got {options.captioner!r}")
+        raise PrepError(
+            f"--captioner must be one of {', '.join(CAPTIONERS)}, got {options.captioner!r}"
+        )
     if options.captioner != "kinematic":
         if not options.captioner_model:
             raise PrepError(
@@ -94,6 +98,7 @@ def make_captioner(options: Any):
                 "or pass --captioner kinematic for the offline describer"
             )
         if options.captioner_input not in INPUT_MODES:
-            raise PrepError(f"--captioner-input must be grid or video, got {options.captioner_input!r}")
+            raise PrepError(
+                f"--captioner-input must be grid or video, got {options.captioner_input!r}"
+            )
     return CAPTIONERS[options.captioner](options)
-

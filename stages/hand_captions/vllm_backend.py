@@ -16,7 +16,9 @@ class VllmCaptioner(VisionLanguageCaptioner):
 
     def __init__(self, options) -> None:
         if importlib.util.find_spec("vllm") is None:
-            raise PrepError("--captioner vllm needs vLLM on a GPU machine: pip install vllm; or use --captioner transformers")
+            raise PrepError(
+                "--captioner vllm needs vLLM on a GPU machine: pip install vllm; or use --captioner transformers"
+            )
         super().__init__(options)
         self.engine = self.sampling = None
 
@@ -29,11 +31,18 @@ class VllmCaptioner(VisionLanguageCaptioner):
         from transformers import AutoProcessor
         from vllm import LLM, SamplingParams
 
-        self.processor = AutoProcessor.from_pretrained(self.location.folder, local_files_only=True,
-                                                       trust_remote_code=self.options.trust_remote_code)  # fmt: skip
+        self.processor = AutoProcessor.from_pretrained(
+            self.location.folder,
+            local_files_only=True,
+            trust_remote_code=self.options.trust_remote_code,
+        )
         modality = "image" if self.mode == "grid" else "video"
-        self.engine = LLM(model=str(self.location.folder), trust_remote_code=self.options.trust_remote_code,
-                          limit_mm_per_prompt={modality: 1}, seed=0)  # fmt: skip
+        self.engine = LLM(
+            model=str(self.location.folder),
+            trust_remote_code=self.options.trust_remote_code,
+            limit_mm_per_prompt={modality: 1},
+            seed=0,
+        )
         self.sampling = SamplingParams(temperature=0.0, max_tokens=self.options.max_new_tokens)
 
     def __call__(self, requests: list[ChunkRequest]) -> list[Caption]:
@@ -42,8 +51,17 @@ class VllmCaptioner(VisionLanguageCaptioner):
         self.load()
         prompt = self.chat_prompt()
         if self.mode == "grid":
-            inputs = [{"prompt": prompt, "multi_modal_data": {"image": Image.fromarray(grid_image(r.frames))}} for r in requests]
+            inputs = [
+                {
+                    "prompt": prompt,
+                    "multi_modal_data": {"image": Image.fromarray(grid_image(r.frames))},
+                }
+                for r in requests
+            ]
         else:
             inputs = [{"prompt": prompt, "multi_modal_data": {"video": r.frames}} for r in requests]
         outputs = self.engine.generate(inputs, self.sampling, use_tqdm=False)
-        return [Caption(" ".join(o.outputs[0].text.split()), len(o.outputs[0].token_ids)) for o in outputs]
+        return [
+            Caption(" ".join(o.outputs[0].text.split()), len(o.outputs[0].token_ids))
+            for o in outputs
+        ]

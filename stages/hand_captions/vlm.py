@@ -18,13 +18,26 @@ from stages.hand_captions.prompts import DEFAULT_PROMPT, prompt_hash, resolve_pr
 
 def chat_messages(mode: str, prompt: str) -> list[dict[str, Any]]:
     """One user turn: the chunk (image or video placeholder) then the prompt."""
-    return [{"role": "user", "content": [{"type": "image" if mode == "grid" else "video"}, {"type": "text", "text": prompt}]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image" if mode == "grid" else "video"},
+                {"type": "text", "text": prompt},
+            ],
+        }
+    ]
 
 
 def video_metadata(request: ChunkRequest) -> dict[str, Any]:
     """Frame numbers and fps, so that models with time-aware video input see real timestamps."""
-    return {"total_num_frames": request.frame_indices[-1] + 1, "fps": request.fps, "frames_indices": request.frame_indices,
-            "width": request.width, "height": request.height}  # fmt: skip
+    return {
+        "total_num_frames": request.frame_indices[-1] + 1,
+        "fps": request.fps,
+        "frames_indices": request.frame_indices,
+        "width": request.width,
+        "height": request.height,
+    }
 
 
 class VisionLanguageCaptioner:
@@ -36,17 +49,26 @@ class VisionLanguageCaptioner:
     def __init__(self, options: Any) -> None:
         self.options = options
         self.mode = options.captioner_input
-        self.location = locate_model(options.captioner_model, "captioner model", "--captioner-model")
+        self.location = locate_model(
+            options.captioner_model, "captioner model", "--captioner-model"
+        )
         self.prompt = resolve_prompt(options.prompt, DEFAULT_PROMPT, "--prompt")
-        self.identity = CaptionerIdentity(self.backend, options.captioner_model, self.location.revision,
-                                          prompt_hash(self.prompt), self.mode)  # fmt: skip
+        self.identity = CaptionerIdentity(
+            self.backend,
+            options.captioner_model,
+            self.location.revision,
+            prompt_hash(self.prompt),
+            self.mode,
+        )
         self.model = self.processor = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "model": None, "processor": None}
 
     def chat_prompt(self) -> str:
-        return self.processor.apply_chat_template(chat_messages(self.mode, self.prompt), add_generation_prompt=True, tokenize=False)
+        return self.processor.apply_chat_template(
+            chat_messages(self.mode, self.prompt), add_generation_prompt=True, tokenize=False
+        )
 
 
 class TransformersCaptioner(VisionLanguageCaptioner):
@@ -57,18 +79,36 @@ class TransformersCaptioner(VisionLanguageCaptioner):
             return
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(self.location.folder, local_files_only=True,
-                                                       trust_remote_code=self.options.trust_remote_code)  # fmt: skip
+        self.processor = AutoProcessor.from_pretrained(
+            self.location.folder,
+            local_files_only=True,
+            trust_remote_code=self.options.trust_remote_code,
+        )
         left_padded(self.processor.tokenizer)
-        self.model = load_pretrained(AutoModelForImageTextToText, self.location, self.options, "--captioner-model")
+        self.model = load_pretrained(
+            AutoModelForImageTextToText, self.location, self.options, "--captioner-model"
+        )
 
     def __call__(self, requests: list[ChunkRequest]) -> list[Caption]:
         self.load()
         texts = [self.chat_prompt()] * len(requests)
         if self.mode == "grid":
-            inputs = self.processor(text=texts, images=[grid_image(r.frames) for r in requests], padding=True, return_tensors="pt")
+            inputs = self.processor(
+                text=texts,
+                images=[grid_image(r.frames) for r in requests],
+                padding=True,
+                return_tensors="pt",
+            )
         else:
-            inputs = self.processor(text=texts, videos=[r.frames for r in requests], video_metadata=[video_metadata(r) for r in requests],
-                                    do_sample_frames=False, padding=True, return_tensors="pt")  # fmt: skip
-        generated = greedy_generate(self.model, inputs, self.processor.tokenizer, self.options.max_new_tokens)
+            inputs = self.processor(
+                text=texts,
+                videos=[r.frames for r in requests],
+                video_metadata=[video_metadata(r) for r in requests],
+                do_sample_frames=False,
+                padding=True,
+                return_tensors="pt",
+            )
+        generated = greedy_generate(
+            self.model, inputs, self.processor.tokenizer, self.options.max_new_tokens
+        )
         return [Caption(text, tokens) for text, tokens in generated]

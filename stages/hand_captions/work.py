@@ -22,7 +22,9 @@ class ClipUnreadable(Exception):
         return cls(" ".join(str(exc).split()) or type(exc).__name__)
 
 
-DECODE_BATCH = 16  # frames decoded at a time; memory per clip stays bounded by chunk, not clip, length
+DECODE_BATCH = (
+    16  # frames decoded at a time; memory per clip stays bounded by chunk, not clip, length
+)
 
 
 @dataclass
@@ -35,7 +37,9 @@ class ClipWork:
     picks: list[list[int]] = field(default_factory=list)
 
 
-def chunk_requests(work: ClipWork, source: Any, captioner: Any, detect: Callable | None) -> Iterator[ChunkRequest]:
+def chunk_requests(
+    work: ClipWork, source: Any, captioner: Any, detect: Callable | None
+) -> Iterator[ChunkRequest]:
     """Yield each chunk as soon as its last frame is decoded; what no later chunk needs is dropped."""
     wanted = {i for pick in work.picks for i in pick} if captioner.needs_frames else set()
     frames: dict[int, np.ndarray] = {}
@@ -48,11 +52,19 @@ def chunk_requests(work: ClipWork, source: Any, captioner: Any, detect: Callable
             except DecodeError as exc:
                 raise ClipUnreadable.because(exc) from exc
             hands = rows if hands is None else np.concatenate([hands, rows])
-        frames.update((int(i), frame) for i, frame in zip(clip.indices, clip.frames) if int(i) in wanted)
+        frames.update(
+            (int(i), frame) for i, frame in zip(clip.indices, clip.frames) if int(i) in wanted
+        )
         decoded += len(clip.frames)
         while ready < len(work.chunks) and work.chunks[ready].end_frame <= decoded:
             chunk, pick = work.chunks[ready], work.picks[ready]
-            request = ChunkRequest((work.item["id"], chunk.index), pick, float(work.item["fps"]), source.width, source.height)
+            request = ChunkRequest(
+                (work.item["id"], chunk.index),
+                pick,
+                float(work.item["fps"]),
+                source.width,
+                source.height,
+            )
             if captioner.needs_frames:
                 request.frames = np.stack([frames[i] for i in pick])
             if hands is not None:
@@ -83,7 +95,11 @@ def decoded_batches(source: Any) -> Iterator[Clip]:
 
 
 def journaled_keys(journal: UnitJournal, kind: str) -> dict:
-    return {tuple(r["key"]) if kind == "chunk" else r["key"]: r for r in journal.records if r["kind"] == kind}
+    return {
+        tuple(r["key"]) if kind == "chunk" else r["key"]: r
+        for r in journal.records
+        if r["kind"] == kind
+    }
 
 
 class BatchedCaptioner:
@@ -109,6 +125,8 @@ class BatchedCaptioner:
         captions: list[Caption] = self.captioner(self.waiting)
         self.generated_tokens += sum(c.tokens for c in captions)
         self.captioned += len(captions)
-        self.journal.append({"kind": "chunk", "key": list(r.key), "text": c.text, "tokens": c.tokens}
-                            for r, c in zip(self.waiting, captions))  # fmt: skip
+        self.journal.append(
+            {"kind": "chunk", "key": list(r.key), "text": c.text, "tokens": c.tokens}
+            for r, c in zip(self.waiting, captions)
+        )
         self.waiting = []

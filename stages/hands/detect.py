@@ -29,7 +29,9 @@ LANDMARKS = 21
 COLUMNS = 3 + 4 + LANDMARKS * 3 + LANDMARKS * 2
 BOX = slice(3, 7)
 POSE_POINTS = {"left": (15, 17, 19, 21), "right": (16, 18, 20, 22)}  # wrist, pinky, index, thumb
-INSTALL_HINT = "pip install 'prep[hands]' (mediapipe==0.10.21, the last wheel that carries its hand models)"
+INSTALL_HINT = (
+    "pip install 'prep[hands]' (mediapipe==0.10.21, the last wheel that carries its hand models)"
+)
 
 
 def require_mediapipe():
@@ -53,9 +55,19 @@ class HandDetector:
     """Per thread: MediaPipe trackers reset at each new clip; ``detect`` is called with a
     clip's chunks in order and returns ``[n, 2, COLUMNS]`` float32 rows."""
 
-    def __init__(self, *, min_confidence: float = 0.5, pose_fallback: bool = True, mirrored: bool = False,
-                 keypoints: Path | None = None) -> None:  # fmt: skip
-        self.min_confidence, self.pose_fallback, self.mirrored = min_confidence, pose_fallback, mirrored
+    def __init__(
+        self,
+        *,
+        min_confidence: float = 0.5,
+        pose_fallback: bool = True,
+        mirrored: bool = False,
+        keypoints: Path | None = None,
+    ) -> None:
+        self.min_confidence, self.pose_fallback, self.mirrored = (
+            min_confidence,
+            pose_fallback,
+            mirrored,
+        )
         self.keypoints = keypoints
         self._local = threading.local()
 
@@ -74,7 +86,9 @@ class HandDetector:
     def source(self) -> str:
         if self.keypoints is not None:
             return f"keypoints-file ({self.keypoints.name})"
-        return "mediapipe-hands-0.10.21 (video mode)" + (" + mediapipe-pose fallback" if self.pose_fallback else "")
+        return "mediapipe-hands-0.10.21 (video mode)" + (
+            " + mediapipe-pose fallback" if self.pose_fallback else ""
+        )
 
     def detect(self, frames: np.ndarray, info: Any) -> np.ndarray:
         """``info``: the chunk's clip position, manifest row and frame indices (a ``ChunkInfo``)."""
@@ -100,9 +114,13 @@ class HandDetector:
             self._local.keypoint_file = loaded
         points = loaded[1]
         if len(points) <= int(info.indices.max()):
-            raise DecodeError(f"hand keypoints for {info.item['id']} cover {len(points)} frames, the clip has more")
+            raise DecodeError(
+                f"hand keypoints for {info.item['id']} cover {len(points)} frames, the clip has more"
+            )
         height, width = frames.shape[1:3]
-        return keypoint_rows(np.asarray(points[info.indices], np.float32), width, height, self.min_confidence)
+        return keypoint_rows(
+            np.asarray(points[info.indices], np.float32), width, height, self.min_confidence
+        )
 
     def _trackers(self, position: int) -> _Trackers:
         current = getattr(self._local, "trackers", None)
@@ -110,10 +128,18 @@ class HandDetector:
             return current
         mp = require_mediapipe()
         if current is None:
-            hands = mp.solutions.hands.Hands(static_image_mode=False, max_num_hands=2, model_complexity=1,
-                                             min_detection_confidence=self.min_confidence,
-                                             min_tracking_confidence=self.min_confidence)  # fmt: skip
-            pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1) if self.pose_fallback else None
+            hands = mp.solutions.hands.Hands(
+                static_image_mode=False,
+                max_num_hands=2,
+                model_complexity=1,
+                min_detection_confidence=self.min_confidence,
+                min_tracking_confidence=self.min_confidence,
+            )
+            pose = (
+                mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1)
+                if self.pose_fallback
+                else None
+            )
             current = _Trackers(position, hands, pose)
         else:
             current.hands.reset()
@@ -128,7 +154,9 @@ class HandDetector:
         rows = np.zeros((2, COLUMNS), np.float32)
         found = trackers.hands.process(frame)
         hands = []
-        for landmarks, handedness in zip(found.multi_hand_landmarks or (), found.multi_handedness or ()):
+        for landmarks, handedness in zip(
+            found.multi_hand_landmarks or (), found.multi_handedness or ()
+        ):
             points = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float32)
             label = handedness.classification[0].label.lower()
             slot = SLOTS.index(label) if self.mirrored else 1 - SLOTS.index(label)

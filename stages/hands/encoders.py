@@ -45,10 +45,16 @@ def hand_crop(frame: np.ndarray, box: np.ndarray, mirror: bool) -> np.ndarray:
     cx, cy, side = square_box(box)
     scale = CROP / side
     if mirror:
-        matrix = np.array([[-scale, 0, CROP / 2 + cx * scale], [0, scale, CROP / 2 - cy * scale]], np.float32)
+        matrix = np.array(
+            [[-scale, 0, CROP / 2 + cx * scale], [0, scale, CROP / 2 - cy * scale]], np.float32
+        )
     else:
-        matrix = np.array([[scale, 0, CROP / 2 - cx * scale], [0, scale, CROP / 2 - cy * scale]], np.float32)
-    return cv2.warpAffine(frame, matrix, (CROP, CROP), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        matrix = np.array(
+            [[scale, 0, CROP / 2 - cx * scale], [0, scale, CROP / 2 - cy * scale]], np.float32
+        )
+    return cv2.warpAffine(
+        frame, matrix, (CROP, CROP), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0)
+    )
 
 
 @dataclass
@@ -91,10 +97,14 @@ class HandsEncoder:
 
     def provenance(self) -> dict[str, Any]:
         d = self.detector
-        return {"detector": d.source, "min_confidence": d.min_confidence, "mirrored_input": d.mirrored,
-                "slots": ["left", "right"],
-                "columns": "present, source (0 none, 1 hands, 2 pose, 3 keypoints file), score, box x0 y0 x1 y1 px, "
-                           "21x(x, y, z) px, 21x(x, y) normalised"}  # fmt: skip
+        return {
+            "detector": d.source,
+            "min_confidence": d.min_confidence,
+            "mirrored_input": d.mirrored,
+            "slots": ["left", "right"],
+            "columns": "present, source (0 none, 1 hands, 2 pose, 3 keypoints file), score, box x0 y0 x1 y1 px, "
+            "21x(x, y, z) px, 21x(x, y) normalised",
+        }
 
 
 class HamerEncoder:
@@ -104,11 +114,22 @@ class HamerEncoder:
 
     fields = {"hamer.npy": (288,), "hamer_shape.npy": (2, 13)}
 
-    def __init__(self, detector: HandDetector, checkpoint: str | None, config: str | None, *, device: str,
-                 precision: str, crop_batch: int = 32, tokens: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        detector: HandDetector,
+        checkpoint: str | None,
+        config: str | None,
+        *,
+        device: str,
+        precision: str,
+        crop_batch: int = 32,
+        tokens: bool = False,
+    ) -> None:
         if not checkpoint:
-            raise PrepError(f"the hamer feature needs HaMeR's checkpoint: get hamer.ckpt from {HAMER_URL} "
-                            "and pass --hamer /path/to/hamer.ckpt (MANO files are not needed)")  # fmt: skip
+            raise PrepError(
+                f"the hamer feature needs HaMeR's checkpoint: get hamer.ckpt from {HAMER_URL} "
+                "and pass --hamer /path/to/hamer.ckpt (MANO files are not needed)"
+            )
         if not Path(checkpoint).is_file():
             raise PrepError(f"--hamer {checkpoint}: no such file; get hamer.ckpt from {HAMER_URL}")
         self.detector, self.checkpoint, self.config_path = detector, Path(checkpoint), config
@@ -149,7 +170,9 @@ class HamerEncoder:
         for begin in range(0, len(frame_slot), self.crop_batch):
             index = frame_slot[begin : begin + self.crop_batch]
             images = normalise(batch.crops[index[:, 0], index[:, 1]].to(self.device), self._dtype)
-            out = {k: v.float().cpu() for k, v in self.model(images, return_tokens=self.tokens).items()}
+            out = {
+                k: v.float().cpu() for k, v in self.model(images, return_tokens=self.tokens).items()
+            }
             rotations = torch.cat([out["global_orient"], out["hand_pose"]], 1)
             left = index[:, 1] == 0
             rotations[left] = MIRROR @ rotations[left] @ MIRROR
@@ -163,10 +186,15 @@ class HamerEncoder:
         return {**rows, "hamer_tokens.npy": tokens.numpy()} if self.tokens else rows
 
     def provenance(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint.name, "config": self.config.as_dict(), "rescale": RESCALE,
-                "crop": CROP, "left_hands": "mirrored in, rotations mirrored back (M R M), cam x negated",
-                "layout": "hamer.npy: hand_pose left, right (15x3x3 each), global_orient left, right (3x3 each)",
-                "dtype": str(torch_dtype(self.precision, self.device)).removeprefix("torch.")}  # fmt: skip
+        return {
+            "checkpoint": self.checkpoint.name,
+            "config": self.config.as_dict(),
+            "rescale": RESCALE,
+            "crop": CROP,
+            "left_hands": "mirrored in, rotations mirrored back (M R M), cam x negated",
+            "layout": "hamer.npy: hand_pose left, right (15x3x3 each), global_orient left, right (3x3 each)",
+            "dtype": str(torch_dtype(self.precision, self.device)).removeprefix("torch."),
+        }
 
 
 def normalise(crops: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -66,7 +66,9 @@ class HamerConfig:
         except (OSError, ValueError, TypeError) as exc:
             raise PrepError(f"cannot read HaMeR config {path}: {exc}".splitlines()[0]) from exc
         if config.head.joint_rep != "6d" or config.head.transformer_input != "zero":
-            raise PrepError("only HaMeR's 6D joint representation with a zero input token is supported")
+            raise PrepError(
+                "only HaMeR's 6D joint representation with a zero input token is supported"
+            )
         return config
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,8 +125,12 @@ class ViTBackbone(nn.Module):
         super().__init__()
         grid = (c.img_size[0] // c.patch_size) * (c.img_size[1] // c.patch_size)
         self.patch_embed = PatchEmbed(c.patch_size, c.embed_dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, grid + 1, c.embed_dim))  # slot 0: the unused class token
-        self.blocks = nn.ModuleList(Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias) for _ in range(c.depth))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, grid + 1, c.embed_dim)
+        )  # slot 0: the unused class token
+        self.blocks = nn.ModuleList(
+            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias) for _ in range(c.depth)
+        )
         self.last_norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,7 +187,13 @@ class CrossAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(0.0), nn.Linear(hidden, dim), nn.Dropout(0.0))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden),
+            nn.GELU(),
+            nn.Dropout(0.0),
+            nn.Linear(hidden, dim),
+            nn.Dropout(0.0),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -191,9 +203,13 @@ class CrossAttnLayers(nn.Module):
     def __init__(self, c: HeadConfig) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.ModuleList([PreNorm(c.dim, SelfAttention(c.dim, c.heads, c.dim_head)),
-                           PreNorm(c.dim, CrossAttention(c.dim, c.context_dim, c.heads, c.dim_head)),
-                           PreNorm(c.dim, FeedForward(c.dim, c.mlp_dim))])  # fmt: skip
+            nn.ModuleList(
+                [
+                    PreNorm(c.dim, SelfAttention(c.dim, c.heads, c.dim_head)),
+                    PreNorm(c.dim, CrossAttention(c.dim, c.context_dim, c.heads, c.dim_head)),
+                    PreNorm(c.dim, FeedForward(c.dim, c.mlp_dim)),
+                ]
+            )
             for _ in range(c.depth)
         )
 
@@ -222,7 +238,11 @@ class ManoHead(nn.Module):
         self.config = c
         joints = c.num_hand_joints + 1
         self.transformer = TokenDecoder(c)
-        self.decpose, self.decshape, self.deccam = nn.Linear(c.dim, joints * 6), nn.Linear(c.dim, 10), nn.Linear(c.dim, 3)
+        self.decpose, self.decshape, self.deccam = (
+            nn.Linear(c.dim, joints * 6),
+            nn.Linear(c.dim, 10),
+            nn.Linear(c.dim, 3),
+        )
         self.register_buffer("init_hand_pose", torch.zeros(1, joints * 6))
         self.register_buffer("init_betas", torch.zeros(1, 10))
         self.register_buffer("init_cam", torch.zeros(1, 3))
@@ -230,13 +250,24 @@ class ManoHead(nn.Module):
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         b = features.shape[0]
         context = features.flatten(2).transpose(1, 2)  # b c h w -> b (h w) c
-        pose, betas, cam = (t.expand(b, -1) for t in (self.init_hand_pose, self.init_betas, self.init_cam))
+        pose, betas, cam = (
+            t.expand(b, -1) for t in (self.init_hand_pose, self.init_betas, self.init_cam)
+        )
         token = features.new_zeros(b, 1, 1)
         for _ in range(self.config.ief_iters):
             out = self.transformer(token, context).squeeze(1)
-            pose, betas, cam = self.decpose(out) + pose, self.decshape(out) + betas, self.deccam(out) + cam
+            pose, betas, cam = (
+                self.decpose(out) + pose,
+                self.decshape(out) + betas,
+                self.deccam(out) + cam,
+            )
         rotations = rot6d_to_rotmat(pose).view(b, -1, 3, 3)
-        return {"global_orient": rotations[:, :1], "hand_pose": rotations[:, 1:], "betas": betas, "cam": cam}
+        return {
+            "global_orient": rotations[:, :1],
+            "hand_pose": rotations[:, 1:],
+            "betas": betas,
+            "cam": cam,
+        }
 
 
 def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
@@ -276,10 +307,14 @@ def hamer_state_dict(path: Path) -> dict[str, torch.Tensor]:
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise PrepError(f"{path.name} has no state_dict: is it a HaMeR (Lightning) checkpoint?")
-    return {k: v for k, v in state.items() if k.startswith(PREFIXES) and isinstance(v, torch.Tensor)}
+    return {
+        k: v for k, v in state.items() if k.startswith(PREFIXES) and isinstance(v, torch.Tensor)
+    }
 
 
-def load_hamer(checkpoint_path: str | Path, config: HamerConfig | str | Path | None = None) -> Hamer:
+def load_hamer(
+    checkpoint_path: str | Path, config: HamerConfig | str | Path | None = None
+) -> Hamer:
     """Our HaMeR with the checkpoint's weights, loaded strictly (every name and shape must
     match); in eval mode on the CPU."""
     if config is not None and not isinstance(config, HamerConfig):
@@ -291,21 +326,34 @@ def load_hamer(checkpoint_path: str | Path, config: HamerConfig | str | Path | N
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
     if missing or unexpected or wrong:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
-                 f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
-                 f"{len(wrong)} with other shapes (e.g. {wrong[0]}: {tuple(state[wrong[0]].shape)} "
-                 f"vs {tuple(expected[wrong[0]].shape)})" if wrong else ""]  # fmt: skip
-        raise PrepError(f"{Path(checkpoint_path).name} does not fit this HaMeR configuration: "
-                        + "; ".join(p for p in parts if p) + " (pass --hamer-config for other sizes)")  # fmt: skip
+        parts = [
+            f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+            f"{len(wrong)} with other shapes (e.g. {wrong[0]}: {tuple(state[wrong[0]].shape)} "
+            f"vs {tuple(expected[wrong[0]].shape)})"
+            if wrong
+            else "",
+        ]
+        raise PrepError(
+            f"{Path(checkpoint_path).name} does not fit this HaMeR configuration: "
+            + "; ".join(p for p in parts if p)
+            + " (pass --hamer-config for other sizes)"
+        )
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-def convert_to_safetensors(checkpoint_path: Path, target: Path, config: HamerConfig | None = None) -> Path:
+def convert_to_safetensors(
+    checkpoint_path: Path, target: Path, config: HamerConfig | None = None
+) -> Path:
     """A one-time conversion: only the weights HaMeR features need, in a pickle-free file."""
     from safetensors.torch import save_file
 
     model = load_hamer(checkpoint_path, config)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(target), metadata={"config": json.dumps(model.config.as_dict()), "source": checkpoint_path.name})
+    save_file(
+        state,
+        str(target),
+        metadata={"config": json.dumps(model.config.as_dict()), "source": checkpoint_path.name},
+    )
     return target

@@ -34,7 +34,9 @@ def load_hand_keypoints(folder: Path, sample_id: str) -> np.ndarray:
         return np.stack([points[:, WHOLEBODY_HANDS[0]], points[:, WHOLEBODY_HANDS[1]]], axis=1)
     if points.ndim == 4 and points.shape[1] == 2 and points.shape[3] == 3:
         return points
-    raise DecodeError(f"hand keypoints {path.name}: shape {points.shape} is neither [T, 133, 3] nor [T, 2, K, 3]")
+    raise DecodeError(
+        f"hand keypoints {path.name}: shape {points.shape} is neither [T, 133, 3] nor [T, 2, K, 3]"
+    )
 
 
 def keypoint_rows(points: np.ndarray, width: int, height: int, min_confidence: float) -> np.ndarray:
@@ -48,7 +50,11 @@ def keypoint_rows(points: np.ndarray, width: int, height: int, min_confidence: f
             rows[i, slot, :3] = (1.0, SOURCE_KEYPOINTS, valid[:, 2].mean())
             rows[i, slot, BOX] = (*valid[:, :2].min(0), *valid[:, :2].max(0))
             if frame.shape[1] == LANDMARKS:
-                xyz = np.concatenate([frame[slot, :, :2], np.zeros((LANDMARKS, 1), np.float32)], axis=1)
+                xyz = np.concatenate(
+                    [frame[slot, :, :2], np.zeros((LANDMARKS, 1), np.float32)], axis=1
+                )
                 rows[i, slot, 7 : 7 + LANDMARKS * 3] = xyz.reshape(-1)
-                rows[i, slot, 7 + LANDMARKS * 3 :] = (frame[slot, :, :2] / (width, height)).reshape(-1)
+                rows[i, slot, 7 + LANDMARKS * 3 :] = (frame[slot, :, :2] / (width, height)).reshape(
+                    -1
+                )
     return rows

@@ -104,7 +104,11 @@ class ManifestStage(Stage):
             rejected.extend([quarantined] if quarantined else [])
         write_parquet(m.to_table(rows, m.MANIFEST_SCHEMA), workdir / UNIT_ROWS)
         write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
-        return {"ok": len(rows), "quarantined": len(rejected), "frames": sum(r["num_frames"] for r in rows)}
+        return {
+            "ok": len(rows),
+            "quarantined": len(rejected),
+            "frames": sum(r["num_frames"] for r in rows),
+        }
 
     def finalize(self, units: list[WorkUnit]) -> dict[str, Any]:
         meta = self.provenance()
@@ -117,16 +121,32 @@ class ManifestStage(Stage):
         reasons = pa.concat_tables(quarantine).to_pylist()
         for split in sorted({u.split for u in units}, key=m.split_order):
             table = pa.concat_tables(tables[split]).replace_schema_metadata(None)
-            write_parquet(m.to_table(table.to_pylist(), m.MANIFEST_SCHEMA, meta), self.layout.split_table(self.name, split))
+            write_parquet(
+                m.to_table(table.to_pylist(), m.MANIFEST_SCHEMA, meta),
+                self.layout.split_table(self.name, split),
+            )
             splits[split] = self._split_summary(split, table, reasons)
-        write_parquet(m.to_table(reasons, m.QUARANTINE_SCHEMA, meta), self.layout.quarantine_table(self.name))
-        return {"splits": splits, "outputs": str(self.layout.stage_dir(self.name)), "frame_selection": meta["frame_selection"]}
+        write_parquet(
+            m.to_table(reasons, m.QUARANTINE_SCHEMA, meta), self.layout.quarantine_table(self.name)
+        )
+        return {
+            "splits": splits,
+            "outputs": str(self.layout.stage_dir(self.name)),
+            "frame_selection": meta["frame_selection"],
+        }
 
     def provenance(self) -> dict[str, Any]:
         meta = m.provenance(self.name, self.version, self.options_dict())
-        base_from_root = os.path.relpath(self.base_dir, self.run_config.root)  # m.source_base reverses it
-        meta.update({"dataset": self.run_config.dataset, "frame_selection": self.options.selection().as_dict(),
-                     "base_from_root": Path(base_from_root).as_posix()})  # fmt: skip
+        base_from_root = os.path.relpath(
+            self.base_dir, self.run_config.root
+        )  # m.source_base reverses it
+        meta.update(
+            {
+                "dataset": self.run_config.dataset,
+                "frame_selection": self.options.selection().as_dict(),
+                "base_from_root": Path(base_from_root).as_posix(),
+            }
+        )
         return meta
 
     def _split_summary(self, split: str, table: pa.Table, quarantine: list[dict]) -> dict[str, Any]:

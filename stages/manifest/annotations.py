@@ -10,8 +10,12 @@ from typing import Iterator
 
 from pipeline.errors import PrepError
 
-MAX_FIELD_CHARS = 128 * 1024  # a longer field is a broken row (a quote never closed), not a sentence
-_PARSER_FIELD_LIMIT = 64 * 1024 * 1024  # let csv read it whole, so the row can be rejected by itself
+MAX_FIELD_CHARS = (
+    128 * 1024
+)  # a longer field is a broken row (a quote never closed), not a sentence
+_PARSER_FIELD_LIMIT = (
+    64 * 1024 * 1024
+)  # let csv read it whole, so the row can be rejected by itself
 
 
 def _read(path: Path) -> bytes:
@@ -43,9 +47,17 @@ def csv_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str | None]]:
         if not any(f.strip() for f in fields):
             continue
         if any("\udc80" <= ch <= "\udcff" for f in fields for ch in f):
-            yield number, [f.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for f in fields], "undecodable"
+            yield (
+                number,
+                [f.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for f in fields],
+                "undecodable",
+            )
         elif max(len(f) for f in fields) > MAX_FIELD_CHARS:
-            yield number, fields, f"invalid: a field of {max(len(f) for f in fields)} characters (limit {MAX_FIELD_CHARS})"
+            yield (
+                number,
+                fields,
+                f"invalid: a field of {max(len(f) for f in fields)} characters (limit {MAX_FIELD_CHARS})",
+            )
         else:
             yield number, fields, None
 

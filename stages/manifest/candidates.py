@@ -18,14 +18,18 @@ SAFE_SPLIT = re.compile(r"^[a-z0-9_\-]+$")
 UNASSIGNED_SPLIT = "unassigned"  # where samples with no usable split name are counted
 
 
-def candidate(sample_id: str, split: str, source_path: str, translation: str | None, **extra: Any) -> dict:
+def candidate(
+    sample_id: str, split: str, source_path: str, translation: str | None, **extra: Any
+) -> dict:
     row = {"id": sample_id, "split": split, "source_path": source_path, "translation": translation}
     row.update(extra)
     row.setdefault("reject", None)
     return row
 
 
-def rejected(sample_id: str, split: str, reason: str, detail: str, source_path: str | None = None) -> dict:
+def rejected(
+    sample_id: str, split: str, reason: str, detail: str, source_path: str | None = None
+) -> dict:
     return candidate(sample_id, split, source_path or "", None, reject=[reason, detail])
 
 
@@ -65,7 +69,9 @@ def check_candidates(candidates: Iterable[dict], root: Path | None = None) -> li
     """
     seen: dict[str, str] = {}
     checked = []
-    for cand in sorted(candidates, key=lambda c: m.split_order(c["split"])):  # stable: keeps file order
+    for cand in sorted(
+        candidates, key=lambda c: m.split_order(c["split"])
+    ):  # stable: keeps file order
         split_issue = _contain_split(cand)
         if cand["reject"] is None:
             cand["reject"] = _first_problem(cand, seen, root, split_issue)
@@ -85,7 +91,9 @@ def _contain_split(cand: dict) -> str | None:
     return problem
 
 
-def _first_problem(cand: dict, seen: dict[str, str], root: Path | None, split_issue: str | None) -> list[str] | None:
+def _first_problem(
+    cand: dict, seen: dict[str, str], root: Path | None, split_issue: str | None
+) -> list[str] | None:
     problem = id_problem(cand["id"])
     if problem:
         return [m.UNSAFE_ID, problem]

@@ -19,7 +19,9 @@ def read_csl_daily(root: Path, descriptor: Descriptor) -> tuple[Path, list[dict]
     split_path = root / descriptor.layout["split_file"]
     for path in (labels_path, split_path):
         if not path.is_file():
-            raise PrepError(f"layout not recognised: {path.relative_to(root)} not found under {root}")
+            raise PrepError(
+                f"layout not recognised: {path.relative_to(root)} not found under {root}"
+            )
     info = _label_entries(load_data_pickle(labels_path), labels_path)
     frames = _frames_pattern(root, descriptor)
     candidates = []
@@ -28,13 +30,23 @@ def read_csl_daily(root: Path, descriptor: Descriptor) -> tuple[Path, list[dict]
         if fields == ["name", "split"]:
             continue
         if not ok or len(fields) != 2:
-            reason, detail = (m.UNDECODABLE_TEXT, "is not valid UTF-8") if not ok else (m.INVALID_FIELD, "is not name|split")
-            candidates.append(rejected(fields[0], "unassigned", reason, f"{split_path.name} line {number} {detail}"))
+            reason, detail = (
+                (m.UNDECODABLE_TEXT, "is not valid UTF-8")
+                if not ok
+                else (m.INVALID_FIELD, "is not name|split")
+            )
+            candidates.append(
+                rejected(
+                    fields[0], "unassigned", reason, f"{split_path.name} line {number} {detail}"
+                )
+            )
             continue
         name, split = fields
         entry = info.get(name)
         if entry is None:
-            candidates.append(rejected(name, split, m.MISSING_FIELD, "no entry in the label pickle"))
+            candidates.append(
+                rejected(name, split, m.MISSING_FIELD, "no entry in the label pickle")
+            )
             continue
         candidates.append(_candidate(name, split, entry, frames))
     return root, candidates

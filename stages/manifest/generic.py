@@ -24,7 +24,9 @@ NUMERIC = ("fps", "start", "end")
 def read_generic(root: Path, descriptor: object = None) -> tuple[Path, list[dict]]:
     """Returns (folder that relative paths start from, candidates in file order)."""
     if root.is_dir():
-        raise PrepError(f"--root for the generic dataset must be a .csv or .jsonl file, got a folder: {root}")
+        raise PrepError(
+            f"--root for the generic dataset must be a .csv or .jsonl file, got a folder: {root}"
+        )
     if not root.is_file():
         raise PrepError(f"annotation file not found: {root}")
     if root.suffix.lower() == ".csv":
@@ -47,7 +49,14 @@ def _csv_records(path: Path):
     for number, fields, problem in rows:
         where = f"{path.name} line {number}"
         if problem and problem.startswith("invalid"):
-            yield where, {"__invalid__": problem.removeprefix("invalid: "), **dict(zip(header, fields or []))}, True
+            yield (
+                where,
+                {
+                    "__invalid__": problem.removeprefix("invalid: "),
+                    **dict(zip(header, fields or [])),
+                },
+                True,
+            )
         else:
             yield where, dict(zip(header, fields)), problem is None
 
@@ -81,13 +90,26 @@ def _candidate(where: str, record: dict, decoded_ok: bool) -> dict:
         try:
             numbers[name] = float(raw) if raw else None
         except ValueError:
-            return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: {name}={raw!r} is not a number")
+            return rejected(
+                sample_id, split, m.INVALID_FIELD, f"{where}: {name}={raw!r} is not a number"
+            )
         if numbers[name] is not None and (not math.isfinite(numbers[name]) or numbers[name] < 0):
-            return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: {name}={raw!r} is out of range")
+            return rejected(
+                sample_id, split, m.INVALID_FIELD, f"{where}: {name}={raw!r} is out of range"
+            )
     low, high = m.FPS_RANGE
     if numbers["fps"] is not None and not low <= numbers["fps"] <= high:
-        return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: fps={numbers['fps']:g} outside {low}-{high}")
-    if numbers["start"] is not None and numbers["end"] is not None and numbers["end"] <= numbers["start"]:
+        return rejected(
+            sample_id,
+            split,
+            m.INVALID_FIELD,
+            f"{where}: fps={numbers['fps']:g} outside {low}-{high}",
+        )
+    if (
+        numbers["start"] is not None
+        and numbers["end"] is not None
+        and numbers["end"] <= numbers["start"]
+    ):
         return rejected(sample_id, split, m.INVALID_FIELD, f"{where}: end is not after start")
     path = record["path"].strip()
     return candidate(

@@ -31,7 +31,9 @@ def read_phoenix14t(root: Path, descriptor: Descriptor) -> tuple[Path, list[dict
     files = {s: base / descriptor.layout["annotations"].format(split=s) for s in SPLITS}
     present = {s: f for s, f in files.items() if f.is_file()}
     if not present:
-        raise PrepError(f"layout not recognised: none of {', '.join(f.name for f in files.values())} found")
+        raise PrepError(
+            f"layout not recognised: none of {', '.join(f.name for f in files.values())} found"
+        )
     candidates = []
     for split, path in present.items():
         candidates.extend(_read_split(base, split, path, descriptor))
@@ -50,7 +52,11 @@ def _read_split(base: Path, split: str, path: Path, descriptor: Descriptor) -> l
         if not ok:
             out.append(rejected(name, split, m.UNDECODABLE_TEXT, f"{where} is not valid UTF-8"))
         elif len(fields) != len(HEADER):
-            out.append(rejected(name, split, m.INVALID_FIELD, f"{where} has {len(fields)} fields, expected 7"))
+            out.append(
+                rejected(
+                    name, split, m.INVALID_FIELD, f"{where} has {len(fields)} fields, expected 7"
+                )
+            )
         else:
             row = dict(zip(HEADER, (f.strip() for f in fields)))
             out.append(

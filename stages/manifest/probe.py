@@ -55,7 +55,15 @@ def probe(cand: dict, ctx: ProbeContext) -> tuple[dict | None, dict | None]:
         detail = rejection.detail
         if cand["id"] in ctx.known_defects:
             detail = f"{detail} (known defect: {ctx.known_defects[cand['id']]})"
-        row = m.quarantine_row(cand["id"], cand["split"], ctx.dataset, "manifest", rejection.reason, detail, cand["source_path"] or None)
+        row = m.quarantine_row(
+            cand["id"],
+            cand["split"],
+            ctx.dataset,
+            "manifest",
+            rejection.reason,
+            detail,
+            cand["source_path"] or None,
+        )
         return None, row
 
 
@@ -71,7 +79,9 @@ def _probe(cand: dict, ctx: ProbeContext) -> dict:
         kind, source, fingerprint = "video", *_probe_video(path, fps, cand, ctx)
     _check_counts(source.num_frames, cand, ctx)
     if not MIN_FPS <= source.fps <= MAX_FPS:
-        raise Rejection(m.INVALID_FIELD, f"frame rate {source.fps:g} outside {MIN_FPS}-{MAX_FPS} fps")
+        raise Rejection(
+            m.INVALID_FIELD, f"frame rate {source.fps:g} outside {MIN_FPS}-{MAX_FPS} fps"
+        )
     language = cand.get("language") or ctx.language
     if not language:
         raise Rejection(m.MISSING_FIELD, "no language given by the sample or the dataset")
@@ -97,7 +107,9 @@ def _probe(cand: dict, ctx: ProbeContext) -> dict:
     }
 
 
-def _probe_folder(folder: Path, fps: float | None, cand: dict, ctx: ProbeContext) -> tuple[FrameFolderSource, str]:
+def _probe_folder(
+    folder: Path, fps: float | None, cand: dict, ctx: ProbeContext
+) -> tuple[FrameFolderSource, str]:
     files = list_frame_files(folder)
     if not files:
         raise Rejection(m.MISSING_FRAMES, f"no frame images at {cand['source_path']}")
@@ -119,7 +131,9 @@ def _probe_folder(folder: Path, fps: float | None, cand: dict, ctx: ProbeContext
     return source, _folder_fingerprint(files, cand)
 
 
-def _probe_video(path: Path, fps: float | None, cand: dict, ctx: ProbeContext) -> tuple[VideoFileSource, str]:
+def _probe_video(
+    path: Path, fps: float | None, cand: dict, ctx: ProbeContext
+) -> tuple[VideoFileSource, str]:
     try:
         source = VideoFileSource(path, fps, cand.get("start"), cand.get("end"))
         _check_segment(source, cand)
@@ -143,7 +157,10 @@ def _check_segment(source: VideoFileSource, cand: dict) -> None:
     for name in ("start", "end"):
         value = cand.get(name)
         if value is not None and value > length + frame + 1e-6:
-            raise Rejection(m.SEGMENT_OUT_OF_RANGE, f"segment {name} {value:g} s is past the video's end at {length:.3f} s")
+            raise Rejection(
+                m.SEGMENT_OUT_OF_RANGE,
+                f"segment {name} {value:g} s is past the video's end at {length:.3f} s",
+            )
 
 
 def _spot_check(source: Any, deep: bool) -> None:
@@ -184,10 +201,14 @@ def image_structure_problem(path: Path) -> str | None:
 
 def _check_counts(num_frames: int, cand: dict, ctx: ProbeContext) -> None:
     if num_frames < ctx.min_frames:
-        raise Rejection(m.TOO_FEW_FRAMES, f"{num_frames} frame(s), fewer than --min-frames {ctx.min_frames}")
+        raise Rejection(
+            m.TOO_FEW_FRAMES, f"{num_frames} frame(s), fewer than --min-frames {ctx.min_frames}"
+        )
     expected = cand.get("expected_frames")
     if expected is not None and abs(expected - num_frames) > ctx.frame_count_tolerance:
-        raise Rejection(m.FRAME_COUNT_MISMATCH, f"annotation says {expected} frames, found {num_frames}")
+        raise Rejection(
+            m.FRAME_COUNT_MISMATCH, f"annotation says {expected} frames, found {num_frames}"
+        )
 
 
 def _folder_fingerprint(files: list[Path], cand: dict) -> str:

@@ -32,10 +32,18 @@ UNIT_ROWS = "rows.parquet"
 UNIT_QUARANTINE = "quarantine.parquet"
 STRINGS = pa.list_(pa.string())
 SCHEMA = pa.schema(
-    [("id", pa.string()), ("split", pa.string()), ("language", pa.string()), ("translation", pa.string()),
-     ("tokens", STRINGS), ("lemmas", STRINGS), ("upos", STRINGS), ("pseudo_glosses", STRINGS),
-     ("pseudo_gloss_ids", pa.list_(pa.int32()))]
-)  # fmt: skip
+    [
+        ("id", pa.string()),
+        ("split", pa.string()),
+        ("language", pa.string()),
+        ("translation", pa.string()),
+        ("tokens", STRINGS),
+        ("lemmas", STRINGS),
+        ("upos", STRINGS),
+        ("pseudo_glosses", STRINGS),
+        ("pseudo_gloss_ids", pa.list_(pa.int32())),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,9 @@ class PseudoGlossStage(Stage):
     def plan(self) -> list[WorkUnit]:
         units = []
         for split in m.manifest_splits(self.layout):
-            table = m.read_table(self.layout.split_table("manifest", split)).select(["id", "language", "translation"])
+            table = m.read_table(self.layout.split_table("manifest", split)).select(
+                ["id", "language", "translation"]
+            )
             units += slice_units(split, table.to_pylist(), self.options.unit_size)
         return units
 
@@ -77,17 +87,32 @@ class PseudoGlossStage(Stage):
         for language, items in sorted(by_language.items()):
             if language not in OFFLINE_LANGUAGES and not self.options.spacy_model:
                 detail = f"no offline pipeline for language {language!r}; give --spacy-model"
-                rejected += [m.quarantine_row(i["id"], unit.split, self.run_config.dataset, self.name,
-                                              UNSUPPORTED_LANGUAGE, detail) for i in items]  # fmt: skip
+                rejected += [
+                    m.quarantine_row(
+                        i["id"],
+                        unit.split,
+                        self.run_config.dataset,
+                        self.name,
+                        UNSUPPORTED_LANGUAGE,
+                        detail,
+                    )
+                    for i in items
+                ]
                 continue
             rows += self._annotate(unit.split, language, items)
         order = {item["id"]: position for position, item in enumerate(unit.items)}
-        rows.sort(key=lambda row: order[row["id"]])  # manifest order, whatever the language grouping
+        rows.sort(
+            key=lambda row: order[row["id"]]
+        )  # manifest order, whatever the language grouping
         write_parquet(m.to_table(rows, SCHEMA), workdir / UNIT_ROWS)
         write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
         empty = sum(1 for r in rows if not r["pseudo_glosses"])
-        return {"ok": len(rows), "quarantined": len(rejected), "empty": empty,
-                "tokens": sum(len(r["tokens"]) for r in rows)}  # fmt: skip
+        return {
+            "ok": len(rows),
+            "quarantined": len(rejected),
+            "empty": empty,
+            "tokens": sum(len(r["tokens"]) for r in rows),
+        }
 
     def _annotate(self, split: str, language: str, items: list[dict]) -> list[dict]:
         nlp = self._pipeline(language)
@@ -107,10 +132,15 @@ class PseudoGlossStage(Stage):
         lemmas = [(t.text if language == "zh" else (t.lemma_ or t.text)).lower() for t in tokens]
         upos = [t.pos_ or "X" for t in tokens]
         return {
-            "id": item["id"], "split": split, "language": language, "translation": item["translation"],
-            "tokens": [t.text for t in tokens], "lemmas": lemmas, "upos": upos,
+            "id": item["id"],
+            "split": split,
+            "language": language,
+            "translation": item["translation"],
+            "tokens": [t.text for t in tokens],
+            "lemmas": lemmas,
+            "upos": upos,
             "pseudo_glosses": [lemma for lemma, pos in zip(lemmas, upos) if pos in KEPT_UPOS],
-        }  # fmt: skip
+        }
 
     def finalize(self, units: list[WorkUnit]) -> dict[str, Any]:
         tables: dict[str, list[dict]] = defaultdict(list)
@@ -119,7 +149,9 @@ class PseudoGlossStage(Stage):
             tables[unit.split] += m.read_table(folder / UNIT_ROWS).to_pylist()
             quarantine += m.read_table(folder / UNIT_QUARANTINE).to_pylist()
         train = tables.get("train", [])
-        vocabulary = build_vocabulary(((r["translation"], r["pseudo_glosses"]) for r in train), self.options.max_gloss_share)
+        vocabulary = build_vocabulary(
+            ((r["translation"], r["pseudo_glosses"]) for r in train), self.options.max_gloss_share
+        )
         prototypes = self._prototypes(train, vocabulary.glosses)
         meta = self._provenance(vocabulary, prototypes.source)
         splits = {}
@@ -129,18 +161,34 @@ class PseudoGlossStage(Stage):
                 row["pseudo_gloss_ids"] = vocabulary.encode(row["pseudo_glosses"])
             write_parquet(m.to_table(rows, SCHEMA, meta), self.layout.split_table(self.name, split))
             reasons = Counter(q["reason"] for q in quarantine if q["split"] == split)
-            splits[split] = {"samples": len(rows), "quarantined": dict(sorted(reasons.items())),
-                             "empty_sequences": sum(1 for r in rows if not r["pseudo_glosses"]),
-                             "oov_rate": oov_rate(vocabulary, (r["pseudo_glosses"] for r in rows))}  # fmt: skip
-        write_parquet(m.to_table(quarantine, m.QUARANTINE_SCHEMA, meta), self.layout.quarantine_table(self.name))
-        atomic_write_json(self.layout.stage_dir(self.name) / "vocab.json", {"provenance": meta, "glosses": vocabulary.rows()})
+            splits[split] = {
+                "samples": len(rows),
+                "quarantined": dict(sorted(reasons.items())),
+                "empty_sequences": sum(1 for r in rows if not r["pseudo_glosses"]),
+                "oov_rate": oov_rate(vocabulary, (r["pseudo_glosses"] for r in rows)),
+            }
+        write_parquet(
+            m.to_table(quarantine, m.QUARANTINE_SCHEMA, meta),
+            self.layout.quarantine_table(self.name),
+        )
+        atomic_write_json(
+            self.layout.stage_dir(self.name) / "vocab.json",
+            {"provenance": meta, "glosses": vocabulary.rows()},
+        )
         buffer = io.BytesIO()
         np.save(buffer, prototypes.matrix)
         atomic_write_bytes(self.layout.stage_dir(self.name) / "prototypes.npy", buffer.getvalue())
-        return {"splits": splits, "outputs": str(self.layout.stage_dir(self.name)),
-                "vocabulary_size": len(vocabulary.glosses), "dropped_by_frequency": list(vocabulary.dropped),
-                "prototypes": {"shape": list(prototypes.matrix.shape), "source": prototypes.source,
-                               "missing_vectors": prototypes.missing}}  # fmt: skip
+        return {
+            "splits": splits,
+            "outputs": str(self.layout.stage_dir(self.name)),
+            "vocabulary_size": len(vocabulary.glosses),
+            "dropped_by_frequency": list(vocabulary.dropped),
+            "prototypes": {
+                "shape": list(prototypes.matrix.shape),
+                "source": prototypes.source,
+                "missing_vectors": prototypes.missing,
+            },
+        }
 
     def _prototypes(self, train: list[dict], glosses: tuple[str, ...]):
         if self.options.fasttext:
@@ -149,12 +197,17 @@ class PseudoGlossStage(Stage):
 
     def _provenance(self, vocabulary, prototype_source: str) -> dict[str, Any]:
         meta = m.provenance(self.name, self.version, self.options_dict())
-        meta.update({
-            "dataset": self.run_config.dataset,
-            "pipelines": {lang: pipeline_name(lang, self.options.spacy_model) for lang in OFFLINE_LANGUAGES},
-            "kept_upos": sorted(KEPT_UPOS),
-            "max_gloss_share": self.options.max_gloss_share,
-            "train_unique_sentences": vocabulary.unique_sentences,
-            "prototype_source": prototype_source,
-        })  # fmt: skip
+        meta.update(
+            {
+                "dataset": self.run_config.dataset,
+                "pipelines": {
+                    lang: pipeline_name(lang, self.options.spacy_model)
+                    for lang in OFFLINE_LANGUAGES
+                },
+                "kept_upos": sorted(KEPT_UPOS),
+                "max_gloss_share": self.options.max_gloss_share,
+                "train_unique_sentences": vocabulary.unique_sentences,
+                "prototype_source": prototype_source,
+            }
+        )
         return meta

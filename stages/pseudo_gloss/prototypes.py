@@ -23,7 +23,13 @@ BUCKETS = 20000
 # fastText's default rate first, three times: its "Encountered NaN" check can also fire
 # spuriously (seen once in CI on a 3-sentence corpus, not reproducible), and a retry at the same
 # rate gives the same vectors; lower rates only for real divergence on tiny corpora.
-LEARNING_RATES = (0.05, 0.05, 0.05, 0.01, 0.001)  # fastText's default 2M buckets make a 2.4 GB model for a few thousand words
+LEARNING_RATES = (
+    0.05,
+    0.05,
+    0.05,
+    0.01,
+    0.001,
+)  # fastText's default 2M buckets make a 2.4 GB model for a few thousand words
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,9 @@ class Prototypes:
 
 def prototypes_from_user_vectors(path: Path, glosses: Sequence[str]) -> Prototypes:
     if not path.is_file():
-        raise PrepError(f"--fasttext file not found: {path} (give a cc.<lang>.300.bin or .vec file)")
+        raise PrepError(
+            f"--fasttext file not found: {path} (give a cc.<lang>.300.bin or .vec file)"
+        )
     if path.suffix == ".vec":
         vectors = read_vec(path, set(glosses))
         dim = len(next(iter(vectors.values()))) if vectors else DIM
@@ -47,7 +55,9 @@ def prototypes_from_user_vectors(path: Path, glosses: Sequence[str]) -> Prototyp
     return Prototypes(_stack(rows, model.get_dimension()), f"user:{path.name}", 0)
 
 
-def prototypes_from_corpus(sentences: Iterable[Sequence[str]], glosses: Sequence[str], dim: int = DIM) -> Prototypes:
+def prototypes_from_corpus(
+    sentences: Iterable[Sequence[str]], glosses: Sequence[str], dim: int = DIM
+) -> Prototypes:
     """Train skipgram vectors on the given token sequences (one thread: reproducible bytes).
 
     Training runs in a fresh child process: in a process that has already run other native
@@ -59,7 +69,11 @@ def prototypes_from_corpus(sentences: Iterable[Sequence[str]], glosses: Sequence
         corpus.write_text("\n".join(" ".join(s) for s in sentences if s) + "\n", encoding="utf-8")
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             rows = pool.submit(trained_vectors, corpus, dim, list(glosses)).result()
-    return Prototypes(_stack(list(rows), dim), f"fasttext-skipgram-trained-on-train(dim={dim},thread=1,bucket={BUCKETS})", 0)
+    return Prototypes(
+        _stack(list(rows), dim),
+        f"fasttext-skipgram-trained-on-train(dim={dim},thread=1,bucket={BUCKETS})",
+        0,
+    )
 
 
 def trained_vectors(corpus: Path, dim: int, glosses: list[str]) -> np.ndarray:
@@ -67,19 +81,33 @@ def trained_vectors(corpus: Path, dim: int, glosses: list[str]) -> np.ndarray:
     import fasttext
 
     model = _train(fasttext, corpus, dim)
-    return np.stack([model.get_word_vector(g) for g in glosses]) if glosses else np.zeros((0, dim), np.float32)
+    return (
+        np.stack([model.get_word_vector(g) for g in glosses])
+        if glosses
+        else np.zeros((0, dim), np.float32)
+    )
 
 
 def _train(fasttext, corpus: Path, dim: int):
     """Skipgram training, retried on fastText's "Encountered NaN" with the rates above in order."""
     for rate in LEARNING_RATES:
         try:
-            return fasttext.train_unsupervised(str(corpus), model="skipgram", dim=dim, thread=1, minCount=1,
-                                               bucket=BUCKETS, lr=rate, verbose=0)  # fmt: skip
+            return fasttext.train_unsupervised(
+                str(corpus),
+                model="skipgram",
+                dim=dim,
+                thread=1,
+                minCount=1,
+                bucket=BUCKETS,
+                lr=rate,
+                verbose=0,
+            )
         except RuntimeError as exc:
             if "NaN" not in str(exc):
                 raise
-    raise PrepError("fastText training diverged on this training split; give vectors with --fasttext")
+    raise PrepError(
+        "fastText training diverged on this training split; give vectors with --fasttext"
+    )
 
 
 def read_vec(path: Path, wanted: set[str]) -> dict[str, np.ndarray]:

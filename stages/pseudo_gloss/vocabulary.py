@@ -30,11 +30,15 @@ class Vocabulary:
         return [table.get(g, OOV_ID) for g in sequence]
 
     def rows(self) -> list[dict]:
-        return [{"id": i, "gloss": g, "count": self.counts[g], "sentences": self.sentence_counts[g]}
-                for i, g in enumerate(self.glosses, start=1)]  # fmt: skip
+        return [
+            {"id": i, "gloss": g, "count": self.counts[g], "sentences": self.sentence_counts[g]}
+            for i, g in enumerate(self.glosses, start=1)
+        ]
 
 
-def build_vocabulary(train: Iterable[tuple[str, Sequence[str]]], max_sentence_share: float | None) -> Vocabulary:
+def build_vocabulary(
+    train: Iterable[tuple[str, Sequence[str]]], max_sentence_share: float | None
+) -> Vocabulary:
     """``train`` yields (translation, pseudo-glosses). With ``max_sentence_share`` (Sign2GPT: 0.4),
     a gloss found in at least that share of the unique training sentences is dropped."""
     counts: Counter[str] = Counter()
@@ -45,7 +49,11 @@ def build_vocabulary(train: Iterable[tuple[str, Sequence[str]]], max_sentence_sh
     sentence_counts: Counter[str] = Counter(g for glosses in per_sentence.values() for g in glosses)
     unique = len(per_sentence)
     dropped = sorted(
-        g for g in counts if max_sentence_share is not None and unique and sentence_counts[g] / unique >= max_sentence_share
+        g
+        for g in counts
+        if max_sentence_share is not None
+        and unique
+        and sentence_counts[g] / unique >= max_sentence_share
     )
     kept = tuple(sorted(set(counts) - set(dropped)))
     return Vocabulary(kept, dict(counts), dict(sentence_counts), tuple(dropped), unique)

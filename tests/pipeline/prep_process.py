@@ -14,9 +14,12 @@ from tests.conftest import REPO
 
 def prep_env(**extra: str) -> dict[str, str]:
     """The test's environment without launcher variables, one compute thread per process."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-           and not k.startswith("SLURM_")}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+        and not k.startswith("SLURM_")
+    }
     env.update({"OMP_NUM_THREADS": "1", "PREP_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
@@ -26,18 +29,34 @@ def prep_command(*args: object) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli", *(str(a) for a in args)]
 
 
-def run_prep(*args: object, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_prep(
+    *args: object, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     return run_command(prep_command(*args), env=env, timeout=timeout)
 
 
-def run_command(command: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=REPO, env=env or prep_env(), capture_output=True, text=True, timeout=timeout,
-                          check=False)
+def run_command(
+    command: list[str], env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command,
+        cwd=REPO,
+        env=env or prep_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_prep(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(prep_command(*args), cwd=REPO, env=env or prep_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        prep_command(*args),
+        cwd=REPO,
+        env=env or prep_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def free_port() -> int:

@@ -22,16 +22,36 @@ REPO_FLAGS = ("--dataset", "phoenix14t", "--quiet")
 def test_an_os_error_is_one_line_and_a_traceback_only_with_debug(tmp_path, phoenix_template):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = prep("run", "--stage", "manifest", "--root", phoenix_template, "--out", blocker / "out", *REPO_FLAGS)
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--root",
+        phoenix_template,
+        "--out",
+        blocker / "out",
+        *REPO_FLAGS,
+    )
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("prep: error: Not a directory") and str(blocker) in line
-    debug = prep("--debug", "run", "--stage", "manifest", "--root", phoenix_template, "--out", blocker / "out",
-                 *REPO_FLAGS)  # fmt: skip
+    debug = prep(
+        "--debug",
+        "run",
+        "--stage",
+        "manifest",
+        "--root",
+        phoenix_template,
+        "--out",
+        blocker / "out",
+        *REPO_FLAGS,
+    )
     assert debug.exit_code != 0 and isinstance(debug.exception, NotADirectoryError)
 
 
-def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, phoenix_template, monkeypatch):
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
+    tmp_path, phoenix_template, monkeypatch
+):
     real_fsync, calls = storage.os.fsync, []
 
     def full_disk(fd):
@@ -42,7 +62,18 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, phoenix_
 
     monkeypatch.setattr(storage.os, "fsync", full_disk)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--root", phoenix_template, "--out", out, *REPO_FLAGS, "--retries", 0)
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--root",
+        phoenix_template,
+        "--out",
+        out,
+        *REPO_FLAGS,
+        "--retries",
+        0,
+    )
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert "No space left on device" in line
@@ -52,13 +83,34 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, phoenix_
 
 def test_sigterm_says_the_run_stopped_and_a_rerun_resumes(tmp_path, phoenix_template, tiny_dinov2):
     out = tmp_path / "out"
-    args = ("run", "--stage", "features", "--root", phoenix_template, "--out", out, "--dinov2", tiny_dinov2,
-            "--shard-clips", 3, *REPO_FLAGS)  # fmt: skip
-    process = subprocess.Popen(prep_command(*args), env=prep_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    args = (
+        "run",
+        "--stage",
+        "features",
+        "--root",
+        phoenix_template,
+        "--out",
+        out,
+        "--dinov2",
+        tiny_dinov2,
+        "--shard-clips",
+        3,
+        *REPO_FLAGS,
+    )
+    process = subprocess.Popen(
+        prep_command(*args),
+        env=prep_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     units = Layout(out).units_dir("features")
     deadline = time.monotonic() + 120
-    while not list(units.glob("*/[0-9]*/_done.json")) and process.poll() is None and time.monotonic() < deadline:
+    while (
+        not list(units.glob("*/[0-9]*/_done.json"))
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
@@ -80,23 +132,42 @@ def test_a_second_run_of_a_stage_on_the_same_out_exits_at_once(tmp_path, phoenix
     lock.parent.mkdir(parents=True)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        lock.write_text(f'{{"host": "{socket.gethostname()}", "pid": {other.pid}, "since": {time.time()}}}\n')
-        result = prep("run", "--stage", "manifest", "--root", phoenix_template, "--out", out, *REPO_FLAGS)
+        lock.write_text(
+            f'{{"host": "{socket.gethostname()}", "pid": {other.pid}, "since": {time.time()}}}\n'
+        )
+        result = prep(
+            "run", "--stage", "manifest", "--root", phoenix_template, "--out", out, *REPO_FLAGS
+        )
         assert result.exit_code == 1
         [line] = result.stderr.strip().splitlines()
-        assert f"stage manifest (rank 0) is already running on this --out: process {other.pid}" in line
+        assert (
+            f"stage manifest (rank 0) is already running on this --out: process {other.pid}" in line
+        )
         assert str(lock) in line and not (out / "manifest").exists()
     finally:
         other.kill()
         other.wait()
-    result = prep("run", "--stage", "manifest", "--root", phoenix_template, "--out", out, *REPO_FLAGS)
+    result = prep(
+        "run", "--stage", "manifest", "--root", phoenix_template, "--out", out, *REPO_FLAGS
+    )
     assert result.exit_code == 0, result.output  # the holder is gone: its lock is stale
     assert not lock.exists()
 
 
 def test_mediapipe_prints_nothing_over_the_progress_bars(tmp_path, generic_csv):
-    result = run_prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv,
-                      "--out", tmp_path / "out", "--features", "hands")  # fmt: skip
+    result = run_prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        tmp_path / "out",
+        "--features",
+        "hands",
+    )
     assert result.returncode == 0, result.stderr
     assert "W0000" not in result.stderr and "Feedback manager" not in result.stderr
     assert "XNNPACK" not in result.stderr

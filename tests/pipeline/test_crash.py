@@ -63,7 +63,9 @@ def kill_and_resume(args: tuple, out: Path, stage: str, seed: int) -> list[str]:
     wait_for(lock.exists, process)
     process.kill()
     process.wait()
-    landed.append("during the merge" if process.returncode == -9 and lock.exists() else "after the run ended")
+    landed.append(
+        "during the merge" if process.returncode == -9 and lock.exists() else "after the run ended"
+    )
     result = run_prep(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     return landed
@@ -89,20 +91,56 @@ def published_digests(out: Path, *folders: str) -> dict[str, str]:
     """Every published file; summary.json without its ``outputs`` (the absolute output folder)."""
     found = {}
     for name in folders:
-        found.update({f"{name}/{k}": v for k, v in file_digests(out / name, lambda r: r == "summary.json").items()})
+        found.update(
+            {
+                f"{name}/{k}": v
+                for k, v in file_digests(out / name, lambda r: r == "summary.json").items()
+            }
+        )
         summary = out / name / "summary.json"
         if summary.is_file():
-            found[f"{name}/summary.json"] = {k: v for k, v in json.loads(summary.read_text()).items() if k != "outputs"}
+            found[f"{name}/summary.json"] = {
+                k: v for k, v in json.loads(summary.read_text()).items() if k != "outputs"
+            }
     return found
 
 
 def test_features_survive_sigkill_anywhere(phoenix_template, tiny_dinov2, tmp_path):
     out, reference = tmp_path / "out", tmp_path / "reference"
-    args = ("run", "--stage", "features", "--dataset", "phoenix14t", "--root", phoenix_template, "--out", out,
-            "--dinov2", tiny_dinov2, "--shard-clips", 1, "--batch-size", 4, "--quiet")  # fmt: skip
+    args = (
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        phoenix_template,
+        "--out",
+        out,
+        "--dinov2",
+        tiny_dinov2,
+        "--shard-clips",
+        1,
+        "--batch-size",
+        4,
+        "--quiet",
+    )
     for folder in (out, reference):
-        assert prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", phoenix_template,
-                    "--out", folder, "--quiet").exit_code == 0  # fmt: skip
+        assert (
+            prep(
+                "run",
+                "--stage",
+                "manifest",
+                "--dataset",
+                "phoenix14t",
+                "--root",
+                phoenix_template,
+                "--out",
+                folder,
+                "--quiet",
+            ).exit_code
+            == 0
+        )
     landed = kill_and_resume(args, out, "features", seed=7)
     assert landed.count("inside a unit") >= 1 and len(landed) >= KILLS + 1, landed
     assert_units_committed_whole(out, "features")
@@ -111,23 +149,41 @@ def test_features_survive_sigkill_anywhere(phoenix_template, tiny_dinov2, tmp_pa
         folder = out / "shards" / split
         index = json.loads((folder / "index.json").read_text())
         listed = {s["url"] for s in index["shardlist"]}
-        assert listed == {p.name for p in folder.glob("*.tar")} and all(not n.startswith(".") for n in listed)
+        assert listed == {p.name for p in folder.glob("*.tar")} and all(
+            not n.startswith(".") for n in listed
+        )
         keys = Counter()
         for shard in index["shardlist"]:
-            assert hashlib.sha256((folder / shard["url"]).read_bytes()).hexdigest() == shard["sha256"]
+            assert (
+                hashlib.sha256((folder / shard["url"]).read_bytes()).hexdigest() == shard["sha256"]
+            )
             keys.update(key for key, _ in iter_tar_samples(folder / shard["url"]))
         assert keys == Counter({sample_key(r["id"]): 1 for r in manifest_rows(out, split)})
     assert prep("verify", "--out", out).exit_code == 0
     assert prep(*args[:8], reference, *args[9:]).exit_code == 0
-    assert published_digests(out, "shards", "features") == published_digests(reference, "shards", "features")
+    assert published_digests(out, "shards", "features") == published_digests(
+        reference, "shards", "features"
+    )
 
 
 def test_pseudo_glosses_survive_sigkill_anywhere(phoenix_template, tmp_path):
     out, reference = tmp_path / "out", tmp_path / "reference"
 
     def args(folder: Path) -> tuple:
-        return ("run", "--stage", "pseudo-gloss", "--dataset", "phoenix14t", "--root", phoenix_template,
-                "--out", folder, "--unit-size", 1, "--quiet")  # fmt: skip
+        return (
+            "run",
+            "--stage",
+            "pseudo-gloss",
+            "--dataset",
+            "phoenix14t",
+            "--root",
+            phoenix_template,
+            "--out",
+            folder,
+            "--unit-size",
+            1,
+            "--quiet",
+        )
 
     write_manifests(phoenix_template, out, reference)
     assert_survives_kills(args, out, reference, "pseudo-gloss", seed=11)
@@ -135,8 +191,21 @@ def test_pseudo_glosses_survive_sigkill_anywhere(phoenix_template, tmp_path):
 
 def write_manifests(template: Path, *folders: Path) -> None:
     for folder in folders:
-        assert prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", template,
-                    "--out", folder, "--quiet").exit_code == 0  # fmt: skip
+        assert (
+            prep(
+                "run",
+                "--stage",
+                "manifest",
+                "--dataset",
+                "phoenix14t",
+                "--root",
+                template,
+                "--out",
+                folder,
+                "--quiet",
+            ).exit_code
+            == 0
+        )
 
 
 def assert_survives_kills(args, out: Path, reference: Path, stage: str, seed: int) -> None:
@@ -165,7 +234,9 @@ def write_hand_keypoints(out: Path, folder: Path) -> None:
     rng = np.random.default_rng(3)
     for row in (r for s in SPLITS for r in manifest_rows(out, s)):
         frames = row["num_frames"]
-        centre = np.array([[12.0, 30.0], [30.0, 30.0]]) + np.cumsum(rng.normal(0, 1.5, (frames, 2, 2)), axis=0)
+        centre = np.array([[12.0, 30.0], [30.0, 30.0]]) + np.cumsum(
+            rng.normal(0, 1.5, (frames, 2, 2)), axis=0
+        )
         points = np.zeros((frames, 2, 21, 3), np.float32)
         points[..., :2] = centre[:, :, None, :] + rng.uniform(-3, 3, (frames, 2, 21, 2))
         points[..., 2] = 0.9
@@ -178,8 +249,27 @@ def test_hand_captions_survive_sigkill_anywhere(phoenix_template, tmp_path):
     write_hand_keypoints(out, keypoints)
 
     def args(folder: Path) -> tuple:
-        return ("run", "--stage", "hand-captions", "--dataset", "phoenix14t", "--root", phoenix_template,
-                "--out", folder, "--captioner", "kinematic", "--hand-keypoints", keypoints, "--chunk-frames", 4,
-                "--text-encoder", "none", "--unit-size", 1, "--quiet")  # fmt: skip
+        return (
+            "run",
+            "--stage",
+            "hand-captions",
+            "--dataset",
+            "phoenix14t",
+            "--root",
+            phoenix_template,
+            "--out",
+            folder,
+            "--captioner",
+            "kinematic",
+            "--hand-keypoints",
+            keypoints,
+            "--chunk-frames",
+            4,
+            "--text-encoder",
+            "none",
+            "--unit-size",
+            1,
+            "--quiet",
+        )
 
     assert_survives_kills(args, out, reference, "hand-captions", seed=5)

@@ -12,7 +12,9 @@ from tests.conftest import prep
 
 def row(output: str, area: str, component: str) -> tuple[str, str]:
     """(status, detail) of one line of the doctor table."""
-    match = re.search(rf"^{re.escape(area)}\s+{re.escape(component)}\s+(\S+)\s+(.*)$", output, re.MULTILINE)
+    match = re.search(
+        rf"^{re.escape(area)}\s+{re.escape(component)}\s+(\S+)\s+(.*)$", output, re.MULTILINE
+    )
     assert match, f"no row {area} {component} in:\n{output}"
     return match.group(1), match.group(2)
 
@@ -21,10 +23,14 @@ def missing_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("prep: missing:")]
 
 
-def test_a_configuration_that_can_run_exits_0_and_lists_versions(tmp_path, tiny_dinov2, phoenix_template):
+def test_a_configuration_that_can_run_exits_0_and_lists_versions(
+    tmp_path, tiny_dinov2, phoenix_template
+):
     config = tmp_path / "prep.toml"
-    config.write_text(f'stage = "all"\ndataset = "phoenix14t"\nroot = "{phoenix_template}"\n'
-                      f'out = "{tmp_path / "out"}"\ndinov2 = "{tiny_dinov2}"\ncaptioner = "kinematic"\n')
+    config.write_text(
+        f'stage = "all"\ndataset = "phoenix14t"\nroot = "{phoenix_template}"\n'
+        f'out = "{tmp_path / "out"}"\ndinov2 = "{tiny_dinov2}"\ncaptioner = "kinematic"\n'
+    )
     result = prep("doctor", "--config", config)
     assert result.exit_code == 0, result.output
     assert missing_lines(result) == []
@@ -49,7 +55,9 @@ def test_a_missing_dinov2_folder_exits_1_and_says_what_to_place_where(tmp_path):
     assert row(result.stdout, "features", "DINOv2") == ("MISSING", f"no folder at {absent}")
     assert "features: cannot run (1 missing)" in result.stdout
     [line] = missing_lines(result)
-    assert line.startswith("prep: missing: features DINOv2: place a DINOv2 folder written by save_pretrained")
+    assert line.startswith(
+        "prep: missing: features DINOv2: place a DINOv2 folder written by save_pretrained"
+    )
     assert f"at {absent}" in line and "--dinov2" in line
 
 
@@ -64,8 +72,17 @@ def test_a_dinov2_folder_without_weights_is_missing(tmp_path):
 
 def test_a_missing_hamer_file_exits_1_naming_it(tmp_path, tiny_dinov2, tiny_hamer):
     absent = tmp_path / "hamer.ckpt"
-    result = prep("doctor", "--stage", "features", "--features", "dinov2,hands,hamer", "--dinov2", tiny_dinov2,
-                  "--hamer", absent)
+    result = prep(
+        "doctor",
+        "--stage",
+        "features",
+        "--features",
+        "dinov2,hands,hamer",
+        "--dinov2",
+        tiny_dinov2,
+        "--hamer",
+        absent,
+    )
     assert result.exit_code == 1
     assert row(result.stdout, "features", "HaMeR") == ("MISSING", f"{absent} (no such file)")
     [line] = missing_lines(result)
@@ -78,8 +95,19 @@ def test_a_missing_hamer_file_exits_1_naming_it(tmp_path, tiny_dinov2, tiny_hame
     assert "features HaMeR" in line and "--hamer /path/to/hamer.ckpt" in line
 
     checkpoint, config = tiny_hamer
-    result = prep("doctor", "--stage", "features", "--features", "dinov2,hamer", "--dinov2", tiny_dinov2,
-                  "--hamer", checkpoint, "--hamer-config", config)
+    result = prep(
+        "doctor",
+        "--stage",
+        "features",
+        "--features",
+        "dinov2,hamer",
+        "--dinov2",
+        tiny_dinov2,
+        "--hamer",
+        checkpoint,
+        "--hamer-config",
+        config,
+    )
     assert result.exit_code == 0, result.output
     assert row(result.stdout, "features", "HaMeR")[0] == "ok"
     assert row(result.stdout, "features", "HaMeR config")[0] == "ok"
@@ -93,34 +121,72 @@ def test_a_placeholder_spacy_package_is_not_a_pipeline(tmp_path, monkeypatch):
     (site / "de_core_news_sm" / "__init__.py").write_text("")
     info = site / "de_core_news_sm-999.9.9.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: de_core_news_sm\nVersion: 999.9.9\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: de_core_news_sm\nVersion: 999.9.9\n"
+    )
     monkeypatch.syspath_prepend(str(site))
-    result = prep("doctor", "--stage", "pseudo-gloss", "--dataset", "phoenix14t", "--spacy-model", "de_core_news_sm")
+    result = prep(
+        "doctor",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "phoenix14t",
+        "--spacy-model",
+        "de_core_news_sm",
+    )
     assert result.exit_code == 1
     status, detail = row(result.stdout, "pseudo-gloss", "--spacy-model")
     assert status == "MISSING" and "999.9.9 holds no pipeline data" in detail
-    assert "unusable de_core_news_sm" in row(result.stdout, "pseudo-gloss", "spaCy pipelines (de)")[1]
+    assert (
+        "unusable de_core_news_sm" in row(result.stdout, "pseudo-gloss", "spaCy pipelines (de)")[1]
+    )
     [line] = missing_lines(result)
     assert line.startswith("prep: missing: pseudo-gloss --spacy-model: install the pipeline")
 
     import spacy
 
     spacy.blank("de").to_disk(tmp_path / "blank-de")
-    result = prep("doctor", "--stage", "pseudo-gloss", "--dataset", "phoenix14t", "--spacy-model", tmp_path / "blank-de")
+    result = prep(
+        "doctor",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "phoenix14t",
+        "--spacy-model",
+        tmp_path / "blank-de",
+    )
     assert result.exit_code == 0, result.output
     assert row(result.stdout, "pseudo-gloss", "--spacy-model")[0] == "ok"
 
 
 def test_video_llm_captioner_needs_a_local_model(tmp_path):
-    result = prep("doctor", "--stage", "hand-captions", "--captioner", "transformers",
-                  "--captioner-model", tmp_path / "qwen")
+    result = prep(
+        "doctor",
+        "--stage",
+        "hand-captions",
+        "--captioner",
+        "transformers",
+        "--captioner-model",
+        tmp_path / "qwen",
+    )
     assert result.exit_code == 1
     [line] = missing_lines(result)
-    assert line.startswith("prep: missing: hand-captions VideoLLM: no folder at") and "--captioner-model" in line
+    assert (
+        line.startswith("prep: missing: hand-captions VideoLLM: no folder at")
+        and "--captioner-model" in line
+    )
     model = tmp_path / "qwen"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    result = prep("doctor", "--stage", "hand-captions", "--captioner", "transformers", "--captioner-model", model)
+    result = prep(
+        "doctor",
+        "--stage",
+        "hand-captions",
+        "--captioner",
+        "transformers",
+        "--captioner-model",
+        model,
+    )
     assert result.exit_code == 0, result.output
     assert row(result.stdout, "hand-captions", "VideoLLM")[0] == "ok"
 

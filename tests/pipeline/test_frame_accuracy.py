@@ -41,8 +41,24 @@ def run_ffmpeg(*args: object) -> None:
 
 def ffmpeg_frames(path: Path) -> np.ndarray:
     """ffmpeg's decode: every frame the stream presents, none duplicated or dropped."""
-    raw = subprocess.run([ffmpeg(), "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24",
-                          "-fps_mode", "passthrough", "-"], check=True, capture_output=True).stdout  # fmt: skip
+    raw = subprocess.run(
+        [
+            ffmpeg(),
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-fps_mode",
+            "passthrough",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, HEIGHT, WIDTH, 3)
 
 
@@ -50,8 +66,23 @@ def ffmpeg_times(path: Path) -> np.ndarray:
     """ffprobe's presentation time of each decoded frame, from the first; where the clock goes
     back (joined files), the later part continues one frame after the earlier one's end."""
     probe = shutil.which("ffprobe") or ffmpeg().replace("ffmpeg", "ffprobe")
-    text = subprocess.run([probe, "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time",
-                           "-of", "csv=p=0", str(path)], check=True, capture_output=True, text=True).stdout  # fmt: skip
+    text = subprocess.run(
+        [
+            probe,
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     times = np.array([float(line.split(",")[0]) for line in text.split()])
     step = np.median(np.diff(times)[np.diff(times) > 0])
     for position in range(1, len(times)):
@@ -91,18 +122,43 @@ def corpus(tmp_path_factory) -> Path:
     parts = []
     for number, seed in enumerate((2, 3)):
         synthetic.write_h264(folder / f"part{number}.mp4", iter(noise(20, seed)), 25)
-        run_ffmpeg("-i", folder / f"part{number}.mp4", "-c", "copy", "-f", "mpegts", folder / f"part{number}.ts")
+        run_ffmpeg(
+            "-i",
+            folder / f"part{number}.mp4",
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            folder / f"part{number}.ts",
+        )
         parts.append((folder / f"part{number}.ts").read_bytes())
     (clips / "restarts.ts").write_bytes(b"".join(parts))  # joined byte for byte: the clock restarts
     write_vfr(clips / "vfr.mp4", noise(40, 4), [33] * 20 + [100] * 20)
     synthetic.write_h264(folder / "av1_source.mp4", iter(noise(30, 5)), 25)
-    run_ffmpeg("-i", folder / "av1_source.mp4", "-c:v", "libaom-av1", "-crf", "30", "-cpu-used", "8",
-               "-row-mt", "0", "-threads", "1", clips / "av1.mp4")  # fmt: skip
+    run_ffmpeg(
+        "-i",
+        folder / "av1_source.mp4",
+        "-c:v",
+        "libaom-av1",
+        "-crf",
+        "30",
+        "-cpu-used",
+        "8",
+        "-row-mt",
+        "0",
+        "-threads",
+        "1",
+        clips / "av1.mp4",
+    )
     vfr_times = ffmpeg_times(clips / "vfr.mp4")
     rows = ["id,path,text,language,split,start,end"]
-    rows += [f"{name},clips/{name}.{'ts' if name == 'restarts' else 'mp4'},ein satz,de,train,,"
-             for name in ("plain", "edit_list", "restarts", "vfr", "av1")]  # fmt: skip
-    rows.append(f"vfr_segment,clips/vfr.mp4,ein satz,de,train,{vfr_times[15]:.3f},{vfr_times[30]:.3f}")
+    rows += [
+        f"{name},clips/{name}.{'ts' if name == 'restarts' else 'mp4'},ein satz,de,train,,"
+        for name in ("plain", "edit_list", "restarts", "vfr", "av1")
+    ]
+    rows.append(
+        f"vfr_segment,clips/vfr.mp4,ein satz,de,train,{vfr_times[15]:.3f},{vfr_times[30]:.3f}"
+    )
     rows.append("past_end,clips/plain.mp4,ein satz,de,train,0.5,9.0")
     (folder / "corpus.csv").write_text("\n".join(rows) + "\n")
     return folder
@@ -121,7 +177,9 @@ def test_every_frame_and_time_is_ffmpegs(corpus, name):
     np.testing.assert_allclose(source.timestamps(range(source.num_frames)), times, atol=1e-3)
     for step in (3, 10):  # sparse selections, read on a fresh source and after a whole pass
         picked = FrameSelection(step=step).indices(len(expected))
-        np.testing.assert_array_equal(decode_clip(open_source(path), FrameSelection(step=step)).frames, expected[picked])
+        np.testing.assert_array_equal(
+            decode_clip(open_source(path), FrameSelection(step=step)).frames, expected[picked]
+        )
     last = open_source(path)
     np.testing.assert_array_equal(last.read([last.num_frames - 1])[0], expected[-1])
 
@@ -139,8 +197,20 @@ def test_a_variable_frame_rate_segment_gets_its_own_seconds(corpus):
 def test_the_cli_stores_ffmpegs_frames_and_times(corpus, tmp_path, tiny_dinov2):
     out = tmp_path / "out"
     csv = corpus / "corpus.csv"
-    result = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", csv, "--out", out, "--quiet",
-                  "--frame-step", 3)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "generic",
+        "--root",
+        csv,
+        "--out",
+        out,
+        "--quiet",
+        "--frame-step",
+        3,
+    )
     assert result.exit_code == 0, result.output
     rows = {r["id"]: r for r in manifest_rows(out, "train")}
     assert (rows["av1"]["codec"], rows["plain"]["codec"]) == ("av1", "h264")
@@ -149,10 +219,29 @@ def test_the_cli_stores_ffmpegs_frames_and_times(corpus, tmp_path, tiny_dinov2):
     [(past_end)] = [(q["id"], q["reason"]) for q in quarantine_rows(out)]
     assert past_end == ("past_end", m.SEGMENT_OUT_OF_RANGE)
     size = 32
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", csv, "--out", out, "--quiet",
-                  "--dinov2", tiny_dinov2, "--with-frames", "--frame-size", size, "--frame-step", 3)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        csv,
+        "--out",
+        out,
+        "--quiet",
+        "--dinov2",
+        tiny_dinov2,
+        "--with-frames",
+        "--frame-size",
+        size,
+        "--frame-step",
+        3,
+    )
     assert result.exit_code == 0, result.output
-    samples = {k: f for tar in (out / "shards" / "train").glob("*.tar") for k, f in iter_tar_samples(tar)}
+    samples = {
+        k: f for tar in (out / "shards" / "train").glob("*.tar") for k, f in iter_tar_samples(tar)
+    }
     assert len(samples) == len(CLASSES) + 1
     for name in (*CLASSES, "vfr_segment"):
         fields = samples[name]
@@ -165,7 +254,9 @@ def test_the_cli_stores_ffmpegs_frames_and_times(corpus, tmp_path, tiny_dinov2):
         assert meta["frame_indices"] == picked.tolist()
         np.testing.assert_allclose(meta["frame_times"], times[picked], atol=1e-3)
         stored = [fields[k] for k in sorted(k for k in fields if k.startswith("frame_"))]
-        assert stored == FrameJpegs(size)(frames[picked]), name  # the same pixels give the same JPEG bytes
+        assert stored == FrameJpegs(size)(frames[picked]), (
+            name
+        )  # the same pixels give the same JPEG bytes
     assert prep("verify", "--out", out).exit_code == 0
 
 
@@ -175,8 +266,20 @@ def test_a_codec_without_a_decoder_is_quarantined_naming_it(corpus, tmp_path, mo
     real = video_file._has_decoder
     monkeypatch.setattr(video_file, "_has_decoder", lambda name: name != "av1" and real(name))
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", corpus / "corpus.csv", "--out", out,
-                  "--quiet", "--max-quarantine-share", 0.5)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "generic",
+        "--root",
+        corpus / "corpus.csv",
+        "--out",
+        out,
+        "--quiet",
+        "--max-quarantine-share",
+        0.5,
+    )
     assert result.exit_code == 0, result.output
     found = {q["id"]: (q["reason"], q["detail"]) for q in quarantine_rows(out)}
     assert found["av1"] == (m.UNSUPPORTED_CODEC, "no decoder for the av1 codec of av1.mp4")

@@ -19,15 +19,34 @@ def prepared(tmp_path_factory):
     """Phoenix14T-layout shards of 4 clips each (several shards per split), 4 to 30 frames."""
     base = tmp_path_factory.mktemp("loader")
     model = write_tiny_dinov2(base / "dinov2")
-    corpus = synthetic.write_phoenix14t(base / "corpus", synthetic.default_samples("de", 30, (4, 30)), size=(40, 48))
-    result = prep("run", "--stage", "features", "--dataset", "phoenix14t", "--root", corpus,
-                  "--out", base / "out", "--dinov2", model, "--shard-clips", 4, "--quiet")  # fmt: skip
+    corpus = synthetic.write_phoenix14t(
+        base / "corpus", synthetic.default_samples("de", 30, (4, 30)), size=(40, 48)
+    )
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        corpus,
+        "--out",
+        base / "out",
+        "--dinov2",
+        model,
+        "--shard-clips",
+        4,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     return base / "out"
 
 
 def all_keys(out, split):
-    return {s["url"]: s["nsamples"] for s in json.loads((out / "shards" / split / "index.json").read_text())["shardlist"]}
+    return {
+        s["url"]: s["nsamples"]
+        for s in json.loads((out / "shards" / split / "index.json").read_text())["shardlist"]
+    }
 
 
 def test_training_batches_are_padded_with_lengths_and_masks(prepared):
@@ -36,7 +55,11 @@ def test_training_batches_are_padded_with_lengths_and_masks(prepared):
     assert len(batches) == loader.batches_per_epoch == len(loader)
     for batch in batches:
         features, lengths, mask = batch["dinov2"], batch["lengths"], batch["mask"]
-        assert features.shape[:2] == mask.shape and features.shape[2] == 32 and features.dtype == torch.float16
+        assert (
+            features.shape[:2] == mask.shape
+            and features.shape[2] == 32
+            and features.dtype == torch.float16
+        )
         assert mask.sum(1).tolist() == lengths.tolist()
         assert lengths.tolist() == [len(meta["frame_indices"]) for meta in batch["json"]]
         assert torch.all(features[~mask] == 0) and torch.all(features[mask].abs().sum(-1) > 0)
@@ -53,22 +76,33 @@ def test_one_training_epoch_covers_every_sample_before_repeating(prepared):
 
 
 def test_training_epoch_length_is_equal_across_ranks(prepared):
-    lengths = [sum(1 for _ in make_loader(prepared, "train", batch_size=2, num_workers=1, rank=r, world_size=3))
-               for r in range(3)]  # fmt: skip
+    lengths = [
+        sum(
+            1
+            for _ in make_loader(
+                prepared, "train", batch_size=2, num_workers=1, rank=r, world_size=3
+            )
+        )
+        for r in range(3)
+    ]
     assert len(set(lengths)) == 1 and lengths[0] > 0
 
 
 def test_evaluation_sees_each_sample_exactly_once_across_ranks_and_workers(prepared):
     seen = Counter()
     for rank in range(2):
-        loader = make_loader(prepared, "dev", batch_size=2, train=False, num_workers=2, rank=rank, world_size=2)
+        loader = make_loader(
+            prepared, "dev", batch_size=2, train=False, num_workers=2, rank=rank, world_size=2
+        )
         seen.update(k for batch in loader for k in batch["__key__"])
     assert sum(all_keys(prepared, "dev").values()) == len(seen) and set(seen.values()) == {1}
 
 
 def test_bucketing_puts_similar_lengths_together(prepared):
     def spread(bucket_buffer):
-        loader = make_loader(prepared, "train", batch_size=4, train=False, num_workers=0, bucket_buffer=bucket_buffer)
+        loader = make_loader(
+            prepared, "train", batch_size=4, train=False, num_workers=0, bucket_buffer=bucket_buffer
+        )
         return sum(int(b["lengths"].max() - b["lengths"].min()) for b in loader)
 
     assert spread(1000) < spread(0)

@@ -18,9 +18,22 @@ STAGES = ("manifest", "pseudo-gloss", "hand-captions", "features")
 def prepared(tmp_path_factory):
     """A synthetic Phoenix14T corpus (6 clips) whose manifest is done."""
     base = tmp_path_factory.mktemp("plan")
-    root = synthetic.write_phoenix14t(base / "corpus", synthetic.default_samples("de", 6, (8, 12)), size=(52, 42))
+    root = synthetic.write_phoenix14t(
+        base / "corpus", synthetic.default_samples("de", 6, (8, 12)), size=(52, 42)
+    )
     out = base / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", root, "--out", out, "--quiet")
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -30,16 +43,32 @@ def listing(folder):
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
-    return {line.split()[0]: re.split(r"\s{2,}", line.strip()) for line in stdout.splitlines()
-            if line.split() and line.split()[0] in STAGES}  # fmt: skip
+    return {
+        line.split()[0]: re.split(r"\s{2,}", line.strip())
+        for line in stdout.splitlines()
+        if line.split() and line.split()[0] in STAGES
+    }
 
 
 @pytest.fixture(scope="module")
 def planned(prepared, tiny_dinov2):
     """``prep plan`` run once on ``prepared``: its result and the folder listing before it."""
     before = listing(prepared)
-    result = prep("plan", "--out", prepared, "--pilot-clips", 2, "--devices", 4, "--dinov2", tiny_dinov2,
-                  "--captioner", "kinematic", "--text-encoder", "none")
+    result = prep(
+        "plan",
+        "--out",
+        prepared,
+        "--pilot-clips",
+        2,
+        "--devices",
+        4,
+        "--dinov2",
+        tiny_dinov2,
+        "--captioner",
+        "kinematic",
+        "--text-encoder",
+        "none",
+    )
     assert result.exit_code == 0, result.output
     return result, before
 
@@ -47,7 +76,9 @@ def planned(prepared, tiny_dinov2):
 def test_plan_estimates_every_stage_from_a_pilot_and_writes_only_plan_json(prepared, planned):
     result, before = planned
     clips = sum(len(manifest_rows(prepared, s)) for s in ("train", "dev", "test"))
-    frames = sum(r["num_frames"] for s in ("train", "dev", "test") for r in manifest_rows(prepared, s))
+    frames = sum(
+        r["num_frames"] for s in ("train", "dev", "test") for r in manifest_rows(prepared, s)
+    )
     assert corpus_size(prepared) == CorpusSize(clips, frames)
     rows = table_rows(result.stdout)
     assert list(rows) == list(STAGES)
@@ -83,6 +114,8 @@ def test_plan_refuses_what_it_cannot_measure(prepared, tmp_path):
     assert result.exit_code == 1 and "no manifest under" in result.stderr
     result = prep("plan", "--out", prepared, "--devices", 0)
     assert result.exit_code == 1 and "--devices must be at least 1" in result.stderr
-    result = prep("plan", "--out", prepared, "--stage", "features", "--features", "hamer", "--pilot-clips", 1)
+    result = prep(
+        "plan", "--out", prepared, "--stage", "features", "--features", "hamer", "--pilot-clips", 1
+    )
     assert result.exit_code == 1
     assert "the pilot of stage features failed" in result.stderr and "--hamer" in result.stderr

@@ -9,15 +9,30 @@ from tests.conftest import manifest_rows, prep
 
 
 def run_args(root, out, *extra):
-    return ["run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", root, "--out", out,
-            "--unit-size", "4", "--quiet", *extra]  # fmt: skip
+    return [
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--unit-size",
+        "4",
+        "--quiet",
+        *extra,
+    ]
 
 
 def unit_markers(out):
     return sorted((out / "_units" / "manifest").glob(f"*/*/{DONE_MARKER}"))
 
 
-def test_interrupted_run_resumes_without_redoing_or_losing_units(phoenix_root, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_without_redoing_or_losing_units(
+    phoenix_root, tmp_path, monkeypatch
+):
     out = tmp_path / "out"
     done = []
     original = ManifestStage.run
@@ -37,20 +52,26 @@ def test_interrupted_run_resumes_without_redoing_or_losing_units(phoenix_root, t
     first_markers = {p: p.read_bytes() for p in unit_markers(out)}
 
     redone = []
-    monkeypatch.setattr(ManifestStage, "run", lambda self, u, w: redone.append(u.id) or original(self, u, w))
+    monkeypatch.setattr(
+        ManifestStage, "run", lambda self, u, w: redone.append(u.id) or original(self, u, w)
+    )
     result = prep(*run_args(phoenix_root, out))
     assert result.exit_code == 0, result.output
     assert not set(redone) & set(done) and len(redone) + len(done) == 10  # 40 samples / 4 per unit
     assert all(p.read_bytes() == b for p, b in first_markers.items())
     assert not list(out.rglob(f"{TMP_PREFIX}*"))  # no temporary folder left under any name
-    resumed = {s: (out / "manifest" / f"{s}.parquet").read_bytes() for s in ("train", "dev", "test")}
+    resumed = {
+        s: (out / "manifest" / f"{s}.parquet").read_bytes() for s in ("train", "dev", "test")
+    }
 
     fresh = tmp_path / "fresh"
     assert prep(*run_args(phoenix_root, fresh)).exit_code == 0
     assert resumed == {s: (fresh / "manifest" / f"{s}.parquet").read_bytes() for s in resumed}
 
     again = []
-    monkeypatch.setattr(ManifestStage, "run", lambda self, u, w: again.append(u.id) or original(self, u, w))
+    monkeypatch.setattr(
+        ManifestStage, "run", lambda self, u, w: again.append(u.id) or original(self, u, w)
+    )
     assert prep(*run_args(phoenix_root, out)).exit_code == 0 and again == []
     assert prep(*run_args(phoenix_root, out, "--overwrite")).exit_code == 0 and len(again) == 10
 
@@ -107,7 +128,9 @@ def test_a_unit_that_fails_once_succeeds_on_its_retry(phoenix_root, tmp_path, mo
     assert len(attempts) == 11 and not list((out / "_units" / "manifest").glob("_errors/*"))
     fresh = tmp_path / "fresh"
     assert prep(*run_args(phoenix_root, fresh)).exit_code == 0
-    assert (out / "manifest" / "train.parquet").read_bytes() == (fresh / "manifest" / "train.parquet").read_bytes()
+    assert (out / "manifest" / "train.parquet").read_bytes() == (
+        fresh / "manifest" / "train.parquet"
+    ).read_bytes()
 
 
 def test_a_unit_failing_inside_a_worker_pool_fails_the_run_and_resumes(phoenix_root, tmp_path):

@@ -39,6 +39,16 @@ def test_csl_daily_with_malicious_label_pickle_fails_cleanly(csl_root, tmp_path)
     marker = tmp_path / "pwned"
     labels = csl_root / "sentence_label" / "csl2020ct_v2.pkl"
     labels.write_bytes(pickle.dumps({"info": [Exploit(str(marker))]}))
-    result = prep("run", "--stage", "manifest", "--dataset", "csl-daily", "--root", csl_root, "--out", tmp_path / "o")
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "csl-daily",
+        "--root",
+        csl_root,
+        "--out",
+        tmp_path / "o",
+    )
     assert result.exit_code == 1 and "unsafe pickle" in result.stderr
     assert not marker.exists()

@@ -25,7 +25,13 @@ def write(folder, count, max_bytes=10**9, long_ids=False):
     with ShardWriter(folder, "part", max_bytes) as writer:
         for i in range(count):
             key = sample_key(("x" * 120 if long_ids else "") + f"clip.{i:03d}")
-            writer.write(key, {"json": encode_json({"i": i}), "dinov2.npy": encode_npy(rng.standard_normal((5 + i, 4)).astype(np.float16))})
+            writer.write(
+                key,
+                {
+                    "json": encode_json({"i": i}),
+                    "dinov2.npy": encode_npy(rng.standard_normal((5 + i, 4)).astype(np.float16)),
+                },
+            )
     return writer.shards
 
 
@@ -54,8 +60,16 @@ def test_long_ids_and_dots_survive_as_keys(tmp_path):
         sample_key("a/b")
 
 
-@pytest.mark.parametrize("array", [np.zeros((0, 384), np.float16), np.arange(7), np.zeros(()),
-                                   np.asfortranarray(np.ones((3, 2))), np.ones(4, ">f4")])  # fmt: skip
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((0, 384), np.float16),
+        np.arange(7),
+        np.zeros(()),
+        np.asfortranarray(np.ones((3, 2))),
+        np.ones(4, ">f4"),
+    ],
+)
 def test_npy_round_trip_without_pickle(array):
     back = decode_npy(encode_npy(array))
     assert back.shape == array.shape and back.dtype == array.dtype and np.array_equal(back, array)
@@ -67,6 +81,10 @@ def test_object_arrays_are_refused():
 
 
 def test_sizes_read_like_people_write_them():
-    assert parse_size("1GB") == 10**9 and parse_size("64KiB") == 65536 and parse_size("1.5 MB") == 1_500_000
+    assert (
+        parse_size("1GB") == 10**9
+        and parse_size("64KiB") == 65536
+        and parse_size("1.5 MB") == 1_500_000
+    )
     with pytest.raises(PrepError):
         parse_size("lots")

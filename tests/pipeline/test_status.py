@@ -12,7 +12,9 @@ def status_rows(out):
     return {tuple(line.split()[:2]): line for line in result.output.splitlines()[1:]}
 
 
-def test_status_shows_progress_quarantine_and_the_last_error(phoenix_root, tmp_path, tiny_dinov2, monkeypatch):
+def test_status_shows_progress_quarantine_and_the_last_error(
+    phoenix_root, tmp_path, tiny_dinov2, monkeypatch
+):
     out = tmp_path / "out"
     original = FeaturesStage.run
 
@@ -22,8 +24,24 @@ def test_status_shows_progress_quarantine_and_the_last_error(phoenix_root, tmp_p
         return original(self, unit, workdir)
 
     monkeypatch.setattr(FeaturesStage, "run", crash_on_second_train_unit)
-    args = ("run", "--stage", "features", "--dataset", "phoenix14t", "--root", phoenix_root, "--out", out,
-            "--dinov2", tiny_dinov2, "--shard-clips", 5, "--retries", 0, "--quiet")  # fmt: skip
+    args = (
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        phoenix_root,
+        "--out",
+        out,
+        "--dinov2",
+        tiny_dinov2,
+        "--shard-clips",
+        5,
+        "--retries",
+        0,
+        "--quiet",
+    )
     assert prep(*args).exit_code == 1
     rows = status_rows(out)
     train = rows[("features", "train")]

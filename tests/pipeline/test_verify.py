@@ -13,8 +13,22 @@ from tests.conftest import prep
 @pytest.fixture(scope="module")
 def prepared(phoenix_template, tmp_path_factory, tiny_dinov2):
     out = tmp_path_factory.mktemp("verify") / "out"
-    result = prep("run", "--stage", "features", "--dataset", "phoenix14t", "--root", phoenix_template, "--out", out,
-                  "--dinov2", tiny_dinov2, "--shard-clips", 5, "--quiet")  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        phoenix_template,
+        "--out",
+        out,
+        "--dinov2",
+        tiny_dinov2,
+        "--shard-clips",
+        5,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     return out
 

@@ -66,7 +66,12 @@ def test_numbering_gaps_and_order(tmp_path):
     for n in (1, 2, 10, 4):
         (tmp_path / f"images{n:04d}.png").write_bytes(b"x")
     files = list_frame_files(tmp_path)
-    assert [f.name for f in files] == ["images0001.png", "images0002.png", "images0004.png", "images0010.png"]
+    assert [f.name for f in files] == [
+        "images0001.png",
+        "images0002.png",
+        "images0004.png",
+        "images0010.png",
+    ]
     assert numbering_gaps(files) == [3, 5, 6, 7, 8, 9]
 
 

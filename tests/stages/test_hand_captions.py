@@ -14,10 +14,17 @@ from stages.hand_captions.chunking import chunk_spans, chunks_of, join_captions
 from tests.conftest import copy_beside, prep, raised_hand_keypoints
 
 
-@pytest.mark.parametrize("frames, spans", [
-    (1, [(0, 1)]), (16, [(0, 16)]), (17, [(0, 17)]), (31, [(0, 31)]),
-    (32, [(0, 16), (16, 32)]), (33, [(0, 16), (16, 33)]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "frames, spans",
+    [
+        (1, [(0, 1)]),
+        (16, [(0, 16)]),
+        (17, [(0, 17)]),
+        (31, [(0, 31)]),
+        (32, [(0, 16), (16, 32)]),
+        (33, [(0, 16), (16, 33)]),
+    ],
+)
 def test_beyondgloss_chunking_merges_the_tail(frames, spans):
     assert chunk_spans(frames) == spans
 
@@ -36,11 +43,30 @@ def captioned(request, tmp_path_factory):
     clip = request.getfixturevalue(f"{request.param}_hand_clip")
     base = tmp_path_factory.mktemp("captions")
     annotations = base / "clips.csv"
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{copy_beside(clip, base)},eine hand hebt sich,de,test\n")
-    flags = ["--hand-keypoints", raised_hand_keypoints(base / "keypoints", "hand_clip")] if request.param == "synthetic" else []
+    annotations.write_text(
+        f"id,path,text,language,split\nhand_clip,{copy_beside(clip, base)},eine hand hebt sich,de,test\n"
+    )
+    flags = (
+        ["--hand-keypoints", raised_hand_keypoints(base / "keypoints", "hand_clip")]
+        if request.param == "synthetic"
+        else []
+    )
     out = base / "out"
-    result = prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", annotations, "--out", out,
-                  "--captioner", "kinematic", "--quiet", *flags)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "hand-captions",
+        "--dataset",
+        "generic",
+        "--root",
+        annotations,
+        "--out",
+        out,
+        "--captioner",
+        "kinematic",
+        "--quiet",
+        *flags,
+    )
     assert result.exit_code == 0, result.output
     return annotations, out, flags
 
@@ -51,8 +77,12 @@ def test_kinematic_captions_follow_the_raised_hand(captioned):
     assert [(c["start_frame"], c["end_frame"]) for c in chunks] == [(0, 16), (16, 32), (32, 58)]
     assert all(c["backend"] == "kinematic" and c["end_s"] > c["start_s"] for c in chunks)
     assert "rises" not in chunks[0]["text"]
-    assert "right hand" in chunks[1]["text"] and "rises" in chunks[1]["text"]  # frames 16-31: the hand goes up
-    assert "lowers" in chunks[2]["text"] and "bottom edge" in chunks[2]["text"]  # then comes down again
+    assert (
+        "right hand" in chunks[1]["text"] and "rises" in chunks[1]["text"]
+    )  # frames 16-31: the hand goes up
+    assert (
+        "lowers" in chunks[2]["text"] and "bottom edge" in chunks[2]["text"]
+    )  # then comes down again
     sample = pq.read_table(out / "hand-captions" / "test.parquet").to_pylist()[0]
     assert sample["hand_caption"].startswith("[0.00–0.54 s] ") and sample["chunks"] == 3
     embedding = np.asarray(sample["caption_emb"])
@@ -62,18 +92,51 @@ def test_kinematic_captions_follow_the_raised_hand(captioned):
 def test_captions_are_deterministic(captioned, tmp_path):
     annotations, out, flags = captioned
     again = tmp_path / "again"
-    assert prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", annotations, "--out", again,
-                "--captioner", "kinematic", "--quiet", *flags).exit_code == 0  # fmt: skip
+    assert (
+        prep(
+            "run",
+            "--stage",
+            "hand-captions",
+            "--dataset",
+            "generic",
+            "--root",
+            annotations,
+            "--out",
+            again,
+            "--captioner",
+            "kinematic",
+            "--quiet",
+            *flags,
+        ).exit_code
+        == 0
+    )
     for name in ("test.parquet", "test.chunks.parquet"):
-        assert (again / "hand-captions" / name).read_bytes() == (out / "hand-captions" / name).read_bytes()
+        assert (again / "hand-captions" / name).read_bytes() == (
+            out / "hand-captions" / name
+        ).read_bytes()
 
 
 def test_captions_and_embeddings_reach_the_shards(captioned, tiny_dinov2):
     annotations, out, flags = captioned
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out,
-                  "--dinov2", tiny_dinov2, "--captioner", "kinematic", "--quiet", *flags)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        annotations,
+        "--out",
+        out,
+        "--dinov2",
+        tiny_dinov2,
+        "--captioner",
+        "kinematic",
+        "--quiet",
+        *flags,
+    )
     assert result.exit_code == 0, result.output
-    (_key, fields), = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
+    ((_key, fields),) = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
     meta = json.loads(fields["json"])
     assert meta["hand_caption"].startswith("[0.00–") and "caption_emb" not in meta
     assert decode_npy(fields["caption_emb.npy"]).shape == (384,)

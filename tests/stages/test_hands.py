@@ -30,7 +30,12 @@ def test_tiny_checkpoint_reproduces_the_reference_outputs(hamer_reference):
         backbone = model.backbone(crops[:, :, :, 32:-32])
         out = model(crops)
     assert np.abs(backbone.numpy() - reference["backbone_out"]).max() <= 1e-4
-    for name, shape in (("global_orient", (3, 1, 3, 3)), ("hand_pose", (3, 15, 3, 3)), ("betas", (3, 10)), ("cam", (3, 3))):
+    for name, shape in (
+        ("global_orient", (3, 1, 3, 3)),
+        ("hand_pose", (3, 15, 3, 3)),
+        ("betas", (3, 10)),
+        ("cam", (3, 3)),
+    ):
         assert tuple(out[name].shape) == shape
         assert np.abs(out[name].numpy() - reference[name]).max() <= 1e-4, name
 
@@ -39,13 +44,19 @@ def test_default_config_has_the_released_checkpoints_names_and_shapes():
     released = json.loads(shared_file("testvectors/hamer_full_keys.json").read_text())
     with torch.device("meta"):
         ours = {k: list(v.shape) for k, v in Hamer().state_dict().items()}
-    features = {k: list(v) for k, v in released.items() if k.startswith(("backbone.", "mano_head."))}
-    assert len(released) == 503 and ours == features  # every other entry (mano.*, discriminator.*) is unused
+    features = {
+        k: list(v) for k, v in released.items() if k.startswith(("backbone.", "mano_head."))
+    }
+    assert (
+        len(released) == 503 and ours == features
+    )  # every other entry (mano.*, discriminator.*) is unused
 
 
 def test_a_checkpoint_for_other_sizes_is_refused_with_the_keys_named(tiny_hamer):
     checkpoint, config_file = tiny_hamer
-    with pytest.raises(PrepError, match=r"does not fit.*other shapes \(e\.g\. backbone\..*--hamer-config"):
+    with pytest.raises(
+        PrepError, match=r"does not fit.*other shapes \(e\.g\. backbone\..*--hamer-config"
+    ):
         load_hamer(checkpoint)  # the tiny file against the full-size default
     config = HamerConfig.from_file(config_file)
     deeper = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, depth=3))
@@ -97,7 +108,10 @@ def clip_frames(real_hand_clip):
 
 def test_mediapipe_tracks_the_raised_hand_of_the_real_clip(clip_frames):
     detector = HandDetector(pose_fallback=False)
-    chunks = [(clip_frames[i : i + 16], ChunkInfo(0, {"id": "hand_clip"}, np.arange(i, min(i + 16, 58)))) for i in range(0, 58, 16)]
+    chunks = [
+        (clip_frames[i : i + 16], ChunkInfo(0, {"id": "hand_clip"}, np.arange(i, min(i + 16, 58))))
+        for i in range(0, 58, 16)
+    ]
     rows = np.concatenate([detector.detect(frames, info) for frames, info in chunks])
     assert rows.shape == (58, 2, COLUMNS)
     height = clip_frames.shape[1]
@@ -118,7 +132,9 @@ def test_hand_features_through_the_cli(tmp_path, request, source, tiny_hamer):
     """Generated clip, keypoints and HaMeR; and the real clip with MediaPipe and the reference's HaMeR."""
     clip = request.getfixturevalue(f"{source}_hand_clip")
     annotations = tmp_path / "clips.csv"
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{copy_beside(clip, tmp_path)},eine hand hebt sich,de,test\n")
+    annotations.write_text(
+        f"id,path,text,language,split\nhand_clip,{copy_beside(clip, tmp_path)},eine hand hebt sich,de,test\n"
+    )
     if source == "synthetic":
         checkpoint, config = tiny_hamer
         flags = ["--hand-keypoints", raised_hand_keypoints(tmp_path / "keypoints", "hand_clip")]
@@ -126,12 +142,31 @@ def test_hand_features_through_the_cli(tmp_path, request, source, tiny_hamer):
         reference = request.getfixturevalue("hamer_reference")
         checkpoint, config, flags = reference / "hamer_tiny.ckpt", reference / "config.json", []
     out = tmp_path / "out"
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", annotations, "--out", out, "--quiet",
-                  "--features", "hands,hamer", "--hamer", checkpoint, "--hamer-config", config, "--hamer-tokens",
-                  *flags)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        annotations,
+        "--out",
+        out,
+        "--quiet",
+        "--features",
+        "hands,hamer",
+        "--hamer",
+        checkpoint,
+        "--hamer-config",
+        config,
+        "--hamer-tokens",
+        *flags,
+    )
     assert result.exit_code == 0, result.output
-    (key, fields), = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
-    hands, hamer, shape = (decode_npy(fields[f]) for f in ("hands.npy", "hamer.npy", "hamer_shape.npy"))
+    ((key, fields),) = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
+    hands, hamer, shape = (
+        decode_npy(fields[f]) for f in ("hands.npy", "hamer.npy", "hamer_shape.npy")
+    )
     assert "dinov2.npy" not in fields
     assert hands.shape == (58, 2, COLUMNS) and hands.dtype == np.float32
     assert hamer.shape == (58, 288) and hamer.dtype == np.float16 and shape.shape == (58, 2, 13)
@@ -144,14 +179,30 @@ def test_hand_features_through_the_cli(tmp_path, request, source, tiny_hamer):
         assert not hamer[~present[:, slot]][:, columns].any()  # missing hand: zeros
         assert (np.abs(hamer[present[:, slot]][:, columns]).sum(axis=1) > 0).all()
     rotations = hamer[present[:, 1]][:, 135:270].astype(np.float32).reshape(-1, 15, 3, 3)
-    assert np.allclose(rotations @ rotations.transpose(0, 1, 3, 2), np.eye(3), atol=1e-2)  # rotation matrices
+    assert np.allclose(
+        rotations @ rotations.transpose(0, 1, 3, 2), np.eye(3), atol=1e-2
+    )  # rotation matrices
     meta = json.loads(fields["json"])
-    assert meta["fields"]["hamer.npy"]["shape"] == [58, 288] and "hamer" in meta["provenance"]["features"]
+    assert (
+        meta["fields"]["hamer.npy"]["shape"] == [58, 288]
+        and "hamer" in meta["provenance"]["features"]
+    )
 
 
 def test_hamer_without_a_checkpoint_says_where_to_get_it(tmp_path, generic_csv):
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", tmp_path / "o",
-                  "--features", "hamer")  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        tmp_path / "o",
+        "--features",
+        "hamer",
+    )
     assert result.exit_code == 1 and "hamer.ckpt" in result.output and "--hamer" in result.output
 
 
@@ -174,18 +225,42 @@ def test_boxes_from_a_keypoints_file_instead_of_mediapipe(tmp_path, generic_csv)
     per_hand[5, 1, :, 2] = 0.1  # not confident in frame 5: no hand there
     np.save(folder / f"{rows[1]['id']}.npy", per_hand)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "features", "--dataset", "generic", "--root", generic_csv, "--out", out, "--quiet",
-                  "--features", "hands", "--hand-keypoints", folder, "--max-quarantine-share", 1)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "features",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--quiet",
+        "--features",
+        "hands",
+        "--hand-keypoints",
+        folder,
+        "--max-quarantine-share",
+        1,
+    )
     assert result.exit_code == 0, result.output
     samples = {k: f for s in (out / "shards").glob("*/*.tar") for k, f in iter_tar_samples(s)}
     first, second = (decode_npy(samples[rows[i]["id"]]["hands.npy"]) for i in (0, 1))
     assert (first[:, 0, 1] == SOURCE_KEYPOINTS).all() and not first[:, 1, 0].any()
     assert np.allclose(first[:, 0, 3:5], wholebody[: len(first), 91:112, :2].min(1))
     kept = np.arange(len(second)) != 5
-    assert np.allclose(second[kept, 1, 7 : 7 + 63].reshape(-1, 21, 3)[:, :, :2], per_hand[: len(second), 1, :, :2][kept])
+    assert np.allclose(
+        second[kept, 1, 7 : 7 + 63].reshape(-1, 21, 3)[:, :, :2],
+        per_hand[: len(second), 1, :, :2][kept],
+    )
     assert second[5, 1, 0] == 0 and second[4, 1, 0] == 1
     import pyarrow.parquet as pq
 
     quarantined = pq.read_table(out / "features" / "quarantine.parquet").to_pylist()
-    assert len(samples) == 2 and len(quarantined) == len(rows) - 2  # clips without a file; the run goes on
-    assert f"no hand keypoints file {rows[2]['id']}.npy" in {q["id"]: q["detail"] for q in quarantined}[rows[2]["id"]]
+    assert (
+        len(samples) == 2 and len(quarantined) == len(rows) - 2
+    )  # clips without a file; the run goes on
+    assert (
+        f"no hand keypoints file {rows[2]['id']}.npy"
+        in {q["id"]: q["detail"] for q in quarantined}[rows[2]["id"]]
+    )

@@ -14,7 +14,17 @@ from tests.conftest import HAND_CLIP_FPS, manifest_rows, phoenix_samples, prep, 
 
 def test_phoenix14t_release_layout(phoenix_root, tmp_path):
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", phoenix_root, "--out", out)
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        phoenix_root,
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     assert "dev" in result.stdout and "release has 519" in result.stdout
     expected = phoenix_samples(40, 12)
@@ -22,7 +32,11 @@ def test_phoenix14t_release_layout(phoenix_root, tmp_path):
     assert len(rows) == 40 and quarantine_rows(out) == []
     for sample in expected:
         row = rows[sample.name]
-        assert (row["split"], row["num_frames"], row["fps"]) == (sample.split, sample.num_frames, 25.0)
+        assert (row["split"], row["num_frames"], row["fps"]) == (
+            sample.split,
+            sample.num_frames,
+            25.0,
+        )
         assert (row["width"], row["height"], row["source_kind"]) == (42, 52, "frames")
         assert row["translation"] == sample.translation and row["gloss"] == sample.gloss
         assert row["language"] == "de" and row["signer"] == sample.signer
@@ -37,12 +51,26 @@ def test_phoenix14t_real_sentences_reach_the_manifest_verbatim(phoenix_dev_csv, 
     expected = synthetic.samples_from_file(phoenix_dev_csv, clips=60, max_frames=2)
     root = synthetic.write_phoenix14t(tmp_path / "corpus", expected, size=(8, 10))
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", root, "--out", out, "--quiet")
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     rows = {r["id"]: r for split in ("train", "dev", "test") for r in manifest_rows(out, split)}
     assert len(rows) == 60 and quarantine_rows(out) == []
     for sample in expected:
-        assert (rows[sample.name]["translation"], rows[sample.name]["gloss"]) == (sample.translation, sample.gloss)
+        assert (rows[sample.name]["translation"], rows[sample.name]["gloss"]) == (
+            sample.translation,
+            sample.gloss,
+        )
 
 
 def test_phoenix_inner_folder_stray_file_and_video_column_folder(phoenix_root, tmp_path):
@@ -56,7 +84,9 @@ def test_phoenix_inner_folder_stray_file_and_video_column_folder(phoenix_root, t
     for png in second.glob("*.png"):
         shutil.move(png, nested / png.name)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", inner, "--out", out)
+    result = prep(
+        "run", "--stage", "manifest", "--dataset", "phoenix14t", "--root", inner, "--out", out
+    )
     assert result.exit_code == 0, result.output
     rows = {r["id"]: r for r in manifest_rows(out, "dev")}
     assert rows[first.name]["num_frames"] == len(list(first.glob("*.png")))
@@ -83,7 +113,9 @@ def test_csl_daily_layout_known_defect_and_nested_frames(csl_root, tmp_path):
         if folder != nested:
             shutil.move(folder, nested / folder.name)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "csl-daily", "--root", csl_root, "--out", out)
+    result = prep(
+        "run", "--stage", "manifest", "--dataset", "csl-daily", "--root", csl_root, "--out", out
+    )
     assert result.exit_code == 0, result.output
     train = manifest_rows(out, "train")
     entry = data["info"][0]
@@ -102,26 +134,70 @@ def test_generic_csv_of_videos_with_h264_clip_and_segments(tmp_path, hand_clip):
     (folder / "videos").mkdir(parents=True)
     shutil.copy(hand_clip, folder / "videos" / "long.mp4")
     rows = [
-        {"id": "whole", "path": "videos/long.mp4", "text": "a raised hand", "language": "en", "split": "train"},
-        {"id": "seg_a", "path": "videos/long.mp4", "text": "first part", "language": "en", "split": "train",
-         "start": "0.0", "end": "1.0"},
-        {"id": "seg_b", "path": str(folder / "videos" / "long.mp4"), "text": "second part", "language": "en",
-         "split": "test", "start": "1.0", "end": "1.9", "signer": "s1", "fps": ""},
+        {
+            "id": "whole",
+            "path": "videos/long.mp4",
+            "text": "a raised hand",
+            "language": "en",
+            "split": "train",
+        },
+        {
+            "id": "seg_a",
+            "path": "videos/long.mp4",
+            "text": "first part",
+            "language": "en",
+            "split": "train",
+            "start": "0.0",
+            "end": "1.0",
+        },
+        {
+            "id": "seg_b",
+            "path": str(folder / "videos" / "long.mp4"),
+            "text": "second part",
+            "language": "en",
+            "split": "test",
+            "start": "1.0",
+            "end": "1.9",
+            "signer": "s1",
+            "fps": "",
+        },
     ]
     with open(folder / "corpus.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "path", "text", "language", "split", "start", "end", "signer", "fps"])
+        writer = csv.DictWriter(
+            handle,
+            fieldnames=["id", "path", "text", "language", "split", "start", "end", "signer", "fps"],
+        )
         writer.writeheader()
         writer.writerows(rows)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", folder / "corpus.csv", "--out", out)
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        "generic",
+        "--root",
+        folder / "corpus.csv",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     train = {r["id"]: r for r in manifest_rows(out, "train")}
-    assert train["whole"]["num_frames"] == 58 and train["whole"]["fps"] == pytest.approx(float(HAND_CLIP_FPS), abs=1e-3)
+    assert train["whole"]["num_frames"] == 58 and train["whole"]["fps"] == pytest.approx(
+        float(HAND_CLIP_FPS), abs=1e-3
+    )
     assert (train["whole"]["width"], train["whole"]["height"]) == (540, 720)
-    assert train["seg_a"]["num_frames"] == 30 and train["seg_a"]["start"] == 0.0 and train["seg_a"]["end"] == 1.0
+    assert (
+        train["seg_a"]["num_frames"] == 30
+        and train["seg_a"]["start"] == 0.0
+        and train["seg_a"]["end"] == 1.0
+    )
     (seg_b,) = manifest_rows(out, "test")
     assert seg_b["num_frames"] == round(1.9 * HAND_CLIP_FPS) - 30 and seg_b["signer"] == "s1"
-    assert len({train["whole"]["fingerprint"], train["seg_a"]["fingerprint"], seg_b["fingerprint"]}) == 3
+    assert (
+        len({train["whole"]["fingerprint"], train["seg_a"]["fingerprint"], seg_b["fingerprint"]})
+        == 3
+    )
 
 
 def test_generic_jsonl_with_frame_folder(tmp_path, generic_csv):
@@ -133,38 +209,93 @@ def test_generic_jsonl_with_frame_folder(tmp_path, generic_csv):
         cv2.imwrite(str(frames / f"{i:06d}.jpg"), frame)
     jsonl = tmp_path / "corpus.jsonl"
     records = [
-        {"id": "clip7", "path": "frames/clip7", "text": "hallo welt", "language": "de", "split": "dev", "fps": 24},
-        {"id": "vid0", "path": str(generic_csv.parent / "clips" / "synth00000.mp4"), "text": "x", "language": "de", "split": "dev"},
+        {
+            "id": "clip7",
+            "path": "frames/clip7",
+            "text": "hallo welt",
+            "language": "de",
+            "split": "dev",
+            "fps": 24,
+        },
+        {
+            "id": "vid0",
+            "path": str(generic_csv.parent / "clips" / "synth00000.mp4"),
+            "text": "x",
+            "language": "de",
+            "split": "dev",
+        },
     ]
     jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     out = tmp_path / "out"
-    result = prep("run", "--stage", "manifest", "--dataset", "generic", "--root", jsonl, "--out", out)
+    result = prep(
+        "run", "--stage", "manifest", "--dataset", "generic", "--root", jsonl, "--out", out
+    )
     assert result.exit_code == 0, result.output
     rows = {r["id"]: r for r in manifest_rows(out, "dev")}
-    assert (rows["clip7"]["source_kind"], rows["clip7"]["num_frames"], rows["clip7"]["fps"]) == ("frames", 9, 24.0)
+    assert (rows["clip7"]["source_kind"], rows["clip7"]["num_frames"], rows["clip7"]["fps"]) == (
+        "frames",
+        9,
+        24.0,
+    )
     assert rows["vid0"]["source_kind"] == "video" and rows["vid0"]["fps"] == 25.0
 
 
 def test_synth_and_generic_csv_via_cli(tmp_path, tiny_dinov2):
-    result = prep("synth", "--layout", "generic", "--out", tmp_path / "g", "--clips", "4", "--frames", "6:8")
+    result = prep(
+        "synth", "--layout", "generic", "--out", tmp_path / "g", "--clips", "4", "--frames", "6:8"
+    )
     assert result.exit_code == 0, result.output
     root = result.stdout.strip().splitlines()[-1]
     out = tmp_path / "out"
-    result = prep("run", "--stage", "all", "--dataset", "generic", "--root", root, "--out", out, "--quiet",
-                  "--dinov2", tiny_dinov2, "--captioner", "kinematic")  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "all",
+        "--dataset",
+        "generic",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--quiet",
+        "--dinov2",
+        tiny_dinov2,
+        "--captioner",
+        "kinematic",
+    )
     assert result.exit_code == 0, result.output
     counts = sum(len(manifest_rows(out, s)) for s in ("train", "dev"))
     assert counts == 4
 
 
-def test_the_same_corpus_in_another_folder_gives_the_same_manifest_bytes(tmp_path, generic_csv, tiny_dinov2):
+def test_the_same_corpus_in_another_folder_gives_the_same_manifest_bytes(
+    tmp_path, generic_csv, tiny_dinov2
+):
     moved = Path(shutil.copytree(generic_csv.parent, tmp_path / "elsewhere" / "corpus"))
     out, kept = tmp_path / "out", {}
     for csv_file in (generic_csv, moved / generic_csv.name):
-        result = prep("run", "--stage", "all", "--dataset", "generic", "--root", csv_file, "--out", out, "--quiet",
-                      "--dinov2", tiny_dinov2, "--captioner", "kinematic", "--text-encoder", "none")  # fmt: skip
+        result = prep(
+            "run",
+            "--stage",
+            "all",
+            "--dataset",
+            "generic",
+            "--root",
+            csv_file,
+            "--out",
+            out,
+            "--quiet",
+            "--dinov2",
+            tiny_dinov2,
+            "--captioner",
+            "kinematic",
+            "--text-encoder",
+            "none",
+        )
         assert result.exit_code == 0, result.output
-        outputs = [p for p in out.glob("*/*") if p.is_file() and p.parent.name != "runs"]  # runs/ records --root
+        outputs = [
+            p for p in out.glob("*/*") if p.is_file() and p.parent.name != "runs"
+        ]  # runs/ records --root
         kept[csv_file] = {p.relative_to(out): p.read_bytes() for p in outputs}
         shutil.rmtree(out)
     first, second = kept.values()

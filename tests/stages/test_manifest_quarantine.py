@@ -10,8 +10,21 @@ from tests.conftest import manifest_rows, prep, quarantine_rows
 
 def run_manifest(dataset, root, out, *extra):
     # these corpora are mostly bad on purpose: the share limit is tested in tests/test_bugs_are_not_data.py
-    result = prep("run", "--stage", "manifest", "--dataset", dataset, "--root", root, "--out", out, "--quiet",
-                  "--max-quarantine-share", 1, *extra)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "manifest",
+        "--dataset",
+        dataset,
+        "--root",
+        root,
+        "--out",
+        out,
+        "--quiet",
+        "--max-quarantine-share",
+        1,
+        *extra,
+    )
     assert result.exit_code == 0, result.output
     return result
 
@@ -56,7 +69,9 @@ def test_phoenix_bad_frames_and_annotations(phoenix_root, tmp_path):
     assert {(q["id"], q["split"]) for q in duplicates} == {(names[7], "train"), (names[8], "dev")}
     train_ids = {r["id"] for r in manifest_rows(out, "train")}
     assert train_ids == set(names) - set(names[:7])  # every good sample is written, once
-    assert len(manifest_rows(out, "dev")) == 8  # the cross-split duplicate did not displace a dev sample
+    assert (
+        len(manifest_rows(out, "dev")) == 8
+    )  # the cross-split duplicate did not displace a dev sample
     assert "quarantined:" in result.stdout and "frame_gap 1" in result.stdout
 
 
@@ -103,17 +118,26 @@ def test_generic_bad_files_ids_paths_and_fields(tmp_path, hand_clip):
         {"id": "good2", **good, "start": "0.5", "end": "1.5"},
     ]
     with open(folder / "corpus.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "path", "text", "language", "split", "start", "end"])
+        writer = csv.DictWriter(
+            handle, fieldnames=["id", "path", "text", "language", "split", "start", "end"]
+        )
         writer.writeheader()
         writer.writerows(rows)
     out = tmp_path / "out"
     run_manifest("generic", folder / "corpus.csv", out)
     found = reasons(out)
     expected = {
-        "zero": m.UNREADABLE_FILE, "text": m.UNREADABLE_FILE, "trunc": m.UNREADABLE_FILE,
-        "missing": m.UNREADABLE_FILE, "a/b": m.UNSAFE_ID, "..up": m.UNSAFE_ID, ".hidden": m.UNSAFE_ID,
-        "escape": m.PATH_ESCAPES_ROOT, "nolang": m.MISSING_FIELD, "badstart": m.INVALID_FIELD,
-    }  # fmt: skip
+        "zero": m.UNREADABLE_FILE,
+        "text": m.UNREADABLE_FILE,
+        "trunc": m.UNREADABLE_FILE,
+        "missing": m.UNREADABLE_FILE,
+        "a/b": m.UNSAFE_ID,
+        "..up": m.UNSAFE_ID,
+        ".hidden": m.UNSAFE_ID,
+        "escape": m.PATH_ESCAPES_ROOT,
+        "nolang": m.MISSING_FIELD,
+        "badstart": m.INVALID_FIELD,
+    }
     assert {k: v[0] for k, v in found.items()} == expected
     assert "empty file" in found["zero"][1] and "file not found" in found["missing"][1]
     for _reason, detail in found.values():
@@ -127,20 +151,32 @@ def test_generic_csv_is_parsed_per_row(tmp_path, generic_csv):
     base = generic_csv.parent
     good = "clips/synth00000.mp4"
     huge = "x" * 200_000
-    text = "\n".join([
-        "id,path,text,language,split,fps",
-        f'multi,{good},"erste zeile\nzweite zeile",de,train,',
-        f"big,{good},{huge},de,train,",
-        f"still,{good},ruhig,de,train,0",
-        f"fast,{good},schnell,de,train,1e9",
-        f"after,{good},danach,de,train,",
-    ]) + "\n"  # fmt: skip
+    text = (
+        "\n".join(
+            [
+                "id,path,text,language,split,fps",
+                f'multi,{good},"erste zeile\nzweite zeile",de,train,',
+                f"big,{good},{huge},de,train,",
+                f"still,{good},ruhig,de,train,0",
+                f"fast,{good},schnell,de,train,1e9",
+                f"after,{good},danach,de,train,",
+            ]
+        )
+        + "\n"
+    )
     (base / "rows.csv").write_text(text)
     out = tmp_path / "out"
     run_manifest("generic", base / "rows.csv", out)
     rows = {r["id"]: r for r in manifest_rows(out, "train")}
-    assert set(rows) == {"multi", "after"} and rows["multi"]["translation"] == "erste zeile\nzweite zeile"
+    assert (
+        set(rows) == {"multi", "after"}
+        and rows["multi"]["translation"] == "erste zeile\nzweite zeile"
+    )
     found = reasons(out)
-    assert {k: v[0] for k, v in found.items()} == {"big": m.INVALID_FIELD, "still": m.INVALID_FIELD, "fast": m.INVALID_FIELD}
+    assert {k: v[0] for k, v in found.items()} == {
+        "big": m.INVALID_FIELD,
+        "still": m.INVALID_FIELD,
+        "fast": m.INVALID_FIELD,
+    }
     assert found["big"][1] == "rows.csv line 4 a field of 200000 characters (limit 131072)"
     assert found["still"][1] == "rows.csv line 5: fps=0 outside 1-240"

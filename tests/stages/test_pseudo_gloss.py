@@ -32,12 +32,25 @@ def phoenix_all_dev(request, tmp_path_factory):
     once each (so dev and test have words train lacks), and all 519 real dev sentences."""
     base = tmp_path_factory.mktemp("pg")
     if request.param == "real":
-        samples = synthetic.samples_from_file(request.getfixturevalue("phoenix_dev_csv"), max_frames=2)
+        samples = synthetic.samples_from_file(
+            request.getfixturevalue("phoenix_dev_csv"), max_frames=2
+        )
     else:
         samples = synthetic.default_samples("de", clips=len(synthetic.GERMAN), frames=(2, 2))
     root = synthetic.write_phoenix14t(base / "corpus", samples, size=(8, 10))
     out = base / "out"
-    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "phoenix14t", "--root", root, "--out", out, "--quiet")
+    result = prep(
+        "run",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     return root, out, result, request.param
 
@@ -60,13 +73,19 @@ def test_german_lemmas_lower_case_and_pos_filter(phoenix_all_dev):
             assert {"nächst", "tag"} <= set(row["pseudo_glosses"])
     assert not glosses & {"in", "und", "im", "am", "an", "mit", "von", "auf"}
     kept = {"NOUN", "NUM", "ADV", "PRON", "PROPN", "ADJ", "VERB"}
-    for row in table:  # spoken order; articles, prepositions, conjunctions never yield a pseudo-gloss
-        assert row["pseudo_glosses"] == [lemma for lemma, pos in zip(row["lemmas"], row["upos"]) if pos in kept]
+    for (
+        row
+    ) in table:  # spoken order; articles, prepositions, conjunctions never yield a pseudo-gloss
+        assert row["pseudo_glosses"] == [
+            lemma for lemma, pos in zip(row["lemmas"], row["upos"]) if pos in kept
+        ]
     articles = [r for r in table if r["tokens"][:1] == ["die"] and r["upos"][0] == "DET"]
     assert articles and all(r["pseudo_glosses"][:1] != ["der"] for r in articles)
     assert {"zwölf", "zwanzig"} <= glosses
     if source == "real":
-        sample = next(r for r in table if r["translation"].startswith("tiefer luftdruck bestimmt in den"))
+        sample = next(
+            r for r in table if r["translation"].startswith("tiefer luftdruck bestimmt in den")
+        )
         assert sample["pseudo_glosses"][:3] == ["tief", "luftdruck", "bestimmen"]
     assert "pseudo-gloss" in result.stdout and "oov" in result.stdout.lower()
 
@@ -74,7 +93,14 @@ def test_german_lemmas_lower_case_and_pos_filter(phoenix_all_dev):
 def test_hanta_pipeline_lemmatises_plural_nouns():
     nlp = load_pipeline("de", None, None)
     doc = nlp("überschwemmungen drohen in den nächsten tagen")
-    assert [t.lemma_.lower() for t in doc] == ["überschwemmung", "drohen", "in", "der", "nächst", "tag"]
+    assert [t.lemma_.lower() for t in doc] == [
+        "überschwemmung",
+        "drohen",
+        "in",
+        "der",
+        "nächst",
+        "tag",
+    ]
     assert [t.pos_ for t in doc] == ["NOUN", "VERB", "ADP", "DET", "ADJ", "NOUN"]
 
 
@@ -82,7 +108,9 @@ def test_vocabulary_ids_and_prototypes(phoenix_all_dev):
     _root, out, _, _ = phoenix_all_dev
     vocab = json.loads((out / "pseudo-gloss" / "vocab.json").read_text())
     glosses = [g["gloss"] for g in vocab["glosses"]]
-    assert glosses == sorted(glosses) and [g["id"] for g in vocab["glosses"]] == list(range(1, len(glosses) + 1))
+    assert glosses == sorted(glosses) and [g["id"] for g in vocab["glosses"]] == list(
+        range(1, len(glosses) + 1)
+    )
     train = rows(out, "train")
     train_glosses = {g for r in train for g in r["pseudo_glosses"]}
     assert set(glosses) == train_glosses  # built from train only
@@ -95,7 +123,9 @@ def test_vocabulary_ids_and_prototypes(phoenix_all_dev):
     summary = json.loads((out / "pseudo-gloss" / "summary.json").read_text())
     dev_ids = [i for row in rows(out, "dev") for i in row["pseudo_gloss_ids"]]
     assert summary["splits"]["dev"]["oov_rate"] == round(dev_ids.count(-1) / len(dev_ids), 6)
-    assert 0 < summary["splits"]["dev"]["oov_rate"] < 1 and summary["splits"]["train"]["oov_rate"] == 0
+    assert (
+        0 < summary["splits"]["dev"]["oov_rate"] < 1 and summary["splits"]["train"]["oov_rate"] == 0
+    )
     assert vocab["provenance"]["prototype_source"].startswith("fasttext-skipgram-trained-on-train")
 
 
@@ -105,8 +135,22 @@ def test_frequency_filter_and_user_fasttext_vectors(phoenix_all_dev, tmp_path):
     vec = tmp_path / "vectors.vec"
     vec.write_text("2 3\nregnen 1 2 3\ntag 0.5 0.5 0.5\n")
     filtered = tmp_path / "filtered"
-    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "phoenix14t", "--root", root, "--out", filtered,
-                  "--quiet", "--max-gloss-share", share, "--fasttext", vec)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "phoenix14t",
+        "--root",
+        root,
+        "--out",
+        filtered,
+        "--quiet",
+        "--max-gloss-share",
+        share,
+        "--fasttext",
+        vec,
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((filtered / "pseudo-gloss" / "summary.json").read_text())
     vocab = json.loads((filtered / "pseudo-gloss" / "vocab.json").read_text())
@@ -126,19 +170,47 @@ def test_frequency_filter_and_user_fasttext_vectors(phoenix_all_dev, tmp_path):
 
 
 def test_chinese_segmentation_in_csl_daily_layout(tmp_path):
-    sentences = ["我今天很高兴", "你叫什么名字", "明天下午三点我们去图书馆看书", "他的手机坏了", "这个苹果多少钱"]
-    samples = [synthetic.SyntheticSample(f"S{i:06d}_P0000_T00", "train" if i < 4 else "dev", 3, s, s, "01")
-               for i, s in enumerate(sentences)]  # fmt: skip
+    sentences = [
+        "我今天很高兴",
+        "你叫什么名字",
+        "明天下午三点我们去图书馆看书",
+        "他的手机坏了",
+        "这个苹果多少钱",
+    ]
+    samples = [
+        synthetic.SyntheticSample(f"S{i:06d}_P0000_T00", "train" if i < 4 else "dev", 3, s, s, "01")
+        for i, s in enumerate(sentences)
+    ]
     root = synthetic.write_csl_daily(tmp_path / "c", samples, size=(8, 8))
     out = tmp_path / "out"
-    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "csl-daily", "--root", root, "--out", out, "--quiet")
+    result = prep(
+        "run",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "csl-daily",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     got = {r["translation"]: r["pseudo_glosses"] for s in ("train", "dev") for r in rows(out, s)}
-    assert got["明天下午三点我们去图书馆看书"] == ["明天", "下午", "三点", "我们", "去", "图书馆", "看书"]
+    assert got["明天下午三点我们去图书馆看书"] == [
+        "明天",
+        "下午",
+        "三点",
+        "我们",
+        "去",
+        "图书馆",
+        "看书",
+    ]
     assert got["他的手机坏了"] == ["他", "手机", "坏"]  # particles 的 and 了 are dropped
     assert got["这个苹果多少钱"] == ["这个", "苹果", "多少", "钱"]
     assert not list(tmp_path.glob("**/jieba.cache")) or all(
-        str(p).startswith(str(out)) for p in tmp_path.glob("**/jieba.cache"))
+        str(p).startswith(str(out)) for p in tmp_path.glob("**/jieba.cache")
+    )
 
 
 def test_user_spacy_pipeline_replaces_the_hanta_default(tmp_path, generic_csv):
@@ -150,15 +222,39 @@ def test_user_spacy_pipeline_replaces_the_hanta_default(tmp_path, generic_csv):
     model = tmp_path / "tiny_de"
     nlp.to_disk(model)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "generic", "--root", generic_csv, "--out", out,
-                  "--quiet", "--spacy-model", model)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        out,
+        "--quiet",
+        "--spacy-model",
+        model,
+    )
     assert result.exit_code == 0, result.output
     table = rows(out, "train")
     assert table and all(set(r["lemmas"]) == {"ruler"} for r in table)
     meta = json.loads((out / "pseudo-gloss" / "vocab.json").read_text())["provenance"]
     assert meta["pipelines"]["de"] == f"spacy:{model}"
-    missing = prep("run", "--stage", "pseudo-gloss", "--dataset", "generic", "--root", generic_csv,
-                   "--out", tmp_path / "o2", "--spacy-model", "de_core_news_lg", "--quiet")  # fmt: skip
+    missing = prep(
+        "run",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "generic",
+        "--root",
+        generic_csv,
+        "--out",
+        tmp_path / "o2",
+        "--spacy-model",
+        "de_core_news_lg",
+        "--quiet",
+    )
     assert missing.exit_code == 1 and "de_core_news_lg" in missing.stderr
 
 
@@ -175,13 +271,30 @@ def test_unsupported_language_and_sentences_without_kept_words(tmp_path):
         writer.writeheader()
         writer.writerows(records)
     out = tmp_path / "out"
-    result = prep("run", "--stage", "pseudo-gloss", "--dataset", "generic", "--root", csv_path, "--out", out, "--quiet",
-                  "--max-quarantine-share", 1)  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "pseudo-gloss",
+        "--dataset",
+        "generic",
+        "--root",
+        csv_path,
+        "--out",
+        out,
+        "--quiet",
+        "--max-quarantine-share",
+        1,
+    )
     assert result.exit_code == 0, result.output
     quarantine = pq.read_table(out / "pseudo-gloss" / "quarantine.parquet").to_pylist()
-    assert [(q["id"], q["reason"]) for q in quarantine] == [(records[1]["id"], "unsupported_language")]
+    assert [(q["id"], q["reason"]) for q in quarantine] == [
+        (records[1]["id"], "unsupported_language")
+    ]
     table = {r["id"]: r for r in rows(out, "train")}
-    assert table[records[2]["id"]]["pseudo_glosses"] == [] and table[records[0]["id"]]["pseudo_glosses"]
+    assert (
+        table[records[2]["id"]]["pseudo_glosses"] == []
+        and table[records[0]["id"]]["pseudo_glosses"]
+    )
     summary = json.loads((out / "pseudo-gloss" / "summary.json").read_text())
     assert summary["splits"]["train"]["empty_sequences"] == 1
 
@@ -192,8 +305,23 @@ def test_vocabulary_and_prototypes_identical_across_hash_seeds(phoenix_all_dev, 
     for seed in ("1", "12345"):
         out = tmp_path / f"seed{seed}"
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        command = [sys.executable, "-m", "pipeline.cli", "run", "--stage", "pseudo-gloss", "--dataset", "phoenix14t",
-                   "--root", str(root), "--out", str(out), "--quiet", "--workers", seed == "1" and "1" or "2"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--stage",
+            "pseudo-gloss",
+            "--dataset",
+            "phoenix14t",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--quiet",
+            "--workers",
+            seed == "1" and "1" or "2",
+        ]
         subprocess.run(command, check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
         outputs.append(out / "pseudo-gloss")
     for name in ("vocab.json", "prototypes.npy", "train.parquet", "dev.parquet", "test.parquet"):

@@ -1,0 +1,23 @@
+"""The code stays as ``ruff format`` writes it and as ``ruff check`` wants it (``make lint``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+PACKAGES = ("pipeline", "stages", "manifests", "tests", "bench")
+
+
+def ruff(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, *PACKAGES], cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_ruff_format_and_check_pass():
+    formatted = ruff("format", "--check")
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+    checked = ruff("check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
