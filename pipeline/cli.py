@@ -559,14 +559,19 @@ def demo(
 @app.command()
 def verify(
     out: Path = typer.Option(..., help="The output folder of a run (holds manifest/ and shards/)."),
+    max_quarantine_share: float = typer.Option(
+        0.2,
+        help="A split whose features quarantine holds more than this share of its samples is a problem.",
+    ),
 ) -> None:
     """Re-read every shard: checksums, sizes and counts against the index, each manifest sample
-    exactly once (or quarantined), metadata and array shapes; exit 1 on any problem."""
+    exactly once (or quarantined), metadata, frame times and array shapes, each split's
+    quarantine share; exit 1 on any problem."""
     from pipeline.verify import format_reports
     from pipeline.verify import verify as verify_outputs
 
     with handled_errors():
-        reports = verify_outputs(out.expanduser().resolve())
+        reports = verify_outputs(out.expanduser().resolve(), max_quarantine_share)
     typer.echo(format_reports(reports))
     if any(r.problems for r in reports):
         raise typer.Exit(1)

@@ -44,13 +44,23 @@ class SplitReport:
             self.problems.append("… further problems not listed")
 
 
-def verify(out: Path) -> list[SplitReport]:
+def verify(out: Path, max_quarantine_share: float = 0.2) -> list[SplitReport]:
+    """Every split's report; a split whose features quarantine passes ``max_quarantine_share``
+    of its samples is a problem too (a split of mostly unreadable clips is not one to train on)."""
     layout = Layout(out)
     if not (out / "shards").is_dir():
         raise PrepError(f"no shards under {out}; run --stage features first")
     splits = m.manifest_splits(layout)
     quarantined = _quarantined_keys(layout)
-    return [verify_split(layout, split, quarantined.get(split, set())) for split in splits]
+    reports = [verify_split(layout, split, quarantined.get(split, set())) for split in splits]
+    for report in reports:
+        if report.quarantine_share > max_quarantine_share:
+            report.problem(
+                f"{report.quarantined} of {report.samples + report.quarantined} samples quarantined "
+                f"({report.quarantine_share:.0%}), over --max-quarantine-share {max_quarantine_share:g}; "
+                f"see {layout.quarantine_table('features')}"
+            )
+    return reports
 
 
 def _quarantined_keys(layout: Layout) -> dict[str, set[str]]:
