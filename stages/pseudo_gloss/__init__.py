@@ -55,9 +55,22 @@ class PseudoGlossOptions:
     nlp_batch_size: int = 256
 
 
+def analysed(doc, language: str) -> tuple[list[str], list[str], list[str]]:
+    """A parsed sentence's tokens, lemmas (German lower-cased; Chinese words as segmented) and UPOS."""
+    tokens = [t for t in doc if not t.is_space]
+    lemmas = [(t.text if language == "zh" else (t.lemma_ or t.text)).lower() for t in tokens]
+    return [t.text for t in tokens], lemmas, [t.pos_ or "X" for t in tokens]
+
+
+def pseudo_glosses_of(doc, language: str) -> list[str]:
+    """Sign2GPT's pseudo-glosses of a parsed sentence: lemmas whose UPOS is kept, in spoken order."""
+    _, lemmas, upos = analysed(doc, language)
+    return [lemma for lemma, pos in zip(lemmas, upos) if pos in KEPT_UPOS]
+
+
 class PseudoGlossStage(Stage):
     name = "pseudo-gloss"
-    version = 1
+    version = 2  # 2: UD conventions on top of HanTa and jieba (german_rules, tagsets)
     requires = ("manifest",)
 
     def __init__(self, options: PseudoGlossOptions, run: Any) -> None:
@@ -128,15 +141,13 @@ class PseudoGlossStage(Stage):
 
     @staticmethod
     def _row(split: str, language: str, item: dict, doc) -> dict:
-        tokens = [t for t in doc if not t.is_space]
-        lemmas = [(t.text if language == "zh" else (t.lemma_ or t.text)).lower() for t in tokens]
-        upos = [t.pos_ or "X" for t in tokens]
+        tokens, lemmas, upos = analysed(doc, language)
         return {
             "id": item["id"],
             "split": split,
             "language": language,
             "translation": item["translation"],
-            "tokens": [t.text for t in tokens],
+            "tokens": tokens,
             "lemmas": lemmas,
             "upos": upos,
             "pseudo_glosses": [lemma for lemma, pos in zip(lemmas, upos) if pos in KEPT_UPOS],

@@ -12,7 +12,8 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from pipeline.errors import PrepError
-from stages.pseudo_gloss.tagsets import jieba_to_upos, stts_to_upos
+from stages.pseudo_gloss.german_rules import corrected
+from stages.pseudo_gloss.tagsets import jieba_to_upos, split_numeral_classifier, stts_to_upos
 
 OFFLINE_LANGUAGES = ("de", "zh")
 HANTA_MODEL = "morphmodel_ger.pgz"  # ships inside the HanTa package
@@ -48,7 +49,9 @@ class HanTaComponent:
         words = [token.text for token in doc]
         if not words:
             return doc
-        tagged = self.tagger.tag_sent(words, taglevel=1, casesensitive=self.casesensitive)
+        tagged = corrected(
+            words, self.tagger.tag_sent(words, taglevel=1, casesensitive=self.casesensitive)
+        )
         for token, (_word, lemma, tag) in zip(doc, tagged):
             token.tag_, token.pos_, token.lemma_ = tag, stts_to_upos(tag), lemma
         return doc
@@ -70,7 +73,12 @@ class JiebaPosTokenizer:
         self.vocab = vocab
 
     def __call__(self, text: str) -> Doc:
-        pairs = [(w, f) for w, f in self.segmenter.cut(text, HMM=True) if w.strip()]
+        pairs = [
+            part
+            for w, f in self.segmenter.cut(text, HMM=True)
+            if w.strip()
+            for part in split_numeral_classifier(w, f)
+        ]
         words = [w for w, _ in pairs]
         return Doc(
             self.vocab,
@@ -105,6 +113,7 @@ def load_pipeline(language: str, spacy_model: str | None, cache_dir: Path | None
 def pipeline_name(language: str, spacy_model: str | None) -> str:
     if spacy_model:
         return f"spacy:{spacy_model}"
-    return {"de": "spacy.blank(de)+hanta", "zh": "spacy.blank(zh)+jieba.posseg"}.get(
-        language, "none"
-    )
+    return {
+        "de": "spacy.blank(de)+hanta+ud-rules-1",
+        "zh": "spacy.blank(zh)+jieba.posseg+ud-rules-1",
+    }.get(language, "none")

@@ -155,7 +155,47 @@ def stts_to_upos(tag: str) -> str:
     return "X"
 
 
+# closed-class words whose UD Chinese tag is not their jieba flag's: the copula and the passive
+# marker are AUX, adverbs that link clauses SCONJ, demonstratives DET, 等 ("and so on") NOUN,
+# 于 VERB, 将 (object marker) ADP; localizers (jieba "f") are ADP, UD's postpositions
+UD_CHINESE_WORDS = {
+    "是": "AUX", "被": "AUX",
+    "也": "SCONJ", "都": "SCONJ", "就": "SCONJ", "还": "SCONJ", "又": "SCONJ", "才": "SCONJ", "并": "SCONJ",
+    "而": "SCONJ",
+    "这": "DET", "那": "DET", "该": "DET", "各": "DET", "每": "DET",
+    "等": "NOUN", "于": "VERB", "将": "ADP", "时": "ADP",
+}  # fmt: skip
+LOCALIZER_FLAGS = ("f",)
+
+
 def jieba_to_upos(flag: str, word: str) -> str:
     if flag == "x" and word and not any(ch.isalnum() for ch in word):
         return "SPACE" if word.isspace() else "PUNCT"
+    if word in UD_CHINESE_WORDS:
+        return UD_CHINESE_WORDS[word]
+    if flag in LOCALIZER_FLAGS and len(word) == 1:
+        return "ADP"
     return JIEBA_TO_UPOS.get(flag, JIEBA_TO_UPOS.get(flag[:1], "X"))
+
+
+NUMERAL_CHARS = frozenset("0123456789０１２３４５６７８９一二三四五六七八九十百千万亿两零〇几半")
+
+
+DEMONSTRATIVE_CLASSIFIER = frozenset(
+    {"这个", "那个", "这些", "那些", "这种", "那种", "这位", "那位", "每个", "各个", "这次", "那次"}
+)
+
+
+def split_numeral_classifier(word: str, flag: str) -> list[tuple[str, str]]:
+    """jieba keeps a number or demonstrative and its classifier as one word (``一个``, ``2010年``,
+    ``这个``); UD Chinese has two: ``一`` (NUM) or ``这`` (DET), then ``个`` (NOUN)."""
+    if word in DEMONSTRATIVE_CLASSIFIER:
+        return [(word[0], "r"), (word[1], "q")]
+    if flag != "m" or len(word) < 2 or word[0] not in NUMERAL_CHARS:
+        return [(word, flag)]
+    cut = len(word)
+    while cut > 0 and word[cut - 1] not in NUMERAL_CHARS:
+        cut -= 1
+    if cut == 0 or cut == len(word) or any(ch not in NUMERAL_CHARS for ch in word[:cut]):
+        return [(word, flag)]
+    return [(word[:cut], "m"), (word[cut:], "q")]

@@ -224,7 +224,7 @@ def test_torchrun_ranks_run_every_stage_they_need_in_turn(phoenix_template, tmp_
     result = run_command(launch + args(out), timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
-        result.stdout.count("manifest (v2)") == 1 and result.stdout.count("pseudo-gloss (v1)") == 1
+        result.stdout.count("manifest (v2)") == 1 and result.stdout.count("pseudo-gloss (v2)") == 1
     )
     assert set(unit_ranks(out, "pseudo-gloss")) == {0, 1}
     reference = tmp_path / "reference"

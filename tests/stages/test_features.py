@@ -117,7 +117,7 @@ def test_pseudo_glosses_ride_along_when_that_stage_ran(phoenix_root, tmp_path, t
         for m in meta
     )
     assert any(i >= 0 for m in meta for i in m["pseudo_gloss_ids"])
-    assert meta[0]["provenance"]["stages"]["pseudo-gloss"] == 1
+    assert meta[0]["provenance"]["stages"]["pseudo-gloss"] == 2
 
 
 def test_frame_selection_sets_the_array_length(phoenix_root, tmp_path, tiny_dinov2):

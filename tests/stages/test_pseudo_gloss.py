@@ -200,14 +200,15 @@ def test_chinese_segmentation_in_csl_daily_layout(tmp_path):
     assert got["明天下午三点我们去图书馆看书"] == [
         "明天",
         "下午",
-        "三点",
+        "三",
+        "点",
         "我们",
         "去",
         "图书馆",
         "看书",
     ]
     assert got["他的手机坏了"] == ["他", "手机", "坏"]  # particles 的 and 了 are dropped
-    assert got["这个苹果多少钱"] == ["这个", "苹果", "多少", "钱"]
+    assert got["这个苹果多少钱"] == ["个", "苹果", "多少", "钱"]  # UD Chinese: 这 (DET) 个 (NOUN)
     assert not list(tmp_path.glob("**/jieba.cache")) or all(
         str(p).startswith(str(out)) for p in tmp_path.glob("**/jieba.cache")
     )
@@ -265,7 +266,7 @@ def test_unsupported_language_and_sentences_without_kept_words(tmp_path):
     with open(csv_path, newline="") as handle:
         records = list(csv.DictReader(handle))
     records[1]["language"] = "fr"
-    records[2]["text"] = "und der die"
+    records[2]["text"] = "und in der"
     with open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(records[0]))
         writer.writeheader()
@@ -326,3 +327,25 @@ def test_vocabulary_and_prototypes_identical_across_hash_seeds(phoenix_all_dev, 
         outputs.append(out / "pseudo-gloss")
     for name in ("vocab.json", "prototypes.npy", "train.parquet", "dev.parquet", "test.parquet"):
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+
+
+def test_ud_conventions_the_offline_taggers_lack():
+    """Object pronouns are lemmatised to their nominative, quantifiers are determiners, a
+    relative ``der`` with no noun after it is a pronoun; Chinese copula 是 is AUX, numbers and
+    demonstratives are cut from their classifiers."""
+    from stages.pseudo_gloss import pseudo_glosses_of
+
+    german = load_pipeline("de", None, None)
+    cases = {
+        "morgen bringt uns der wind regen": ["morgen", "bringen", "wir", "wind", "regen"],
+        "heute zeigt sich mir die sonne": ["heute", "zeigen", "sich", "ich", "sonne"],
+        "alle regionen bekommen sonne": ["region", "bekommen", "sonne"],
+        "im osten gibt es regen der später in schnee übergeht": [
+            "osten", "geben", "es", "regen", "der", "spät", "schnee", "übergehen",
+        ],
+    }  # fmt: skip
+    for text, expected in cases.items():
+        assert pseudo_glosses_of(german(text), "de") == expected, text
+    chinese = load_pipeline("zh", None, None)
+    assert pseudo_glosses_of(chinese("我是学生"), "zh") == ["我", "学生"]
+    assert pseudo_glosses_of(chinese("我买了一个苹果"), "zh")[-3:] == ["一", "个", "苹果"]
