@@ -187,6 +187,12 @@ class VideoFileSource:
         self.codec, self.timing = self.index.codec, self.index.timing
         self._container = self._frames = None
         self._next = 0  # presented-frame number of the frame ``self._frames`` yields next
+        self._keys = np.flatnonzero(
+            self.index.keyframes
+        )  # presented-frame numbers a seek can land on
+        self._seekable = (
+            not self.index.restarts
+        )  # a seek needs one clock; off after a seek misled us
 
     def timestamps(self, indices: Sequence[int]) -> np.ndarray:
         """Seconds from the segment's first frame, from the stream's own timestamps."""
@@ -201,7 +207,7 @@ class VideoFileSource:
         out = np.empty((len(wanted), self.height, self.width, 3), dtype=np.uint8)
         try:
             for slot, number in enumerate(wanted):
-                out[slot] = self._decode_frame(number)
+                out[slot] = self._decode_frame_checked(number)
         except DecodeError:
             self.close()
             raise
@@ -210,11 +216,27 @@ class VideoFileSource:
             raise DecodeError(f"cannot decode {self.path.name}: {first_line(exc)}") from exc
         return out
 
+    def _decode_frame_checked(self, number: int) -> np.ndarray:
+        """A frame; when a seek landed somewhere its index did not expect, the same frame again
+        by decoding from the start (and no more seeks in this file)."""
+        seeking = self._seekable
+        try:
+            return self._decode_frame(number)
+        except DecodeError:
+            if not seeking:
+                raise
+            self._seekable, self._frames = False, None
+            return self._decode_frame(number)
+
     def _decode_frame(self, number: int) -> np.ndarray:
         self._position_for(number)
         for frame in self._frames:
             current = self._next
             self._next += 1
+            if current >= len(self.index.pts):
+                raise DecodeError(
+                    f"{self.path.name} presents more frames than its {len(self.index.pts)} indexed"
+                )
             if frame.pts is not None and frame.pts != self.index.pts[current]:
                 raise DecodeError(
                     f"{self.path.name}: frame {current} presents at pts {frame.pts}, "
@@ -235,17 +257,17 @@ class VideoFileSource:
         """Restart, seek or go on, so that the decoder's next frame is at most ``number``."""
         keyframe = self._keyframe_at_or_before(number)
         if self._frames is not None and number >= self._next:
-            if self.index.restarts or keyframe - self._next < SEEK_MIN_SKIP:
+            if not self._seekable or keyframe - self._next < SEEK_MIN_SKIP:
                 return  # decoding on is cheaper, or the clock is not one a seek can trust
         self._restart()
-        if self.index.restarts or keyframe == 0:
+        if not self._seekable or keyframe == 0:
             return
         self._container.seek(int(self.index.pts[keyframe]), stream=self._stream, backward=True)
         self._frames = self._aligned(self._stream_frames(), keyframe)
 
     def _keyframe_at_or_before(self, number: int) -> int:
-        keys = np.flatnonzero(self.index.keyframes[: number + 1])
-        return int(keys[-1]) if len(keys) else 0
+        position = int(np.searchsorted(self._keys, number, side="right"))
+        return int(self._keys[position - 1]) if position else 0
 
     def _aligned(self, frames: Iterator, keyframe: int) -> Iterator:
         """After a seek: drop frames before the keyframe and set ``_next`` from the first pts."""

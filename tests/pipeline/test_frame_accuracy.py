@@ -284,3 +284,29 @@ def test_a_codec_without_a_decoder_is_quarantined_naming_it(corpus, tmp_path, mo
     found = {q["id"]: (q["reason"], q["detail"]) for q in quarantine_rows(out)}
     assert found["av1"] == (m.UNSUPPORTED_CODEC, "no decoder for the av1 codec of av1.mp4")
     assert "plain" in {r["id"] for r in manifest_rows(out, "train")}
+
+
+def test_sparse_reads_of_a_long_clip_seek_and_still_get_ffmpegs_frames(tmp_path):
+    """300 frames with a keyframe every 25 and B-frames: a selection every 100 frames seeks
+    between keyframes instead of decoding everything, and a segment starts mid-GOP."""
+    import av
+
+    path = tmp_path / "long_gop.mp4"
+    frames = noise(300, 7)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"crf": "18", "threads": "1", "g": "25", "bf": "2", "sc_threshold": "0"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    expected = ffmpeg_frames(path)
+    assert len(expected) == 300
+    picked = FrameSelection(step=100).indices(300)
+    source = open_source(path)
+    np.testing.assert_array_equal(
+        decode_clip(source, FrameSelection(step=100)).frames, expected[picked]
+    )
+    segment = open_source(path, start=5.52, end=7.0)  # frames 138-174: starts inside a GOP
+    np.testing.assert_array_equal(decode_clip(segment).frames, expected[138:175])
+    np.testing.assert_array_equal(segment.read([0, 36]), expected[[138, 174]])
