@@ -157,11 +157,7 @@ def filter_native_stderr() -> None:
         while chunk := os.read(read_end, 65536):
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            kept = [
-                line + b"\n"
-                for line in lines
-                if not line.lstrip(b"\r").decode(errors="replace").startswith(NATIVE_LOG_PREFIXES)
-            ]
+            kept = [kept_part(line) for line in lines]
             if pending and not any(
                 p.encode().startswith(pending.lstrip(b"\r")[: len(p)]) for p in NATIVE_LOG_PREFIXES
             ):
@@ -179,6 +175,16 @@ def filter_native_stderr() -> None:
 
 
 NATIVE_FILTER: dict[str, Any] = {}
+NATIVE_PREFIXES_BYTES = tuple(p.encode() for p in NATIVE_LOG_PREFIXES)
+
+
+def kept_part(line: bytes) -> bytes:
+    """A line of stderr without the native log message in it: a progress bar's text that a
+    message was written after (no newline between them) stays, the message goes."""
+    cut = min((i for p in NATIVE_PREFIXES_BYTES if (i := line.find(p)) >= 0), default=-1)
+    if cut < 0:
+        return line + b"\n"
+    return line[:cut].rstrip(b"\r") if line[:cut].strip(b"\r") else b""
 
 
 def unfilter_native_stderr() -> None:

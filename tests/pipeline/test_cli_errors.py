@@ -171,3 +171,14 @@ def test_mediapipe_prints_nothing_over_the_progress_bars(tmp_path, generic_csv):
     assert result.returncode == 0, result.stderr
     assert "W0000" not in result.stderr and "Feedback manager" not in result.stderr
     assert "XNNPACK" not in result.stderr
+
+
+def test_a_native_message_written_after_a_progress_bar_is_cut_off_it():
+    from pipeline.config import kept_part
+
+    bar = b"\rfeatures:  60%|######    | 3/5"
+    assert kept_part(bar + b"W0000 00:00:1796 feedback_manager.cc:114] Feedback manager ...") == bar
+    assert kept_part(b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") == b""
+    assert (
+        kept_part(b"prep: error: --root does not exist") == b"prep: error: --root does not exist\n"
+    )
