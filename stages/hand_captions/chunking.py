@@ -43,11 +43,13 @@ def chunks_of(
     times: Sequence[float] | None = None,
 ) -> list[Chunk]:
     """Chunks with their seconds: from the clip's real frame ``times`` when given (a variable
-    frame rate), else from ``fps``. A chunk ends where the frame after its last one starts."""
+    frame rate), else from ``fps``. A chunk ends where the frame after its last one starts; the
+    clip's last frame lasts as long as the one before it."""
     if times is None:
         edges = [n / fps for n in range(num_frames + 1)]
     else:
-        edges = list(times[:num_frames]) + [times[num_frames - 1] + 1 / fps if num_frames else 0.0]
+        last = times[num_frames - 1] - times[num_frames - 2] if num_frames > 1 else 1 / fps
+        edges = list(times[:num_frames]) + [times[num_frames - 1] + last if num_frames else 0.0]
     return [
         Chunk(i, a, b, round(edges[a], 3), round(edges[b], 3))
         for i, (a, b) in enumerate(chunk_spans(num_frames, length, stride))

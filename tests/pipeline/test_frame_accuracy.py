@@ -310,3 +310,25 @@ def test_sparse_reads_of_a_long_clip_seek_and_still_get_ffmpegs_frames(tmp_path)
     segment = open_source(path, start=5.52, end=7.0)  # frames 138-174: starts inside a GOP
     np.testing.assert_array_equal(decode_clip(segment).frames, expected[138:175])
     np.testing.assert_array_equal(segment.read([0, 36]), expected[[138, 174]])
+
+
+def test_caption_chunks_of_a_variable_frame_rate_clip_carry_real_seconds(corpus, tmp_path):
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "vfr"
+    (folder / "clips").mkdir(parents=True)
+    shutil.copy(corpus / "clips" / "vfr.mp4", folder / "clips" / "vfr.mp4")
+    (folder / "corpus.csv").write_text(
+        "id,path,text,language,split\nvfr,clips/vfr.mp4,ein satz,de,train\n"
+    )
+    out = tmp_path / "out"
+    result = prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", folder / "corpus.csv",
+                  "--out", out, "--quiet", "--captioner", "kinematic", "--text-encoder", "none")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    chunks = pq.read_table(out / "hand-captions" / "train.chunks.parquet").to_pylist()
+    times = ffmpeg_times(corpus / "clips" / "vfr.mp4")
+    assert [(c["start_frame"], c["end_frame"]) for c in chunks] == [(0, 16), (16, 40)]
+    assert [c["start_s"] for c in chunks] == [0.0, round(times[16], 3)]
+    assert chunks[-1]["end_s"] == pytest.approx(
+        times[-1] + 0.1, abs=2e-3
+    )  # the last frame lasts 100 ms
