@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -57,6 +58,20 @@ def os_error_line(exc: OSError) -> str:
     return f"{line}: {hint}" if hint else line
 
 
+def leave_now(status: int) -> None:
+    """Exit at once, past interpreter shutdown: decode threads may be inside FFmpeg, MediaPipe or
+    torch, and finalising Python under them aborts the process ("terminate called without an
+    active exception"). Locks and temporaries were released while the exception unwound."""
+    import sys
+
+    from pipeline.config import unfilter_native_stderr
+
+    sys.stdout.flush()
+    unfilter_native_stderr()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 class handled_errors:
     """:class:`PrepError` and the OS's errors become one line on stderr and exit 1; SIGTERM
     says the run stopped and that running the same command again resumes it (exit 143)."""
@@ -82,5 +97,5 @@ class handled_errors:
                 f"prep: stopped by {exc}; finished units are kept: run the same command again to resume",
                 err=True,
             )
-            raise typer.Exit(128 + exc.signum)
+            leave_now(128 + exc.signum)
         return False

@@ -90,6 +90,23 @@ def prep(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def run_generic(stage: str, root: Path, out: Path, *flags: object):
+    """``prep run --stage STAGE --dataset generic --root ROOT --out OUT --quiet FLAGS...``."""
+    return prep(
+        "run",
+        "--stage",
+        stage,
+        "--dataset",
+        "generic",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--quiet",
+        *flags,
+    )
+
+
 def manifest_rows(out: Path, split: str) -> list[dict]:
     return pq.read_table(out / "manifest" / f"{split}.parquet").to_pylist()
 

@@ -20,7 +20,7 @@ from pipeline import manifest as m
 from pipeline import synthetic
 from pipeline.shards import decode_npy, iter_tar_samples
 from stages.hands import load_hamer
-from tests.conftest import REPO, manifest_rows, prep, quarantine_rows
+from tests.conftest import REPO, manifest_rows, prep, quarantine_rows, run_generic
 
 HEADER = "id,path,text,language,split,fps"
 
@@ -118,21 +118,8 @@ EXPECTED_QUARANTINE = {
 def test_mixed_corpus_quarantines_each_bad_sample_and_shards_every_good_one(tmp_path, tiny_dinov2):
     csv_path, good = write_mixed_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "features",
-        "--dataset",
-        "generic",
-        "--root",
-        csv_path,
-        "--out",
-        out,
-        "--dinov2",
-        tiny_dinov2,
-        "--quiet",
-        "--max-quarantine-share",
-        1,
+    result = run_generic(
+        "features", csv_path, out, "--dinov2", tiny_dinov2, "--max-quarantine-share", 1
     )
     assert result.exit_code == 0, result.output
     quarantined = quarantine_rows(out)
@@ -245,17 +232,10 @@ def test_hamer_checkpoint_whose_pickle_would_run_code_never_runs_it(
         evil,
     )
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
+    result = run_generic(
         "features",
-        "--dataset",
-        "generic",
-        "--root",
         generic_csv,
-        "--out",
         out,
-        "--quiet",
         "--features",
         "hamer",
         "--hamer",
@@ -362,21 +342,8 @@ def test_very_long_clip_runs_in_bounded_memory(tmp_path):
 
 def test_a_stage_after_an_all_quarantined_manifest_says_so(generic_csv, tmp_path):
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "pseudo-gloss",
-        "--dataset",
-        "generic",
-        "--root",
-        generic_csv,
-        "--out",
-        out,
-        "--quiet",
-        "--min-frames",
-        1000,
-        "--max-quarantine-share",
-        1,
+    result = run_generic(
+        "pseudo-gloss", generic_csv, out, "--min-frames", 1000, "--max-quarantine-share", 1
     )
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()

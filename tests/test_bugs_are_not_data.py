@@ -13,7 +13,7 @@ from pipeline import synthetic
 from pipeline.shards import decode_npy, iter_tar_samples
 from stages.features.dinov2 import Dinov2Encoder
 from stages.hands.detect import HandDetector
-from tests.conftest import prep
+from tests.conftest import prep, run_generic
 
 
 def shard_arrays(out, field: str) -> dict[str, np.ndarray]:
@@ -32,22 +32,7 @@ def test_a_hook_error_fails_the_unit_with_its_traceback(
 
     monkeypatch.setattr(Dinov2Encoder, "host_prepare", broken)
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "features",
-        "--dataset",
-        "generic",
-        "--root",
-        generic_csv,
-        "--out",
-        out,
-        "--dinov2",
-        tiny_dinov2,
-        "--quiet",
-        "--retries",
-        0,
-    )
+    result = run_generic("features", generic_csv, out, "--dinov2", tiny_dinov2, "--retries", 0)
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("prep: error: stage features: 3 unit(s) failed") and "shape bug" in line
@@ -67,21 +52,14 @@ def test_a_hand_detector_error_is_not_an_unreadable_clip(generic_csv, tmp_path, 
 
     monkeypatch.setattr(HandDetector, "detect", broken)
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
+    result = run_generic(
         "hand-captions",
-        "--dataset",
-        "generic",
-        "--root",
         generic_csv,
-        "--out",
         out,
         "--captioner",
         "kinematic",
         "--text-encoder",
         "none",
-        "--quiet",
         "--retries",
         0,
     )
@@ -130,38 +108,14 @@ def test_a_split_over_the_quarantine_share_fails_with_its_reasons(generic_csv, t
     clips = sorted((generic_csv.parent / "clips").glob("*.mp4"))
     clips[0].write_bytes(b"not a video")  # 1 of the 3 training clips
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "manifest",
-        "--dataset",
-        "generic",
-        "--root",
-        generic_csv,
-        "--out",
-        out,
-        "--quiet",
-    )
+    result = run_generic("manifest", generic_csv, out)
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert "stage manifest: split train has 33% of its samples quarantined" in line
     assert "--max-quarantine-share 0.2" in line and "unreadable_file 1" in line
     assert str(out / "manifest" / "quarantine.parquet") in line
     assert len(pq.read_table(out / "manifest" / "train.parquet")) == 2  # outputs kept
-    again = prep(
-        "run",
-        "--stage",
-        "manifest",
-        "--dataset",
-        "generic",
-        "--root",
-        generic_csv,
-        "--out",
-        out,
-        "--quiet",
-        "--max-quarantine-share",
-        0.5,
-    )
+    again = run_generic("manifest", generic_csv, out, "--max-quarantine-share", 0.5)
     assert again.exit_code == 0, again.output
 
 

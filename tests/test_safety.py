@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline import manifest as m
 from pipeline.cli import all_defaults
-from tests.conftest import REPO, manifest_rows, prep, quarantine_rows
+from tests.conftest import REPO, manifest_rows, prep, quarantine_rows, run_generic
 
 SOURCE_FOLDERS = ("pipeline", "stages", "manifests", "bench")
 
@@ -207,20 +207,7 @@ def test_model_folders_with_their_own_code_never_run_it(tmp_path, generic_csv, t
     config["auto_map"] = {"AutoConfig": "custom.Config", "AutoModel": "custom.Model"}
     (dinov2 / "config.json").write_text(json.dumps(config))
     (dinov2 / "custom.py").write_text(code)
-    result = prep(
-        "run",
-        "--stage",
-        "features",
-        "--dataset",
-        "generic",
-        "--root",
-        generic_csv,
-        "--out",
-        tmp_path / "out",
-        "--dinov2",
-        dinov2,
-        "--quiet",
-    )
+    result = run_generic("features", generic_csv, tmp_path / "out", "--dinov2", dinov2)
     assert result.exit_code == 0, result.output  # the stock DINOv2 class loads the weights
     encoder = tmp_path / "encoder"
     encoder.mkdir()
@@ -233,21 +220,14 @@ def test_model_folders_with_their_own_code_never_run_it(tmp_path, generic_csv, t
         json.dumps({"model_type": "custom-encoder", "auto_map": auto_map})
     )
     (encoder / "custom.py").write_text(code)
-    result = prep(
-        "run",
-        "--stage",
+    result = run_generic(
         "hand-captions",
-        "--dataset",
-        "generic",
-        "--root",
         generic_csv,
-        "--out",
         tmp_path / "captions",
         "--captioner",
         "kinematic",
         "--text-encoder",
         encoder,
-        "--quiet",
     )
     last = result.stderr.strip().splitlines()[-1]
     assert (
@@ -281,21 +261,8 @@ def test_annotation_paths_and_split_names_stay_inside_root_and_out(
     annotations = corpus / "paths.csv"
     annotations.write_text("\n".join([header, *rows]) + "\n")
     out = tmp_path / "deep" / "er" / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "features",
-        "--dataset",
-        "generic",
-        "--root",
-        annotations,
-        "--out",
-        out,
-        "--dinov2",
-        tiny_dinov2,
-        "--quiet",
-        "--max-quarantine-share",
-        1,
+    result = run_generic(
+        "features", annotations, out, "--dinov2", tiny_dinov2, "--max-quarantine-share", 1
     )
     assert result.exit_code == 0, result.output
     assert (

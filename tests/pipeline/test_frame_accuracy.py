@@ -21,7 +21,7 @@ from pipeline import synthetic
 from pipeline.shards import iter_tar_samples
 from pipeline.video import FrameSelection, decode_clip, open_source
 from stages.features.sample import FrameJpegs
-from tests.conftest import debian_tool, manifest_rows, prep, quarantine_rows
+from tests.conftest import debian_tool, manifest_rows, prep, quarantine_rows, run_generic
 
 WIDTH, HEIGHT = 64, 48
 
@@ -197,20 +197,7 @@ def test_a_variable_frame_rate_segment_gets_its_own_seconds(corpus):
 def test_the_cli_stores_ffmpegs_frames_and_times(corpus, tmp_path, tiny_dinov2):
     out = tmp_path / "out"
     csv = corpus / "corpus.csv"
-    result = prep(
-        "run",
-        "--stage",
-        "manifest",
-        "--dataset",
-        "generic",
-        "--root",
-        csv,
-        "--out",
-        out,
-        "--quiet",
-        "--frame-step",
-        3,
-    )
+    result = run_generic("manifest", csv, out, "--frame-step", 3)
     assert result.exit_code == 0, result.output
     rows = {r["id"]: r for r in manifest_rows(out, "train")}
     assert (rows["av1"]["codec"], rows["plain"]["codec"]) == ("av1", "h264")
@@ -219,17 +206,10 @@ def test_the_cli_stores_ffmpegs_frames_and_times(corpus, tmp_path, tiny_dinov2):
     [(past_end)] = [(q["id"], q["reason"]) for q in quarantine_rows(out)]
     assert past_end == ("past_end", m.SEGMENT_OUT_OF_RANGE)
     size = 32
-    result = prep(
-        "run",
-        "--stage",
+    result = run_generic(
         "features",
-        "--dataset",
-        "generic",
-        "--root",
         csv,
-        "--out",
         out,
-        "--quiet",
         "--dinov2",
         tiny_dinov2,
         "--with-frames",
@@ -266,20 +246,7 @@ def test_a_codec_without_a_decoder_is_quarantined_naming_it(corpus, tmp_path, mo
     real = video_file._has_decoder
     monkeypatch.setattr(video_file, "_has_decoder", lambda name: name != "av1" and real(name))
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "manifest",
-        "--dataset",
-        "generic",
-        "--root",
-        corpus / "corpus.csv",
-        "--out",
-        out,
-        "--quiet",
-        "--max-quarantine-share",
-        0.5,
-    )
+    result = run_generic("manifest", corpus / "corpus.csv", out, "--max-quarantine-share", 0.5)
     assert result.exit_code == 0, result.output
     found = {q["id"]: (q["reason"], q["detail"]) for q in quarantine_rows(out)}
     assert found["av1"] == (m.UNSUPPORTED_CODEC, "no decoder for the av1 codec of av1.mp4")

@@ -19,7 +19,7 @@ import pytest
 from pipeline import synthetic
 from pipeline.report import media, write_report
 from stages.hands import detect
-from tests.conftest import debian_tool, phoenix_samples, prep, raised_hand_keypoints
+from tests.conftest import debian_tool, phoenix_samples, prep, raised_hand_keypoints, run_generic
 
 SKIN = np.array([225, 190, 160])  # the synthetic signer's hands (pipeline.synthetic.render_frames)
 CHROMIUM_FLAGS = [
@@ -239,15 +239,9 @@ def test_hand_crops_come_from_shard_frames(tmp_path, request, source):
         else []
     )
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
+    result = run_generic(
         "features",
-        "--dataset",
-        "generic",
-        "--root",
         folder / "clips.csv",
-        "--out",
         out,
         "--features",
         "hands",
@@ -256,7 +250,6 @@ def test_hand_crops_come_from_shard_frames(tmp_path, request, source):
         96,
         "--max-frames",
         16,
-        "--quiet",
         *flags,
     )
     assert result.exit_code == 0, result.output

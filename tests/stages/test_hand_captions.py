@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.shards import decode_npy, iter_tar_samples
 from stages.hand_captions.chunking import chunk_spans, chunks_of, join_captions
-from tests.conftest import copy_beside, prep, raised_hand_keypoints
+from tests.conftest import copy_beside, prep, raised_hand_keypoints, run_generic
 
 
 @pytest.mark.parametrize(
@@ -52,21 +52,7 @@ def captioned(request, tmp_path_factory):
         else []
     )
     out = base / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "hand-captions",
-        "--dataset",
-        "generic",
-        "--root",
-        annotations,
-        "--out",
-        out,
-        "--captioner",
-        "kinematic",
-        "--quiet",
-        *flags,
-    )
+    result = run_generic("hand-captions", annotations, out, "--captioner", "kinematic", *flags)
     assert result.exit_code == 0, result.output
     return annotations, out, flags
 
@@ -93,20 +79,8 @@ def test_captions_are_deterministic(captioned, tmp_path):
     annotations, out, flags = captioned
     again = tmp_path / "again"
     assert (
-        prep(
-            "run",
-            "--stage",
-            "hand-captions",
-            "--dataset",
-            "generic",
-            "--root",
-            annotations,
-            "--out",
-            again,
-            "--captioner",
-            "kinematic",
-            "--quiet",
-            *flags,
+        run_generic(
+            "hand-captions", annotations, again, "--captioner", "kinematic", *flags
         ).exit_code
         == 0
     )
@@ -118,22 +92,8 @@ def test_captions_are_deterministic(captioned, tmp_path):
 
 def test_captions_and_embeddings_reach_the_shards(captioned, tiny_dinov2):
     annotations, out, flags = captioned
-    result = prep(
-        "run",
-        "--stage",
-        "features",
-        "--dataset",
-        "generic",
-        "--root",
-        annotations,
-        "--out",
-        out,
-        "--dinov2",
-        tiny_dinov2,
-        "--captioner",
-        "kinematic",
-        "--quiet",
-        *flags,
+    result = run_generic(
+        "features", annotations, out, "--dinov2", tiny_dinov2, "--captioner", "kinematic", *flags
     )
     assert result.exit_code == 0, result.output
     ((_key, fields),) = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))

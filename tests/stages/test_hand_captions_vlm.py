@@ -20,7 +20,7 @@ import pytest
 from pipeline.journal import UnitJournal
 from stages.hand_captions.grid import grid_image, pick_frames
 from stages.hand_captions.prompts import DEFAULT_PROMPT, prompt_hash, resolve_prompt
-from tests.conftest import prep
+from tests.conftest import prep, run_generic
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,19 +63,7 @@ def unit_stats(out: Path) -> dict:
 
 
 def caption(csv: Path, out: Path, *flags: object):
-    return prep(
-        "run",
-        "--stage",
-        "hand-captions",
-        "--dataset",
-        "generic",
-        "--root",
-        csv,
-        "--out",
-        out,
-        "--quiet",
-        *flags,
-    )
+    return run_generic("hand-captions", csv, out, *flags)
 
 
 def test_grid_tiles_frames_in_reading_order_between_white_separators():

@@ -19,7 +19,7 @@ from pipeline.video import ChunkInfo, decode_clip, open_source
 from stages.hands import Hamer, HamerConfig, load_hamer
 from stages.hands.detect import COLUMNS, SOURCE_HANDS, HandDetector
 from stages.hands.keypoints import SOURCE_KEYPOINTS
-from tests.conftest import copy_beside, prep, raised_hand_keypoints, shared_file
+from tests.conftest import copy_beside, prep, raised_hand_keypoints, run_generic, shared_file
 
 
 def test_tiny_checkpoint_reproduces_the_reference_outputs(hamer_reference):
@@ -142,17 +142,10 @@ def test_hand_features_through_the_cli(tmp_path, request, source, tiny_hamer):
         reference = request.getfixturevalue("hamer_reference")
         checkpoint, config, flags = reference / "hamer_tiny.ckpt", reference / "config.json", []
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
+    result = run_generic(
         "features",
-        "--dataset",
-        "generic",
-        "--root",
         annotations,
-        "--out",
         out,
-        "--quiet",
         "--features",
         "hands,hamer",
         "--hamer",
@@ -225,17 +218,10 @@ def test_boxes_from_a_keypoints_file_instead_of_mediapipe(tmp_path, generic_csv)
     per_hand[5, 1, :, 2] = 0.1  # not confident in frame 5: no hand there
     np.save(folder / f"{rows[1]['id']}.npy", per_hand)
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
+    result = run_generic(
         "features",
-        "--dataset",
-        "generic",
-        "--root",
         generic_csv,
-        "--out",
         out,
-        "--quiet",
         "--features",
         "hands",
         "--hand-keypoints",

@@ -9,7 +9,14 @@ import pytest
 
 from pipeline import synthetic
 from pipeline.manifest import read_provenance
-from tests.conftest import HAND_CLIP_FPS, manifest_rows, phoenix_samples, prep, quarantine_rows
+from tests.conftest import (
+    HAND_CLIP_FPS,
+    manifest_rows,
+    phoenix_samples,
+    prep,
+    quarantine_rows,
+    run_generic,
+)
 
 
 def test_phoenix14t_release_layout(phoenix_root, tmp_path):
@@ -247,22 +254,7 @@ def test_synth_and_generic_csv_via_cli(tmp_path, tiny_dinov2):
     assert result.exit_code == 0, result.output
     root = result.stdout.strip().splitlines()[-1]
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "all",
-        "--dataset",
-        "generic",
-        "--root",
-        root,
-        "--out",
-        out,
-        "--quiet",
-        "--dinov2",
-        tiny_dinov2,
-        "--captioner",
-        "kinematic",
-    )
+    result = run_generic("all", root, out, "--dinov2", tiny_dinov2, "--captioner", "kinematic")
     assert result.exit_code == 0, result.output
     counts = sum(len(manifest_rows(out, s)) for s in ("train", "dev"))
     assert counts == 4
@@ -274,17 +266,10 @@ def test_the_same_corpus_in_another_folder_gives_the_same_manifest_bytes(
     moved = Path(shutil.copytree(generic_csv.parent, tmp_path / "elsewhere" / "corpus"))
     out, kept = tmp_path / "out", {}
     for csv_file in (generic_csv, moved / generic_csv.name):
-        result = prep(
-            "run",
-            "--stage",
+        result = run_generic(
             "all",
-            "--dataset",
-            "generic",
-            "--root",
             csv_file,
-            "--out",
             out,
-            "--quiet",
             "--dinov2",
             tiny_dinov2,
             "--captioner",

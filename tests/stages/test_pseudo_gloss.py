@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import synthetic
 from stages.pseudo_gloss.languages import load_pipeline
-from tests.conftest import REPO, prep
+from tests.conftest import REPO, prep, run_generic
 
 
 def rows(out, split):
@@ -223,38 +223,14 @@ def test_user_spacy_pipeline_replaces_the_hanta_default(tmp_path, generic_csv):
     model = tmp_path / "tiny_de"
     nlp.to_disk(model)
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "pseudo-gloss",
-        "--dataset",
-        "generic",
-        "--root",
-        generic_csv,
-        "--out",
-        out,
-        "--quiet",
-        "--spacy-model",
-        model,
-    )
+    result = run_generic("pseudo-gloss", generic_csv, out, "--spacy-model", model)
     assert result.exit_code == 0, result.output
     table = rows(out, "train")
     assert table and all(set(r["lemmas"]) == {"ruler"} for r in table)
     meta = json.loads((out / "pseudo-gloss" / "vocab.json").read_text())["provenance"]
     assert meta["pipelines"]["de"] == f"spacy:{model}"
-    missing = prep(
-        "run",
-        "--stage",
-        "pseudo-gloss",
-        "--dataset",
-        "generic",
-        "--root",
-        generic_csv,
-        "--out",
-        tmp_path / "o2",
-        "--spacy-model",
-        "de_core_news_lg",
-        "--quiet",
+    missing = run_generic(
+        "pseudo-gloss", generic_csv, tmp_path / "o2", "--spacy-model", "de_core_news_lg"
     )
     assert missing.exit_code == 1 and "de_core_news_lg" in missing.stderr
 
@@ -272,20 +248,7 @@ def test_unsupported_language_and_sentences_without_kept_words(tmp_path):
         writer.writeheader()
         writer.writerows(records)
     out = tmp_path / "out"
-    result = prep(
-        "run",
-        "--stage",
-        "pseudo-gloss",
-        "--dataset",
-        "generic",
-        "--root",
-        csv_path,
-        "--out",
-        out,
-        "--quiet",
-        "--max-quarantine-share",
-        1,
-    )
+    result = run_generic("pseudo-gloss", csv_path, out, "--max-quarantine-share", 1)
     assert result.exit_code == 0, result.output
     quarantine = pq.read_table(out / "pseudo-gloss" / "quarantine.parquet").to_pylist()
     assert [(q["id"], q["reason"]) for q in quarantine] == [
