@@ -182,6 +182,9 @@ class FeaturesStage(Stage):
                     clip.error and (DECODE_FAILED, clip.error) or self._shape_problem(row, clip)
                 )
                 if problem:
+                    self._frame_times.pop(
+                        row["id"], None
+                    )  # set when the clip opened, not needed now
                     rejected.append(
                         m.quarantine_row(
                             row["id"],
