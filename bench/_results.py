@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 RESULTS_ENV = "PREP_BENCH_JSON"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def record(

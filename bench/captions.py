@@ -11,17 +11,20 @@ batch); on a CPU a large model is compute-bound and gains less.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _results import record
+from _results import REPO, record
+
+sys.path.insert(0, str(REPO))  # tests.tiny_models: the tiny random Qwen2-VL the tests use too
 
 from stages.hand_captions import HandCaptionsOptions
 from stages.hand_captions.captioners import ChunkRequest
-from stages.hand_captions.tiny_models import write_tiny_qwen2vl
 from stages.hand_captions.vlm import TransformersCaptioner
+from tests.tiny_models import write_tiny_qwen2vl
 
 
 def chunk_requests(count: int, seed: int = 0) -> list[ChunkRequest]:

@@ -64,8 +64,11 @@ def cli(*args: object) -> None:
 def stage_overhead(work: Path, clips: int, batch_size: int) -> dict:
     from pipeline.config import RunConfig
     from pipeline.runner import run_stage
-    from pipeline.video import decode_clip, open_source
+    from pipeline.video import open_source
     from stages.features import FeaturesOptions, FeaturesStage
+
+    sys.path.insert(0, str(REPO))  # tests.frames: the whole-clip decode the tests use too
+    from tests.frames import decode_clip
 
     root = corpus(work / "corpus", clips, (30, 50))
     model = vit_small(work / "vits14")
@@ -86,14 +89,16 @@ def stage_overhead(work: Path, clips: int, batch_size: int) -> dict:
     stage = FeaturesStage(
         FeaturesOptions(dinov2=str(model), batch_size=batch_size, device="cpu"), run
     )
-    units = stage.plan()
-    rows = [row for unit in units for row in unit.items]
+    planned = stage.plan()
+    rows = [row for unit in planned.units for row in unit.items]
     encoder = stage.encoders["dinov2"]
     encoder.load()
 
     started = time.perf_counter()
     decoded = [
-        decode_clip(open_source(stage.base_dir / r["source_path"], r["fps"], threads=2)).frames
+        decode_clip(
+            open_source(planned.context.base_dir / r["source_path"], r["fps"], threads=2)
+        ).frames
         for r in rows
     ]
     decode_s = time.perf_counter() - started
@@ -189,7 +194,7 @@ def peak_rss_mib(args: list[str]) -> float:
 
 
 def memory_growth(work: Path, small: int, large: int) -> dict:
-    from stages.features.dinov2 import write_tiny_dinov2
+    from stages.features.demo import write_tiny_dinov2
 
     model = write_tiny_dinov2(work / "tiny")
     result = {}

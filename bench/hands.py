@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -125,7 +126,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="2,8,32")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from pipeline.video import decode_clip, open_source
+    from pipeline.video import open_source
+
+    sys.path.insert(0, str(REPO))  # tests.frames: the whole-clip decode the tests use too
+    from tests.frames import decode_clip
 
     frames = decode_clip(open_source(HAND_CLIP)).frames
     for fallback in (False, True):

@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--frames", type=int, default=48, help="frames per clip")
     args = parser.parse_args()
-    from stages.features.dinov2 import write_tiny_dinov2
+    from stages.features.demo import write_tiny_dinov2
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -64,7 +64,7 @@ def leave_now(status: int) -> None:
     active exception"). Locks and temporaries were released while the exception unwound."""
     import sys
 
-    from pipeline.config import unfilter_native_stderr
+    from pipeline.native_logs import unfilter_native_stderr
 
     sys.stdout.flush()
     unfilter_native_stderr()

@@ -3,8 +3,10 @@
 ::
 
     <out>/<stage>/<split>.parquet        merged per-split table of a stage
+    <out>/<stage>/<split>.<name>.parquet a stage's side table (e.g. caption chunks)
     <out>/<stage>/quarantine.parquet     rejected samples with their reason
     <out>/<stage>/summary.json           counts per split and reason, options, versions
+    <out>/<stage>/<file>                 a stage-wide output (pseudo-gloss: vocab.json)
     <out>/_units/<stage>/<split>/<NNNNN>/  one committed work unit (+ _done.json, stats.json)
     <out>/_units/<stage>/_plan.json      units and samples per split of the latest plan
     <out>/_units/<stage>/_errors/        the last error of each unit that failed (removed on success)
@@ -12,6 +14,7 @@
     <out>/_units/<stage>/_merge.lock     held by the one process merging the stage's units
     <out>/runs/<stage>-<confighash>.json  the resolved configuration of a run
     <out>/shards/<split>/                 published WebDataset tars + index.json
+    <out>/_cache/<name>/                  caches libraries keep between runs (jieba)
     <out>/report/index.html               the static report page (``prep report``)
     <out>/plan.json                       time estimates per stage (``prep plan``)
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 DONE_MARKER = "_done.json"
 UNIT_STATS = "stats.json"
+UNIT_QUARANTINE = "quarantine.parquet"  # every stage's quarantine rows of one unit
 TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"  # a published folder being replaced
 
@@ -39,6 +43,10 @@ class Layout:
     def split_table(self, stage: str, split: str) -> Path:
         return self.stage_dir(stage) / f"{split}.parquet"
 
+    def side_table(self, stage: str, split: str, name: str) -> Path:
+        """A second per-split table of a stage, e.g. ``hand-captions/train.chunks.parquet``."""
+        return self.stage_dir(stage) / f"{split}.{name}.parquet"
+
     def quarantine_table(self, stage: str) -> Path:
         return self.stage_dir(stage) / "quarantine.parquet"
 
@@ -46,7 +54,7 @@ class Layout:
         return self.stage_dir(stage) / "summary.json"
 
     def units_dir(self, stage: str) -> Path:
-        return self.out / "_units" / stage
+        return self.units_root() / stage
 
     def unit_dir(self, stage: str, unit_id: str) -> Path:
         return self.units_dir(stage) / unit_id
@@ -69,8 +77,22 @@ class Layout:
     def unit_marker(self, stage: str, unit_id: str) -> Path:
         return self.unit_dir(stage, unit_id) / DONE_MARKER
 
+    def stage_file(self, stage: str, name: str) -> Path:
+        """A stage-wide output beside its tables (e.g. ``pseudo-gloss/vocab.json``)."""
+        return self.stage_dir(stage) / name
+
+    def units_root(self) -> Path:
+        return self.out / "_units"
+
+    def cache_dir(self, name: str) -> Path:
+        """Caches a library keeps between runs (e.g. jieba's prefix dictionary)."""
+        return self.out / "_cache" / name
+
+    def shards_root(self) -> Path:
+        return self.out / "shards"
+
     def shard_dir(self, split: str) -> Path:
-        return self.out / "shards" / split
+        return self.shards_root() / split
 
     def run_record(self, stage: str, config_hash: str) -> Path:
         return self.out / "runs" / f"{stage}-{config_hash}.json"

@@ -4,7 +4,7 @@
 
     from pipeline.loader import make_loader
     loader = make_loader("prepared", "train", batch_size=32, num_workers=4)
-    for batch in loader:  # batch["dinov2"]: float16 [B, T, D], batch["mask"]: [B, T], batch["json"]: metadata
+    for batch in loader:  # e.g. batch["dinov2"]: float16 [B, T, D], batch["mask"]: [B, T], batch["json"]
         ...
 
 Training (``train=True``): shards shuffled per epoch, split over ranks and loader workers,
@@ -52,11 +52,25 @@ def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def per_frame_fields(urls: Sequence[str]) -> list[str]:
+    """The per-frame arrays the shards hold (e.g. ``dinov2``), as the first sample's json lists
+    them: ``.npy`` fields not marked ``per_clip``. The default of :func:`make_loader`."""
+    for url in urls:
+        for _key, fields in iter_tar_samples(Path(url)):
+            described = json.loads(fields["json"]).get("fields", {})
+            return [
+                name.removesuffix(".npy")
+                for name, info in sorted(described.items())
+                if name.endswith(".npy") and not info.get("per_clip")
+            ]
+    return []
+
+
 class PadCollate:
     """Pads ``[T, D]`` fields with zeros to the longest clip of the batch, in their stored dtype
     (float16) unless ``dtype`` says otherwise; adds ``lengths`` and ``mask`` (True = a frame)."""
 
-    def __init__(self, fields: Sequence[str] = ("dinov2",), dtype: str | None = None) -> None:
+    def __init__(self, fields: Sequence[str], dtype: str | None = None) -> None:
         self.fields, self.dtype = tuple(fields), dtype
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -209,7 +223,7 @@ def make_loader(
     split: str,
     *,
     batch_size: int = 16,
-    fields: Sequence[str] = ("dinov2",),
+    fields: Sequence[str] | None = None,
     train: bool = True,
     num_workers: int = 2,
     shuffle_buffer: int = 500,
@@ -226,6 +240,9 @@ def make_loader(
     ``set_epoch(n)`` to reshuffle.
     """
     urls, index = shard_paths(out, split)
+    fields = per_frame_fields(urls) if fields is None else fields
+    if not fields:
+        raise ValueError(f"the {split} shards under {out} hold no per-frame .npy field to load")
     rank, world_size = current_rank(rank, world_size)
     dataset = ShardStream(
         urls,

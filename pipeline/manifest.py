@@ -87,12 +87,25 @@ def source_base(provenance: Mapping[str, Any], root: Path) -> Path:
     return Path(provenance.get("base_dir") or root)  # manifests written before version 2
 
 
+def manifest_stage_name() -> str:
+    """The name of the registered stage that writes the manifest (the registry says which)."""
+    from pipeline import registry  # the registry loads stages, which import this module
+
+    return registry.manifest_stage().name
+
+
+def manifest_table(layout, split: str) -> Path:
+    """``<out>/<manifest stage>/<split>.parquet``: the manifest of one split."""
+    return layout.split_table(manifest_stage_name(), split)
+
+
 def recorded_root(layout) -> Path | None:
     """The ``--root`` of the run that wrote ``layout``'s manifest (from its run record), for
     commands that take no ``--root`` (report, plan)."""
+    name = manifest_stage_name()
     try:
-        chash = json.loads(layout.summary("manifest").read_text())["config_hash"]
-        return Path(json.loads(layout.run_record("manifest", chash).read_text())["root"])
+        chash = json.loads(layout.summary(name).read_text())["config_hash"]
+        return Path(json.loads(layout.run_record(name, chash).read_text())["root"])
     except (FileNotFoundError, KeyError, ValueError):
         return None
 
@@ -104,9 +117,10 @@ def split_order(split: str) -> tuple[int, str]:
 
 def manifest_splits(layout) -> list[str]:
     """The splits of a finished manifest, in :func:`split_order`; a clear error without one."""
-    summary = layout.summary("manifest")
+    name = manifest_stage_name()
+    summary = layout.summary(name)
     if not summary.is_file():
-        raise PrepError(f"no manifest under {layout.out}; run --stage manifest first")
+        raise PrepError(f"no manifest under {layout.out}; run --stage {name} first")
     return sorted(json.loads(summary.read_text())["splits"], key=split_order)
 
 

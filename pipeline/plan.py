@@ -34,7 +34,6 @@ from pipeline.video import FrameSelection
 
 log = logging.getLogger(__name__)
 
-PER_CLIP_STAGES = ("manifest", "pseudo-gloss")  # work follows sentences/files, not frames
 PILOT_SPLIT_PREFERENCE = ("train",)  # the pseudo-gloss vocabulary is built from train only
 
 StageFactory = Callable[[str, RunConfig], Stage]
@@ -78,7 +77,7 @@ def corpus_size(out: Path) -> CorpusSize:
     layout = Layout(out)
     clips = frames = 0
     for split in m.manifest_splits(layout):
-        path = layout.split_table("manifest", split)
+        path = m.manifest_table(layout, split)
         selection = FrameSelection(**m.read_provenance(path).get("frame_selection", {}))
         counts = m.read_table(path).column("num_frames").to_pylist()
         clips += len(counts)
@@ -86,23 +85,24 @@ def corpus_size(out: Path) -> CorpusSize:
     return CorpusSize(clips, frames)
 
 
-def manifest_estimate(out: Path, size: CorpusSize) -> StageEstimate | None:
-    """The manifest already ran: its committed units' own timings, no pilot needed."""
+def measured_estimate(out: Path, stage: type[Stage], size: CorpusSize) -> StageEstimate | None:
+    """A stage that is not piloted (the manifest, which already ran): its committed units' own
+    timings."""
     seconds = [
         json.loads(p.read_text())["seconds"]
-        for p in Layout(out).units_dir("manifest").glob(f"*/*/{UNIT_STATS}")
+        for p in Layout(out).units_dir(stage.name).glob(f"*/*/{UNIT_STATS}")
     ]
     if not seconds or size.clips == 0:
         return None
-    total = float(sum(seconds))
+    items = size.clips if stage.cost_unit == "clip" else size.frames
     return StageEstimate(
-        "manifest",
-        "clip",
+        stage.name,
+        stage.cost_unit,
         size.clips,
         size.frames,
         f"measured run, {len(seconds)} units",
         0.0,
-        total / size.clips,
+        float(sum(seconds)) / max(items, 1),
     )
 
 
@@ -111,7 +111,7 @@ def pilot_rows(out: Path, clips: int) -> tuple[str, Any]:
     layout = Layout(out)
     splits = m.manifest_splits(layout)
     split = next((s for s in PILOT_SPLIT_PREFERENCE if s in splits), splits[0])
-    table = m.read_table(layout.split_table("manifest", split))
+    table = m.read_table(m.manifest_table(layout, split))
     if table.num_rows == 0:
         raise PrepError(f"the manifest's {split} split under {out} is empty; nothing to pilot")
     picked = np.unique(
@@ -126,9 +126,9 @@ def write_pilot_manifest(out: Path, pilot: Path, clips: int) -> RunConfig:
     """A manifest of a few of ``out``'s clips under ``pilot``; the run configuration to use it."""
     split, table = pilot_rows(out, clips)
     layout = Layout(pilot)
-    write_parquet(table, layout.split_table("manifest", split))
+    write_parquet(table, m.manifest_table(layout, split))
     atomic_write_json(
-        layout.summary("manifest"),
+        layout.summary(m.manifest_stage_name()),
         {"splits": {split: {"samples": table.num_rows}}, "pilot_of": str(out)},
     )
     dataset = table.column("dataset")[0].as_py()
@@ -166,7 +166,7 @@ def pilot_stage(
         warm_units = unit_seconds(run.out, name)
     except PrepError as exc:
         raise PrepError(f"the pilot of stage {name} failed: {exc}") from exc
-    item = "clip" if name in PER_CLIP_STAGES else "frame"
+    item = stage.cost_unit
     items = sample.clips if item == "clip" else sample.frames
     pilot = f"{sample.clips} clips, {sample.frames} frames"
     log.info(
@@ -188,17 +188,20 @@ def plan(
     """An estimate per stage in ``stages``; pilots run in a temporary folder outside ``out``."""
     if pilot_clips < 1:
         raise PrepError(f"--pilot-clips must be at least 1, got {pilot_clips}")
+    from pipeline import registry
+
     full = corpus_size(out)
     estimates = []
-    if "manifest" in stages:
-        measured = manifest_estimate(out, full)
+    for name in stages:
+        stage = registry.get(name)
+        if stage.piloted:
+            continue
+        measured = measured_estimate(out, stage, full)
         if measured is None:
-            log.warning(
-                "no manifest unit timings under %s; the manifest stage is left out of the plan", out
-            )
+            log.warning("no %s unit timings under %s; %s is left out of the plan", name, out, name)
         else:
             estimates.append(measured)
-    piloted = [s for s in stages if s != "manifest"]
+    piloted = [s for s in stages if registry.get(s).piloted]
     if piloted:
         with tempfile.TemporaryDirectory(prefix="prep-plan-") as tmp:
             run = write_pilot_manifest(out, Path(tmp), pilot_clips)

@@ -14,9 +14,7 @@ from pathlib import Path
 
 from pipeline import manifest as m
 from pipeline.errors import PrepError
-from pipeline.layout import DONE_MARKER, UNIT_STATS, Layout
-
-UNIT_QUARANTINE = "quarantine.parquet"  # the name every stage gives its unit's quarantine
+from pipeline.layout import DONE_MARKER, UNIT_QUARANTINE, UNIT_STATS, Layout
 
 
 @dataclass
@@ -35,7 +33,7 @@ class SplitStatus:
 
 def status(out: Path) -> list[SplitStatus]:
     layout = Layout(out)
-    units_root = out / "_units"
+    units_root = Layout(out).units_root()
     if not units_root.is_dir():
         raise PrepError(f"nothing has run under {out} (no _units/ folder)")
     rows = []

@@ -143,7 +143,7 @@ def write_phoenix14t(
         lines = ["name|video|start|end|speaker|orth|translation"]
         for s in (s for s in samples if s.split == split):
             lines.append(f"{s.name}|{s.name}/1/*.png|-1|-1|{s.signer}|{s.gloss}|{s.translation}")
-            folder = base / "features" / "fullFrame-210x260px" / split / s.name
+            folder = base / "features/fullFrame-210x260px" / split / s.name
             _write_images(
                 folder, render_frames(s.num_frames, *size, s.name), "images{:04d}.png", first=1
             )

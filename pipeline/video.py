@@ -17,15 +17,16 @@ from typing import Iterator, Protocol, Sequence
 import cv2
 import numpy as np
 
+from pipeline.video_common import (  # re-exported: the readers share them
+    DecodeError,
+    segment_slice,
+)
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg"})
 SAMPLING_MODES = ("uniform", "head")
 
 cv2.setNumThreads(1)  # we parallelise across frames; nested OpenCV threads only contend
-
-
-class DecodeError(Exception):
-    """A frame or file could not be decoded; the message is a one-line reason."""
 
 
 @dataclass(frozen=True)
@@ -84,18 +85,6 @@ class FrameSource(Protocol):
     height: int
 
     def read(self, indices: Sequence[int]) -> np.ndarray: ...
-
-
-def segment_slice(times: np.ndarray, start: float | None, end: float | None) -> tuple[int, int]:
-    """Frames [first, stop) of a segment given in seconds on the clip's time line: the frame
-    nearest ``start`` up to, not including, the frame nearest ``end`` (whole clip when not given).
-    Works on real frame times, so a variable frame rate cuts the right seconds."""
-    if len(times) == 0:
-        return 0, 0
-    half = float(np.median(np.diff(times))) / 2 if len(times) > 1 else 0.0
-    first = 0 if start is None else int(np.searchsorted(times, start - half - 1e-9, "left"))
-    stop = len(times) if end is None else int(np.searchsorted(times, end - half - 1e-9, "left"))
-    return first, max(first, stop)
 
 
 class FrameFolderSource:
@@ -202,19 +191,6 @@ def iter_clip(
         yield Clip(source.read(chunk), source.timestamps(chunk), chunk)
 
 
-def decode_clip(source: FrameSource, selection: FrameSelection = FrameSelection()) -> Clip:
-    """All selected frames of a sample at once (use :func:`iter_clip` for long clips)."""
-    parts = list(iter_clip(source, selection))
-    if not parts:
-        empty = np.zeros((0, source.height, source.width, 3), np.uint8)
-        return Clip(empty, np.zeros(0), np.zeros(0, np.int64))
-    return Clip(
-        np.concatenate([p.frames for p in parts]),
-        np.concatenate([p.timestamps for p in parts]),
-        np.concatenate([p.indices for p in parts]),
-    )
-
-
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
@@ -222,9 +198,3 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
     if threads not in _POOLS:
         _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="prep-decode")
     return _POOLS[threads]
-
-
-def first_line(exc: BaseException) -> str:
-    """The gist of a decoder error: its first line, at most 200 characters."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import av
 import numpy as np
 
-from pipeline.video import DecodeError, first_line, segment_slice
+from pipeline.video_common import DecodeError, first_line, segment_slice
 
 SEEK_MIN_SKIP = 48  # frames the decoder would otherwise decode for nothing before a seek pays
 

@@ -140,7 +140,7 @@ def tiny_hamer(tmp_path_factory) -> tuple[Path, Path]:
 
     import torch
 
-    from stages.hands import Hamer, HamerConfig
+    from stages.hands.hamer import Hamer, HamerConfig
 
     folder = tmp_path_factory.mktemp("hamer")
     config = folder / "config.json"
@@ -188,7 +188,7 @@ def raised_hand_keypoints(folder: Path, clip_id: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dinov2(tmp_path_factory) -> Path:
     """A tiny random DINOv2 saved with save_pretrained (hidden size 32), loaded like real weights."""
-    from stages.features.dinov2 import write_tiny_dinov2
+    from stages.features.demo import write_tiny_dinov2
 
     return write_tiny_dinov2(tmp_path_factory.mktemp("models") / "dinov2-tiny")
 

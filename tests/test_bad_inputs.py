@@ -2,7 +2,7 @@
 detail (or, for a file the whole run depends on, one error line), and every good sample is
 still written, up to the shards. Phoenix14T's frame defects and annotation problems are in
 tests/stages/test_manifest_quarantine.py, the CSL-Daily label pickle in tests/pipeline/
-test_safe_pickle.py, unknown config keys in tests/pipeline/test_cli.py."""
+test_unpickle.py, unknown config keys in tests/pipeline/test_cli.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 from pipeline import manifest as m
 from pipeline import synthetic
 from pipeline.shards import decode_npy, iter_tar_samples
-from stages.hands import load_hamer
+from stages.hands.hamer import load_hamer
 from tests.conftest import REPO, manifest_rows, prep, quarantine_rows, run_generic
 
 HEADER = "id,path,text,language,split,fps"
@@ -152,7 +152,10 @@ def test_mixed_corpus_quarantines_each_bad_sample_and_shards_every_good_one(tmp_
         for fields in samples.values():
             frames = json.loads(fields["json"])["num_frames"]
             assert decode_npy(fields["dinov2.npy"]).shape == (frames, 32)
-    assert prep("verify", "--out", out).exit_code == 0
+    assert prep("verify", "--out", out, "--max-quarantine-share", 1).exit_code == 0
+    strict = prep("verify", "--out", out)  # every stage's share is held to the limit
+    assert strict.exit_code == 1
+    assert "manifest train: 12 of 15 samples quarantined (80%)" in strict.output
 
 
 def test_csl_daily_undecodable_and_duplicate_split_lines(csl_root, tmp_path):
@@ -195,8 +198,9 @@ def test_csl_daily_undecodable_and_duplicate_split_lines(csl_root, tmp_path):
 def test_narrow_videos_decode_like_opencv(tmp_path):
     """Narrow videos (48 pixels wide, as in the mixed corpus above; decord padded their rows):
     every frame comes out exactly as OpenCV decodes it, densely and sparsely."""
-    from pipeline.video import FrameSelection, decode_clip
+    from pipeline.video import FrameSelection
     from pipeline.video_file import VideoFileSource
+    from tests.frames import decode_clip
 
     for width in (16, 48, 64):
         path = tmp_path / f"w{width}.mp4"

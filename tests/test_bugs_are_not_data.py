@@ -143,10 +143,13 @@ def test_verify_reports_each_splits_quarantine_share(generic_csv, tmp_path, tiny
     assert rejected["reason"] == "decode_failed" and "the manifest counted" in rejected["detail"]
     result = prep("verify", "--out", out)
     assert result.exit_code == 1
-    train = next(line for line in result.output.splitlines() if line.startswith("train"))
+    train = next(
+        line for line in result.output.splitlines() if line.split()[:2] == ["features", "train"]
+    )
     assert train.split()[-4:] == ["1", "(33%)", "1", "problem(s)"]
     assert (
-        "train: 1 of 3 samples quarantined (33%), over --max-quarantine-share 0.2" in result.output
+        "features train: 1 of 3 samples quarantined (33%), over --max-quarantine-share 0.2"
+        in result.output
     )
     result = prep("verify", "--out", out, "--max-quarantine-share", 0.5)
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pipeline import manifest as m
-from pipeline.cli import all_defaults
+from pipeline.execution import all_defaults
 from tests.conftest import REPO, manifest_rows, prep, quarantine_rows, run_generic
 
 SOURCE_FOLDERS = ("pipeline", "stages", "manifests", "bench")
@@ -42,9 +42,7 @@ def call_problems(where: str, call: ast.Call) -> list[str]:
     problems = []
     name = dotted(call.func)
     if name in ("torch.load", "pickle.load", "pickle.loads", "yaml.load", "yaml.unsafe_load"):
-        problems.append(
-            f"{where}: {name}( (use pipeline.checkpoints / pipeline.safe_pickle / yaml.safe_load)"
-        )
+        problems.append(f"{where}: {name}( (use pipeline.unpickle or yaml.safe_load)")
     if is_constant(keyword(call, "weights_only"), False) or is_constant(
         keyword(call, "allow_pickle"), True
     ):
@@ -265,9 +263,8 @@ def test_annotation_paths_and_split_names_stay_inside_root_and_out(
         "features", annotations, out, "--dinov2", tiny_dinov2, "--max-quarantine-share", 1
     )
     assert result.exit_code == 0, result.output
-    assert (
-        prep("verify", "--out", out).exit_code == 0
-    )  # the split holding only quarantined samples too
+    verified = prep("verify", "--out", out, "--max-quarantine-share", 1)
+    assert verified.exit_code == 0  # the split holding only quarantined samples too
     found = {q["id"]: (q["split"], q["reason"], q["detail"]) for q in quarantine_rows(out)}
     assert {k: v[:2] for k, v in found.items()} == {
         "up": ("train", m.PATH_ESCAPES_ROOT),

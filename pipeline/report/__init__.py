@@ -1,10 +1,11 @@
 """``prep report``: one static HTML page a researcher opens before training.
 
-Per stage that ran: manifest statistics (clips, frames, durations, fps, quarantine),
-pseudo-gloss vocabulary and out-of-vocabulary rates, hand coverage with a contact sheet of hand
-crops, caption lengths and timelines, shard tables with feature statistics, and every stage's
-provenance. Stages that did not run are shown as "not run". Images are PNG data URIs, so the
-file opens anywhere without a server; nothing in the page depends on the time it was made.
+Per registered stage, in run order, the sections the stage renders itself
+(``Stage.report_sections``: statistics, plots, contact sheets, timelines) or, for a stage
+that brings none, a generic table of its summary; stages that did not run are shown as "not
+run"; last, every stage's provenance. Stages are found through the registry only, so a lab's
+own stage gets a place on the page without an edit here. Images are PNG data URIs, so the file
+opens anywhere without a server; nothing in the page depends on the time it was made.
 """
 
 from __future__ import annotations
@@ -12,16 +13,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pipeline import registry
 from pipeline.report.data import RunOutputs
 from pipeline.report.frames import FrameReader
-from pipeline.report.html import page
-from pipeline.report.media import captions_section, hands_section
-from pipeline.report.sections import (
-    manifest_section,
-    provenance_section,
-    pseudo_gloss_section,
-    shards_section,
-)
+from pipeline.report.html import Section, page
+from pipeline.report.sections import provenance_section, summary_section
 from pipeline.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -32,19 +28,16 @@ DEFAULT_CLIPS = 4
 def write_report(out: Path, clips: int = DEFAULT_CLIPS, target: Path | None = None) -> Path:
     """Render the report of the run under ``out`` to ``target`` (default ``<out>/report/index.html``).
 
-    ``clips``: how many clips the hand contact sheet and the caption timelines show.
+    ``clips``: how many clips the sections that show video (contact sheets, timelines) show.
     """
     outputs = RunOutputs(out)
     frames = FrameReader(outputs)
-    sections = [
-        manifest_section(outputs),
-        pseudo_gloss_section(outputs),
-        hands_section(outputs, frames, clips),
-        captions_section(outputs, frames, clips),
-        shards_section(outputs),
-        provenance_section(outputs),
-    ]
-    dataset = outputs.provenance("manifest").get("dataset", "")
+    sections: list[Section] = []
+    for stage in registry.registered().values():
+        own = stage.report_sections(outputs, frames, clips)
+        sections += own if own is not None else [summary_section(outputs, stage)]
+    sections.append(provenance_section(outputs))
+    dataset = outputs.provenance(outputs.manifest_stage).get("dataset", "")
     ran = [s.title for s in sections if s.ran]
     subtitle = (
         f"{out} · dataset {dataset or 'unknown'} · sections with data: {', '.join(ran) or 'none'}"

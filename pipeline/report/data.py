@@ -1,5 +1,9 @@
 """What the report reads from a run folder: stage summaries, per-split tables, quarantines,
-provenance, shard indexes and selected shard members. Reads only; never changes the run."""
+provenance, shard indexes and selected shard members. Reads only; never changes the run.
+
+Stages are known only through :mod:`pipeline.registry`: which stages exist, which one wrote the
+manifest, and how each finds its own provenance (``Stage.report_provenance``), so a stage added
+by another package is reported without an edit here."""
 
 from __future__ import annotations
 
@@ -13,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import manifest as m
+from pipeline import registry
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
 from pipeline.shards import INDEX_NAME
 
 log = logging.getLogger(__name__)
-
-STAGES = ("manifest", "pseudo-gloss", "hand-captions", "features")
-CHUNKS_SUFFIX = ".chunks"  # hand-captions: <split>.chunks.parquet
 
 
 @dataclass
@@ -28,12 +30,12 @@ class RunOutputs:
     """Lazy, cached access to one run's outputs under ``out``."""
 
     out: Path
-    _tables: dict[tuple[str, str], list[dict]] = field(default_factory=dict, repr=False)
+    _tables: dict[tuple[str, str, str], list[dict]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.out.is_dir():
             raise PrepError(f"no run folder at {self.out}")
-        if not any(self.ran(stage) for stage in STAGES):
+        if not any(self.ran(stage) for stage in registry.registered()):
             raise PrepError(
                 f"nothing to report under {self.out}: no stage has finished (no <stage>/summary.json)"
             )
@@ -42,21 +44,33 @@ class RunOutputs:
     def layout(self) -> Layout:
         return Layout(self.out)
 
+    @cached_property
+    def manifest_stage(self) -> str:
+        """The name of the stage whose tables are the manifest (the registry says which)."""
+        return registry.manifest_stage().name
+
     def ran(self, stage: str) -> bool:
         return self.layout.summary(stage).is_file()
 
     def summary(self, stage: str) -> dict[str, Any]:
         return json.loads(self.layout.summary(stage).read_text()) if self.ran(stage) else {}
 
-    def splits(self, stage: str = "manifest") -> list[str]:
-        """The splits a stage's summary names, in training order."""
-        return sorted(self.summary(stage).get("splits", {}), key=m.split_order)
+    def splits(self, stage: str | None = None) -> list[str]:
+        """The splits a stage's summary names (default: the manifest's), in training order."""
+        return sorted(
+            self.summary(stage or self.manifest_stage).get("splits", {}), key=m.split_order
+        )
 
-    def table(self, stage: str, split: str, suffix: str = "") -> list[dict]:
-        """Rows of ``<out>/<stage>/<split><suffix>.parquet``; empty when the file is missing."""
-        key = (stage, split + suffix)
+    def table(self, stage: str, split: str, side: str = "") -> list[dict]:
+        """Rows of ``<out>/<stage>/<split>.parquet``, or of the side table
+        ``<split>.<side>.parquet`` when ``side`` is given; empty when the file is missing."""
+        key = (stage, split, side)
         if key not in self._tables:
-            path = self.layout.stage_dir(stage) / f"{split}{suffix}.parquet"
+            path = (
+                self.layout.side_table(stage, split, side)
+                if side
+                else self.layout.split_table(stage, split)
+            )
             self._tables[key] = m.read_table(path).to_pylist() if path.is_file() else []
         return self._tables[key]
 
@@ -65,13 +79,12 @@ class RunOutputs:
         return m.read_table(path).to_pylist() if path.is_file() else []
 
     def provenance(self, stage: str) -> dict[str, Any]:
-        """The provenance a stage wrote into its tables' schema metadata (or the shard index)."""
-        if stage == "features":
-            for split in self.splits("features"):
-                index = self.shard_index(split)
-                if index:
-                    return index.get("provenance", {})
-            return {}
+        """What the stage recorded about how its outputs were made; the stage knows where it put
+        it (tables' schema metadata by default, a shard index for a stage that writes shards)."""
+        return registry.get(stage).report_provenance(self)
+
+    def table_provenance(self, stage: str) -> dict[str, Any]:
+        """The provenance in the schema metadata of the stage's first per-split table."""
         for split in self.splits(stage):
             path = self.layout.split_table(stage, split)
             if path.is_file():
@@ -97,7 +110,7 @@ class RunOutputs:
         return {
             (split, row["id"]): row
             for split in self.splits()
-            for row in self.table("manifest", split)
+            for row in self.table(self.manifest_stage, split)
         }
 
     @cached_property
@@ -105,7 +118,7 @@ class RunOutputs:
         """The folder the manifest's ``source_path`` values are relative to."""
         root = m.recorded_root(self.layout)
         for split in self.splits():
-            provenance = m.read_provenance(self.layout.split_table("manifest", split))
+            provenance = m.read_provenance(self.layout.split_table(self.manifest_stage, split))
             if root is not None or provenance.get("base_dir"):
                 return m.source_base(provenance, root or Path("."))
         return None

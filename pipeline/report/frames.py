@@ -1,6 +1,10 @@
-"""Frames of a few clips for the report's pictures: from the shards' frame JPEGs when the
-features stage ran ``--with-frames``, else decoded from the source video or frame folder the
-manifest names. Unavailable frames are a note on the page, never a failed report."""
+"""Frames of a few clips for the report's pictures: from the frame JPEGs a stage stored in the
+shards (``--with-frames``), else decoded from the source video or frame folder the manifest
+names. Unavailable frames are a note on the page, never a failed report.
+
+Only the shard format is read here, not any stage: per-frame fields are ``frame_NNNNN.jpg``
+(counted together as ``frame_*.jpg`` in the index, :func:`pipeline.shards.field_kind`) and a
+sample's ``json`` lists which clip frame each stored one is (``frame_indices``)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from pipeline.video import DecodeError, open_source
 
 log = logging.getLogger(__name__)
 
-FRAME_FIELDS = "frame_*.jpg"
+FRAME_FIELDS = "frame_*.jpg"  # the index's name for every frame_NNNNN.jpg field
+FRAME_INDICES = "frame_indices"  # in a sample's json: the clip frame of each stored frame
 
 
 class FrameReader:
@@ -58,7 +63,7 @@ class FrameReader:
         meta = self._locate(split, key)
         if meta is None:
             return []
-        indices = np.asarray(meta["frame_indices"])
+        indices = np.asarray(meta[FRAME_INDICES])
         positions = [int(np.abs(indices - n).argmin()) for n in frame_numbers]
         names = {f"frame_{p:05d}.jpg" for p in positions}
         found: dict[str, bytes] = {}
@@ -88,6 +93,6 @@ class FrameReader:
             for shard in shard_paths(self.outputs, split):
                 for sample, fields in iter_shard_members(shard, lambda _k, f: f == "json"):
                     if "json" in fields:
-                        indices = json.loads(fields["json"])["frame_indices"]
-                        self._shard_of[split][sample] = {"frame_indices": indices, "shard": shard}
+                        indices = json.loads(fields["json"])[FRAME_INDICES]
+                        self._shard_of[split][sample] = {FRAME_INDICES: indices, "shard": shard}
         return self._shard_of[split].get(key)  # type: ignore[return-value]

@@ -1,30 +1,27 @@
-"""Report sections built from tables and summaries: manifest, pseudo-glosses, shards, provenance."""
+"""The report's sections that hold for any stage: quarantine tables, a summary for a stage
+that brings no report of its own, and the provenance of every registered stage.
+
+Nothing here knows a stage by name or reads its columns: stage-specific pages live next to
+their stage (``Stage.report_sections``), so adding a stage edits no file of this package.
+"""
 
 from __future__ import annotations
 
-import json
+import re
 from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from pipeline import registry
 from pipeline.manifest import split_order
-from pipeline.report import plots
-from pipeline.report.data import STAGES, RunOutputs, shard_paths
-from pipeline.report.html import (
-    Raw,
-    Section,
-    esc,
-    figure,
-    human_bytes,
-    not_run,
-    percent,
-    pretty_json,
-    table,
-)
+from pipeline.report.data import RunOutputs
+from pipeline.report.html import Section, not_run, pretty_json, table
+
+if TYPE_CHECKING:
+    from pipeline.stage import Stage
 
 QUARANTINE_EXAMPLES = 20
-TOP_GLOSSES = 50
-PERCENTILES = (5, 50, 95)
+SCALARS = (int, float, str, bool)
 
 
 def quarantine_block(outputs: RunOutputs, stage: str) -> str:
@@ -57,193 +54,66 @@ def quarantine_block(outputs: RunOutputs, stage: str) -> str:
     return f"<h3>Quarantined by reason</h3>{summary}<details><summary>Samples{more}</summary>{examples}</details>"
 
 
-def manifest_section(outputs: RunOutputs) -> Section:
-    title = "Manifest"
-    if not outputs.ran("manifest"):
-        return not_run("manifest", title, "no manifest (prep run --stage manifest)")
-    summary = outputs.summary("manifest")
-    rows, durations = [], {}
-    for split in outputs.splits():
-        clips = outputs.table("manifest", split)
-        seconds = np.array([c["num_frames"] / c["fps"] for c in clips if c["fps"]], float)
-        durations[split] = seconds
-        quarantined = summary["splits"][split].get("quarantined", {})
-        fps = Counter(c["fps"] for c in clips)
-        rows.append(
-            [
-                split,
-                len(clips),
-                sum(c["num_frames"] for c in clips),
-                _hours(seconds.sum()),
-                *(np.percentile(seconds, p) if len(seconds) else None for p in PERCENTILES),
-                seconds.max() if len(seconds) else None,
-                ", ".join(f"{f:g} ({n})" for f, n in sorted(fps.items())),
-                sum(quarantined.values()),
-                ", ".join(f"{k} {v}" for k, v in sorted(quarantined.items())) or "none",
-            ]
-        )
-    headers = [
-        "split",
-        "clips",
-        "frames",
-        "duration",
-        *(f"p{p} s" for p in PERCENTILES),
-        "max s",
-        "fps (clips)",
-        "quarantined",
-        "reasons",
-    ]
-    histogram = plots.histogram(durations, "clip duration (s)", "Clip durations per split")
-    body = (
-        table(headers, rows, text_columns=(0, 8, 10))
-        + figure(histogram, "Clip duration histogram per split", "plot-durations")
-        + quarantine_block(outputs, "manifest")
+def slug(name: str) -> str:
+    """A stage name as a section id (the page's anchors and the tests' selectors)."""
+    return re.sub(r"[^\w-]+", "-", name)
+
+
+def summary_section(outputs: RunOutputs, stage: type[Stage]) -> Section:
+    """A stage without its own report still shows what every summary has: one row per split
+    with its samples and quarantines, plus whatever other single figures the split records."""
+    name = stage.name
+    if not outputs.ran(name):
+        return not_run(slug(name), name, f"no {name} outputs (prep run --stage {name})")
+    splits = {
+        split: info
+        for split, info in outputs.summary(name).get("splits", {}).items()
+        if isinstance(info, Mapping)
+    }
+    known = ("samples", "quarantined")
+    extra = sorted(
+        {
+            key
+            for info in splits.values()
+            for key, value in info.items()
+            if key not in known and isinstance(value, SCALARS)
+        }
     )
-    return Section("manifest", title, body)
-
-
-def _hours(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.2f} h"
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
-
-
-def pseudo_gloss_section(outputs: RunOutputs) -> Section:
-    title = "Pseudo-glosses"
-    if not outputs.ran("pseudo-gloss"):
-        return not_run("pseudo-gloss", title, "no pseudo-glosses (prep run --stage pseudo-gloss)")
-    summary = outputs.summary("pseudo-gloss")
-    vocab_path = outputs.layout.stage_dir("pseudo-gloss") / "vocab.json"
-    glosses = json.loads(vocab_path.read_text())["glosses"] if vocab_path.is_file() else []
     rows = []
-    for split in outputs.splits("pseudo-gloss"):
-        info = summary["splits"][split]
-        lengths = [len(r["pseudo_glosses"] or []) for r in outputs.table("pseudo-gloss", split)]
+    for split in sorted(splits, key=split_order):
+        info = splits[split]
+        quarantined = info.get("quarantined")
+        quarantined = quarantined if isinstance(quarantined, Mapping) else {}
         rows.append(
             [
                 split,
                 info.get("samples"),
-                float(np.mean(lengths)) if lengths else None,
-                percent(info["oov_rate"]) if info.get("oov_rate") is not None else None,
-                info.get("empty_sequences"),
-                sum(info.get("quarantined", {}).values()),
+                sum(quarantined.values()),
+                ", ".join(f"{k} {v}" for k, v in sorted(quarantined.items())) or "none",
+                *(_scalar(info.get(key)) for key in extra),
             ]
         )
-    top = sorted(glosses, key=lambda g: (-g["count"], g["gloss"]))[:TOP_GLOSSES]
-    body = (
-        f"<p>Vocabulary (train): <b>{len(glosses):,}</b> pseudo-glosses"
-        f" (summary: {summary.get('vocabulary_size', '–')}); prototypes "
-        f"{esc(str(summary.get('prototypes', {}).get('shape', '–')))} from "
-        f"{esc(str(summary.get('prototypes', {}).get('source', '–')))}.</p>"
-        + table(
-            ["split", "samples", "glosses per clip", "OOV rate", "empty sequences", "quarantined"],
-            rows,
-        )
+    text = [
+        4 + i
+        for i, key in enumerate(extra)
+        if any(isinstance(s.get(key), str) for s in splits.values())
+    ]
+    body = table(
+        ["split", "samples", "quarantined", "reasons", *extra], rows, text_columns=(0, 3, *text)
     )
-    dropped = summary.get("dropped_by_frequency") or []
-    if dropped:
-        body += f"<p>Dropped by the frequency filter: {esc(', '.join(map(str, dropped)))}</p>"
-    if top:
-        chart = plots.bar_chart(
-            [g["gloss"] for g in top],
-            [g["count"] for g in top],
-            f"Top {len(top)} pseudo-glosses in train",
-            "occurrences",
-        )
-        body += figure(
-            chart, f"Top {len(top)} pseudo-glosses by frequency (train)", "plot-top-glosses"
-        )
-    return Section("pseudo-gloss", title, body + quarantine_block(outputs, "pseudo-gloss"))
+    return Section(slug(name), name, body + quarantine_block(outputs, name))
 
 
-def shards_section(outputs: RunOutputs) -> Section:
-    title = "Shards and features"
-    if not outputs.ran("features"):
-        return not_run("shards", title, "no shards (prep run --stage features)")
-    body = ""
-    for split in outputs.splits("features"):
-        index = outputs.shard_index(split)
-        if index is None:
-            samples = outputs.summary("features").get("splits", {}).get(split, {}).get("samples")
-            problem = (
-                "every sample is quarantined: no shards"
-                if samples == 0
-                else f"<span class='bad'>no index.json in {esc(str(outputs.layout.shard_dir(split)))}</span>"
-            )
-            body += f"<h3>{esc(split)}</h3><p>{problem}</p>"
-            continue
-        shards = index["shardlist"]
-        present = {p.name for p in shard_paths(outputs, split) if p.is_file()}
-        rows = [
-            [
-                s["url"],
-                Raw(esc(human_bytes(s["filesize"]))),
-                s["nsamples"],
-                Raw(f'<code title="{esc(s["sha256"])}">{esc(s["sha256"][:16])}…</code>'),
-                "yes" if s["url"] in present else Raw('<span class="bad">missing</span>'),
-            ]
-            for s in shards
-        ]
-        total = sum(s["filesize"] for s in shards)
-        body += (
-            f"<h3>{esc(split)}: {index.get('samples', 0):,} samples in {len(shards)} shards, {esc(human_bytes(total))}</h3>"
-            + table(["shard", "size", "samples", "sha256", "on disk"], rows, text_columns=(0, 3))
-            + table(
-                ["field", "samples", "bytes", "rows", "row shape", "mean", "std", "NaN", "inf"],
-                _field_rows(shards),
-            )
-        )
-    return Section("shards", title, body + quarantine_block(outputs, "features"))
-
-
-def _field_rows(shards: list[dict]) -> list[list]:
-    """Per field over a split's shards; moments pooled from each shard's mean, std and count."""
-    fields = sorted({name for s in shards for name in s.get("fields", {})})
-    rows = []
-    for name in fields:
-        stats = [s["fields"][name] for s in shards if name in s.get("fields", {})]
-        row = [
-            name,
-            sum(x["samples"] for x in stats),
-            Raw(esc(human_bytes(sum(x["bytes"] for x in stats)))),
-        ]
-        numeric = [x for x in stats if "mean" in x]
-        if numeric:
-            counts = np.array(
-                [
-                    x["rows"] * int(np.prod(x["shape_tail"] or [1])) - x["nan"] - x["inf"]
-                    for x in numeric
-                ],
-                float,
-            )
-            means = np.array([x["mean"] for x in numeric])
-            squares = np.array([x["std"] ** 2 + x["mean"] ** 2 for x in numeric])
-            n = counts.sum()
-            mean = float((counts * means).sum() / n) if n else 0.0
-            std = float(max((counts * squares).sum() / n - mean**2, 0.0) ** 0.5) if n else 0.0
-            nan, inf = sum(x["nan"] for x in numeric), sum(x["inf"] for x in numeric)
-            row += [
-                sum(x["rows"] for x in numeric),
-                "×".join(map(str, numeric[0]["shape_tail"])) or "scalar",
-                round(mean, 6),
-                round(std, 6),
-                _flag(nan),
-                _flag(inf),
-            ]
-        else:
-            row += [None] * 6
-        rows.append(row)
-    return rows
-
-
-def _flag(count: int) -> object:
-    return Raw(f'<span class="bad">{count:,}</span>') if count else 0
+def _scalar(value: Any) -> Any:
+    return value if isinstance(value, SCALARS) else None
 
 
 def provenance_section(outputs: RunOutputs) -> Section:
-    """Per stage: versions, config hash and models at a glance; the full records folded."""
+    """Per registered stage: versions, config hash and the models it recorded at a glance; the
+    full records folded. Which dataset, sources or settings matter is the stage's own section's
+    business; here only what every stage records the same way."""
     rows, details = [], ""
-    for stage in STAGES:
+    for stage in registry.registered():
         if not outputs.ran(stage):
             rows.append([stage, "not run", None, None, None])
             continue
@@ -255,7 +125,7 @@ def provenance_section(outputs: RunOutputs) -> Section:
                 summary.get("stage_version"),
                 recorded.get("prep_version"),
                 summary.get("config_hash"),
-                "; ".join(_models(stage, summary, recorded)) or "–",
+                "; ".join(model_records(recorded)) or "–",
             ]
         )
         kept = {k: v for k, v in summary.items() if k not in ("splits", "outputs")}
@@ -263,33 +133,20 @@ def provenance_section(outputs: RunOutputs) -> Section:
             {"summary": kept, "table_metadata": recorded, "runs": outputs.run_records(stage)},
             f"{stage}: summary, table metadata and run options",
         )
-    body = table(
-        ["stage", "version", "prep", "config hash", "models and sources"], rows, text_columns=(0, 4)
-    )
+    body = table(["stage", "version", "prep", "config hash", "models"], rows, text_columns=(0, 4))
     return Section("provenance", "Provenance", body + details)
 
 
-def _models(stage: str, summary: dict, recorded: dict) -> list[str]:
-    if stage == "manifest":
-        return [
-            f"dataset {recorded.get('dataset', '–')}",
-            f"frames {recorded.get('frame_selection', {})}",
-        ]
-    if stage == "pseudo-gloss":
-        pipelines = recorded.get("pipelines") or {}
-        return [f"{k}: {v}" for k, v in sorted(pipelines.items())] + [
-            str(recorded.get("prototype_source", ""))
-        ]
-    if stage == "hand-captions":
-        captioner = summary.get("captioner") or recorded.get("captioner") or {}
-        encoder = recorded.get("text_encoder") or {}
-        found = [f"{k} {v}" for k, v in sorted(captioner.items())]
-        if encoder:
-            found.append(f"text encoder {encoder.get('model')} {encoder.get('revision', '')}")
-        return found
-    features = summary.get("features") or {}
+def model_records(value: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """Every model a provenance records the framework's way (a mapping with ``model`` and,
+    usually, ``revision``, as :class:`pipeline.models.ModelLocation` names one), labelled by
+    where it sits, e.g. ``text_encoder: <model id or folder> sha256:…``."""
+    if not isinstance(value, Mapping):
+        return []
+    if isinstance(value.get("model"), str):
+        label = ".".join(path) or "model"
+        return [f"{label}: {value['model']} {value.get('revision') or ''}".strip()]
     found = []
-    for name, info in sorted(features.items()):
-        model = info.get("model") or info.get("detector") or info.get("checkpoint") or ""
-        found.append(f"{name}: {model} {info.get('revision', '')}".strip())
+    for key in sorted(value, key=str):
+        found += model_records(value[key], (*path, str(key)))
     return found

@@ -9,6 +9,7 @@ with ``--with-frames``, ``frame_NNNNN.jpg`` (the clip at ``frame_size``², one J
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -21,12 +22,16 @@ from pipeline import __version__
 from pipeline import manifest as m
 from pipeline.devices import resolve_device, torch_dtype
 from pipeline.errors import PrepError
-from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
+from pipeline.layout import UNIT_QUARANTINE
 from pipeline.shards import ShardWriter, encode_json, encode_npy, parse_size, sample_key
+from pipeline.stage import Planned, Stage, WorkUnit, hook, slice_units
 from pipeline.storage import atomic_write_json, write_parquet
+from pipeline.table_stage import quarantine_row
 from pipeline.video import DecodeError, FrameSelection, open_source
+from stages.features.commands import convert_hamer
 from stages.features.dinov2 import Dinov2Encoder
 from stages.features.extract import ExtractedClip, extract_clips
+from stages.features.options import FeaturesOptions
 from stages.features.publish import publish_split
 from stages.features.sample import (
     FrameJpegs,
@@ -39,48 +44,27 @@ from stages.features.sample import (
 DECODE_FAILED = "decode_failed"
 FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
 UNIT_SHARDS = "shards.json"
-UNIT_QUARANTINE = "quarantine.parquet"
-KNOWN_FEATURES = ("dinov2", "hands", "hamer")
 FULL_PRECISION_FIELDS = {"hands.npy"}  # pixel coordinates: float16 would round them
 
 
 @dataclass(frozen=True)
-class FeaturesOptions:
-    features: str = "dinov2"
-    dinov2: str = "facebook/dinov2-small"
-    dinov2_pooling: str = "cls"
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int = 64
-    decode_workers: int = 4
-    shard_size: str = "1GB"
-    shard_clips: int = 512
-    with_frames: bool = False
-    frame_size: int = 256
-    jpeg_quality: int = 90
-    hamer: str | None = None
-    hamer_config: str | None = None
-    hand_confidence: float = 0.5
-    pose_fallback: bool = True
-    hands_mirrored: bool = False
-    hamer_tokens: bool = False
-    hand_keypoints: str | None = None
-
-    def feature_list(self) -> list[str]:
-        names = [n.strip() for n in self.features.split(",") if n.strip()]
-        unknown = [n for n in names if n not in KNOWN_FEATURES]
-        if unknown or not names:
-            raise PrepError(
-                f"--features takes a comma list of {', '.join(KNOWN_FEATURES)}; got {self.features!r}"
-            )
-        return names
+class FeaturesContext:
+    base_dir: Path  # the folder the manifest's ``source_path`` values start from
+    selection: FrameSelection  # the manifest's frame selection
+    annotation_versions: dict[str, int]  # stage -> version of what the samples carry
 
 
 class FeaturesStage(Stage):
+    """Per-frame features of every clip, packed with its annotations into WebDataset shards."""
+
     name = "features"
     version = 2  # 2: frame_times in every sample's json
+    options_class = FeaturesOptions
     requires = ("manifest",)
-    runtime_options = ("decode_workers",)
+    collects_exports = True  # after every stage whose columns ride along in the shards
+    position = 40
+    libraries = ("webdataset", "wids", "mediapipe")
+    commands = (("convert-hamer", convert_hamer),)
 
     def __init__(self, options: FeaturesOptions, run: Any) -> None:
         super().__init__(options, run)
@@ -145,22 +129,25 @@ class FeaturesStage(Stage):
         }
 
     # -- plan -----------------------------------------------------------------------------
-    def plan(self) -> list[WorkUnit]:
+    def plan(self) -> Planned:
         splits = m.manifest_splits(self.layout)
-        first = m.read_provenance(self.layout.split_table("manifest", splits[0]))
-        self.base_dir = m.source_base(first, self.run_config.root)
-        self.selection = FrameSelection(**first.get("frame_selection", {}))
-        units = []
+        first = m.read_provenance(m.manifest_table(self.layout, splits[0]))
+        units, versions = [], {}
         for split in splits:
-            rows, self.annotation_versions = annotated_rows(self.layout, split)
+            rows, versions = annotated_rows(self.layout, split)
             units += slice_units(split, rows, self.options.shard_clips)
-        return units
+        context = FeaturesContext(
+            base_dir=m.source_base(first, self.run_config.root),
+            selection=FrameSelection(**first.get("frame_selection", {})),
+            annotation_versions=versions,
+        )
+        return Planned(units, context)
 
     # -- run ------------------------------------------------------------------------------
-    def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
+    def run(self, unit: WorkUnit, workdir: Path, context: FeaturesContext) -> dict[str, int]:
         for encoder in self.encoders.values():
             encoder.load()
-        provenance = self._provenance()
+        provenance = self._provenance(context)
         frame_hook = (
             FrameJpegs(self.options.frame_size, self.options.jpeg_quality)
             if self.options.with_frames
@@ -169,7 +156,7 @@ class FeaturesStage(Stage):
         rejected, frames = [], 0
         clips = extract_clips(
             unit.items,
-            self._open_clip,
+            functools.partial(self._open_clip, context),
             self.encoders,
             batch_size=self.options.batch_size,
             decode_workers=self.options.decode_workers,
@@ -178,27 +165,15 @@ class FeaturesStage(Stage):
         with ShardWriter(workdir, "part", self.max_shard_bytes) as writer:
             for clip in clips:
                 row = unit.items[clip.position]
-                problem = (
-                    clip.error and (DECODE_FAILED, clip.error) or self._shape_problem(row, clip)
-                )
+                problem = clip.error and (DECODE_FAILED, clip.error)
+                problem = problem or self._shape_problem(row, clip, context.selection)
                 if problem:
-                    self._frame_times.pop(
-                        row["id"], None
-                    )  # set when the clip opened, not needed now
-                    rejected.append(
-                        m.quarantine_row(
-                            row["id"],
-                            unit.split,
-                            self.run_config.dataset,
-                            self.name,
-                            problem[0],
-                            problem[1],
-                            row["source_path"],
-                        )
-                    )
+                    self._frame_times.pop(row["id"], None)  # set when the clip opened
+                    rejected.append(quarantine_row(self, unit, row, *problem))
                     continue
-                writer.write(sample_key(row["id"]), self._fields(row, clip, provenance))
-                frames += len(self.selection.indices(row["num_frames"]))
+                fields = self._fields(row, clip, provenance, context.selection)
+                writer.write(sample_key(row["id"]), fields)
+                frames += len(context.selection.indices(row["num_frames"]))
         atomic_write_json(workdir / UNIT_SHARDS, [s.as_dict() for s in writer.shards])
         write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
         return {
@@ -208,19 +183,22 @@ class FeaturesStage(Stage):
             "bytes": sum(s.bytes for s in writer.shards),
         }
 
-    def _open_clip(self, row: dict):
+    def _open_clip(self, context: FeaturesContext, row: dict):
         source = open_source(
-            self.base_dir / row["source_path"], row["fps"], row["start"], row["end"], threads=2
+            context.base_dir / row["source_path"], row["fps"], row["start"], row["end"], threads=2
         )
         if source.num_frames != row["num_frames"]:
             raise DecodeError(
                 f"{source.num_frames} frames now, the manifest counted {row['num_frames']}: rerun it"
             )
-        self._frame_times[row["id"]] = source.timestamps(self.selection.indices(source.num_frames))
-        return source, self.selection
+        selected = context.selection.indices(source.num_frames)
+        self._frame_times[row["id"]] = source.timestamps(selected)
+        return source, context.selection
 
-    def _shape_problem(self, row: dict, clip: ExtractedClip) -> tuple[str, str] | None:
-        expected = len(self.selection.indices(row["num_frames"]))
+    def _shape_problem(
+        self, row: dict, clip: ExtractedClip, selection: FrameSelection
+    ) -> tuple[str, str] | None:
+        expected = len(selection.indices(row["num_frames"]))
         for name, array in clip.arrays.items():
             if array.shape[0] != expected:
                 return (
@@ -229,7 +207,9 @@ class FeaturesStage(Stage):
                 )
         return None
 
-    def _fields(self, row: dict, clip: ExtractedClip, provenance: dict) -> dict[str, bytes]:
+    def _fields(
+        self, row: dict, clip: ExtractedClip, provenance: dict, selection: FrameSelection
+    ) -> dict[str, bytes]:
         fields: dict[str, bytes] = {}
         described: dict[str, dict] = {}
         for field, array in clip.arrays.items():
@@ -246,32 +226,33 @@ class FeaturesStage(Stage):
                 "count": len(clip.extras),
                 "size": [self.options.frame_size] * 2,
             }
-        indices = self.selection.indices(row["num_frames"])
+        indices = selection.indices(row["num_frames"])
         times = self._frame_times.pop(row["id"])
         fields["json"] = encode_json(sample_json(row, indices, times, described, provenance))
         return fields
 
-    def _provenance(self) -> dict[str, Any]:
+    def _provenance(self, context: FeaturesContext) -> dict[str, Any]:
         return {
             "prep_version": __version__,
-            "stages": {**self.annotation_versions, self.name: self.version},
-            "frame_selection": self.selection.as_dict(),
+            "stages": {**context.annotation_versions, self.name: self.version},
+            "frame_selection": context.selection.as_dict(),
             "features": {name: enc.provenance() for name, enc in self.encoders.items()},
             "options": {
-                k: v for k, v in self.options_dict().items() if k not in self.runtime_options
+                k: v for k, v in self.options_dict().items() if k not in self.runtime_options()
             },
         }
 
     # -- finalize -------------------------------------------------------------------------
-    def finalize(self, units: list[WorkUnit]) -> dict[str, Any]:
+    def finalize(self, units: list[WorkUnit], context: FeaturesContext) -> dict[str, Any]:
         parts: dict[str, list] = defaultdict(list)
         quarantine: list[dict] = []
         world = self.run_config.world_size
-        for position, (unit, folder) in enumerate(committed_units(self, units)):
+        for position, unit in enumerate(units):
+            folder = self.layout.unit_dir(self.name, unit.id)
             for info in json.loads((folder / UNIT_SHARDS).read_text()):
                 parts[unit.split].append((position % world, folder / info["name"], info))
             quarantine += m.read_table(folder / UNIT_QUARANTINE).to_pylist()
-        provenance = self._provenance()
+        provenance = self._provenance(context)
         splits = {}
         for split in sorted({u.split for u in units}, key=m.split_order):
             expected = {sample_key(i["id"]) for u in units if u.split == split for i in u.items}
@@ -300,6 +281,19 @@ class FeaturesStage(Stage):
         )
         return {
             "splits": splits,
-            "outputs": str(self.layout.out / "shards"),
+            "outputs": str(self.layout.shards_root()),
             "features": provenance["features"],
         }
+
+    # -- hooks of the commands around a run --------------------------------------------------
+    @classmethod
+    def demo_options(cls, models: Path) -> dict[str, Any]:
+        """A tiny randomly initialised DINOv2: the demo shows the plumbing offline."""
+        from stages.features.demo import write_tiny_dinov2
+
+        return {"dinov2": str(write_tiny_dinov2(models / "dinov2-tiny-random"))}
+
+    doctor_checks = hook("stages.features.checks:doctor_checks")
+    report_sections = hook("stages.features.report:report_sections")
+    report_provenance = hook("stages.features.report:report_provenance")
+    verify = hook("stages.features.verify:verify_shards")

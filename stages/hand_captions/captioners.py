@@ -8,11 +8,10 @@ batch of chunks, possibly from several clips) and ``identity`` (what the caption
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from pipeline.errors import PrepError
 from stages.hand_captions.kinematic import VERSION as KINEMATIC_VERSION
 from stages.hand_captions.kinematic import describe_chunk
 
@@ -63,42 +62,3 @@ class KinematicCaptioner:
     def __call__(self, requests: list[ChunkRequest]) -> list[Caption]:
         texts = [describe_chunk(r.hands, r.width, r.height, r.fps) for r in requests]
         return [Caption(t, len(t.split())) for t in texts]
-
-
-def _transformers(options: Any):
-    from stages.hand_captions.vlm import TransformersCaptioner
-
-    return TransformersCaptioner(options)
-
-
-def _vllm(options: Any):
-    from stages.hand_captions.vllm_backend import VllmCaptioner
-
-    return VllmCaptioner(options)
-
-
-CAPTIONERS: dict[str, Callable[[Any], Any]] = {
-    "transformers": _transformers,
-    "vllm": _vllm,
-    "kinematic": KinematicCaptioner,
-}
-
-
-def make_captioner(options: Any):
-    """The backend named by ``--captioner``, checked for what it needs before any work starts."""
-    if options.captioner not in CAPTIONERS:
-        raise PrepError(
-            f"--captioner must be one of {', '.join(CAPTIONERS)}, got {options.captioner!r}"
-        )
-    if options.captioner != "kinematic":
-        if not options.captioner_model:
-            raise PrepError(
-                f"--captioner {options.captioner} needs --captioner-model: a local VideoLLM folder (save_pretrained, "
-                "e.g. Qwen2.5-VL-7B-Instruct) or a Hugging Face id already in the local cache; "
-                "or pass --captioner kinematic for the offline describer"
-            )
-        if options.captioner_input not in INPUT_MODES:
-            raise PrepError(
-                f"--captioner-input must be grid or video, got {options.captioner_input!r}"
-            )
-    return CAPTIONERS[options.captioner](options)

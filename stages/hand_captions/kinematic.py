@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.hands.detect import BOX, LANDMARKS, SOURCE_HANDS
+from stages.hands.rows import BOX, LANDMARKS, SOURCE_HANDS
 
 VERSION = "kinematic-1"
 FINGERTIPS, WRIST, MIDDLE_BASE = (4, 8, 12, 16, 20), 0, 9

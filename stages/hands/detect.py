@@ -20,14 +20,8 @@ import numpy as np
 
 from pipeline.errors import PrepError
 from pipeline.video import DecodeError
+from stages.hands.rows import BOX, COLUMNS, LANDMARKS, SLOTS, SOURCE_HANDS, SOURCE_POSE
 
-SLOTS = ("left", "right")  # the signer's own hands
-SOURCE_NONE, SOURCE_HANDS, SOURCE_POSE = 0, 1, 2
-LANDMARKS = 21
-# one row per frame and slot: present, source, score, box x0 y0 x1 y1 (pixels),
-# 21 x (x, y, z) in pixels (z: MediaPipe's relative depth, in pixels of width), 21 x (x, y) in [0, 1]
-COLUMNS = 3 + 4 + LANDMARKS * 3 + LANDMARKS * 2
-BOX = slice(3, 7)
 POSE_POINTS = {"left": (15, 17, 19, 21), "right": (16, 18, 20, 22)}  # wrist, pinky, index, thumb
 INSTALL_HINT = (
     "pip install 'prep[hands]' (mediapipe==0.10.21, the last wheel that carries its hand models)"

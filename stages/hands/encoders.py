@@ -19,8 +19,9 @@ import torch
 from pipeline.devices import imagenet_normalise, torch_dtype
 from pipeline.errors import PrepError
 from pipeline.video import ChunkInfo
-from stages.hands.detect import BOX, COLUMNS, HandDetector
+from stages.hands.detect import HandDetector
 from stages.hands.hamer import HamerConfig, load_hamer
+from stages.hands.rows import BOX, COLUMNS
 
 RESCALE = 2.0
 CROP = 256

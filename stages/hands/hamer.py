@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.checkpoints import load_checkpoint
 from pipeline.errors import PrepError
+from pipeline.unpickle import load_checkpoint
 
 PREFIXES = ("backbone.", "mano_head.")
 CROP_MARGIN = 32  # the backbone sees the central 256x192 of a 256x256 crop, as in HaMeR

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.video import DecodeError
-from stages.hands.detect import BOX, COLUMNS, LANDMARKS
+from stages.hands.rows import BOX, COLUMNS, LANDMARKS, SOURCE_KEYPOINTS
 
-SOURCE_KEYPOINTS = 3
 WHOLEBODY_POINTS = 133
 WHOLEBODY_HANDS = (slice(91, 112), slice(112, 133))
 MIN_POINTS = 3

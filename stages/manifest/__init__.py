@@ -8,19 +8,16 @@ The frame selection chosen here is recorded in the manifest and used by every la
 from __future__ import annotations
 
 import os
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 import manifests
 from pipeline import manifest as m
 from pipeline.errors import PrepError
-from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
-from pipeline.storage import write_parquet
+from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
+from pipeline.table_stage import MergedTables, MergeResult, TableStage, UnitTables
 from pipeline.video import FrameSelection
 from stages.manifest.candidates import check_candidates
 from stages.manifest.csl_daily import read_csl_daily
@@ -33,28 +30,64 @@ READERS: dict[str, Callable[..., tuple[Path, list[dict]]]] = {
     "csl-daily": read_csl_daily,
     "generic": read_generic,
 }
-UNIT_ROWS = "rows.parquet"
-UNIT_QUARANTINE = "quarantine.parquet"
+# what every later stage may read of a manifest row (the features stage copies them into shards)
+MANIFEST_FIELDS = (
+    "id",
+    "dataset",
+    "split",
+    "language",
+    "translation",
+    "gloss",
+    "signer",
+    "fps",
+    "num_frames",
+    "source_path",
+    "start",
+    "end",
+)
 
 
 @dataclass(frozen=True)
 class ManifestOptions:
-    unit_size: int = 200
-    deep_check: bool = False
-    min_frames: int = 2
-    frame_count_tolerance: int = 0
-    fps: float | None = None
-    frame_step: int = 1
-    max_frames: int | None = None
-    sampling: str = "uniform"
+    unit_size: int = option(200, "Samples per work unit.")
+    deep_check: bool = option(
+        False,
+        "Decode every frame while probing, not only first and last (default: spot).",
+        flag="--deep-check/--spot-check",
+    )
+    min_frames: int = option(2, "Quarantine samples with fewer frames.")
+    frame_count_tolerance: int = option(
+        0, "Allowed difference to an annotated frame count (default: 0)."
+    )
+    fps: float | None = option(
+        None, "Frame rate for samples that give none (overrides container and descriptor)."
+    )
+    frame_step: int = option(1, "Use every k-th frame.")
+    max_frames: int | None = option(None, "Use at most this many frames per sample.")
+    sampling: str = option("uniform", "How --max-frames picks: uniform or head.")
 
     def selection(self) -> FrameSelection:
         return FrameSelection(self.frame_step, self.max_frames, self.sampling)
 
 
-class ManifestStage(Stage):
+@dataclass(frozen=True)
+class ManifestContext:
+    base_dir: Path  # the folder ``source_path`` values start from
+
+
+class ManifestStage(TableStage):
+    """Reads a corpus as distributed and probes every sample: the table every stage reads."""
+
     name = "manifest"
     version = 2  # 2: video frames indexed by presentation time (codec, frame_timing columns)
+    options_class = ManifestOptions
+    schema = m.MANIFEST_SCHEMA
+    exports = Export(MANIFEST_FIELDS)
+    writes_manifest = True
+    position = 10
+    cost_unit = "clip"
+    piloted = False  # its own unit timings are the measurement
+    libraries = ("av", "opencv-python-headless")
 
     def __init__(self, options: ManifestOptions, run: Any) -> None:
         super().__init__(options, run)
@@ -75,19 +108,19 @@ class ManifestStage(Stage):
         base, candidates = READERS[self.run_config.dataset](root, self.descriptor)
         return base, check_candidates(candidates, base)
 
-    def plan(self) -> list[WorkUnit]:
-        self.base_dir, candidates = self._read()  # travels with the stage to worker processes
+    def plan(self) -> Planned:
+        base_dir, candidates = self._read()
         by_split: dict[str, list[dict]] = defaultdict(list)
         for cand in candidates:
             by_split[cand["split"]].append(cand)
         units = []
         for split in sorted(by_split, key=m.split_order):
             units += slice_units(split, by_split[split], self.options.unit_size)
-        return units
+        return Planned(units, ManifestContext(base_dir))
 
-    def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
+    def process(self, unit: WorkUnit, context: ManifestContext) -> UnitTables:
         ctx = ProbeContext(
-            base=self.base_dir,
+            base=context.base_dir,
             dataset=self.run_config.dataset,
             language=self.descriptor.language,
             fps=self.descriptor.fps,
@@ -102,58 +135,25 @@ class ManifestStage(Stage):
             row, quarantined = probe(cand, ctx)
             rows.extend([row] if row else [])
             rejected.extend([quarantined] if quarantined else [])
-        write_parquet(m.to_table(rows, m.MANIFEST_SCHEMA), workdir / UNIT_ROWS)
-        write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
-        return {
-            "ok": len(rows),
-            "quarantined": len(rejected),
-            "frames": sum(r["num_frames"] for r in rows),
-        }
+        return UnitTables(rows, rejected, {"frames": sum(r["num_frames"] for r in rows)})
 
-    def finalize(self, units: list[WorkUnit]) -> dict[str, Any]:
+    def merge(self, merged: MergedTables, context: ManifestContext) -> MergeResult:
         meta = self.provenance()
-        tables: dict[str, list[pa.Table]] = defaultdict(list)
-        quarantine = []
-        for unit, folder in committed_units(self, units):
-            tables[unit.split].append(m.read_table(folder / UNIT_ROWS))
-            quarantine.append(m.read_table(folder / UNIT_QUARANTINE))
-        splits = {}
-        reasons = pa.concat_tables(quarantine).to_pylist()
-        for split in sorted({u.split for u in units}, key=m.split_order):
-            table = pa.concat_tables(tables[split]).replace_schema_metadata(None)
-            write_parquet(
-                m.to_table(table.to_pylist(), m.MANIFEST_SCHEMA, meta),
-                self.layout.split_table(self.name, split),
-            )
-            splits[split] = self._split_summary(split, table, reasons)
-        write_parquet(
-            m.to_table(reasons, m.QUARANTINE_SCHEMA, meta), self.layout.quarantine_table(self.name)
-        )
-        return {
-            "splits": splits,
-            "outputs": str(self.layout.stage_dir(self.name)),
-            "frame_selection": meta["frame_selection"],
-        }
-
-    def provenance(self) -> dict[str, Any]:
-        meta = m.provenance(self.name, self.version, self.options_dict())
-        base_from_root = os.path.relpath(
-            self.base_dir, self.run_config.root
-        )  # m.source_base reverses it
+        base_from_root = os.path.relpath(context.base_dir, self.run_config.root)
         meta.update(
             {
-                "dataset": self.run_config.dataset,
                 "frame_selection": self.options.selection().as_dict(),
-                "base_from_root": Path(base_from_root).as_posix(),
+                "base_from_root": Path(base_from_root).as_posix(),  # m.source_base reverses it
             }
         )
-        return meta
-
-    def _split_summary(self, split: str, table: pa.Table, quarantine: list[dict]) -> dict[str, Any]:
-        reasons = Counter(q["reason"] for q in quarantine if q["split"] == split)
-        return {
-            "samples": table.num_rows,
-            "frames": int(pc.sum(table["num_frames"]).as_py() or 0),
-            "quarantined": dict(sorted(reasons.items())),
-            "expected": self.descriptor.expected_split_sizes.get(split),
+        figures = {
+            split: {
+                "frames": sum(r["num_frames"] for r in merged.rows[split]),
+                "expected": self.descriptor.expected_split_sizes.get(split),
+            }
+            for split in merged.splits
         }
+        return MergeResult(meta, figures, {"frame_selection": meta["frame_selection"]})
+
+    doctor_checks = hook("stages.manifest.checks:doctor_checks")
+    report_sections = hook("stages.manifest.report:report_sections")

@@ -9,7 +9,7 @@ from typing import Any
 from manifests import Descriptor
 from pipeline import manifest as m
 from pipeline.errors import PrepError
-from pipeline.safe_pickle import load_data_pickle
+from pipeline.unpickle import load_data_pickle
 from stages.manifest.annotations import decoded_lines
 from stages.manifest.candidates import candidate, rejected
 

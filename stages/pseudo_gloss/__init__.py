@@ -10,7 +10,7 @@ the vocabulary (unseen in train, or dropped by the frequency filter).
 from __future__ import annotations
 
 import io
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +20,26 @@ import pyarrow as pa
 
 from pipeline import manifest as m
 from pipeline.errors import PrepError
-from pipeline.runner import Stage, WorkUnit, committed_units, slice_units
-from pipeline.storage import atomic_write_bytes, atomic_write_json, write_parquet
-from stages.pseudo_gloss.languages import OFFLINE_LANGUAGES, load_pipeline, pipeline_name
+from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
+from pipeline.storage import atomic_write_bytes, atomic_write_json
+from pipeline.table_stage import (
+    MergedTables,
+    MergeResult,
+    TableStage,
+    UnitTables,
+    quarantine_row,
+)
+from stages.pseudo_gloss.names import OFFLINE_LANGUAGES, pipeline_name
 from stages.pseudo_gloss.prototypes import prototypes_from_corpus, prototypes_from_user_vectors
 from stages.pseudo_gloss.tagsets import KEPT_UPOS
-from stages.pseudo_gloss.vocabulary import build_vocabulary, oov_rate
+from stages.pseudo_gloss.vocabulary import (
+    PROTOTYPES_FILE,
+    VOCAB_FILE,
+    build_vocabulary,
+    oov_rate,
+)
 
 UNSUPPORTED_LANGUAGE = "unsupported_language"
-UNIT_ROWS = "rows.parquet"
-UNIT_QUARANTINE = "quarantine.parquet"
 STRINGS = pa.list_(pa.string())
 SCHEMA = pa.schema(
     [
@@ -48,11 +58,20 @@ SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class PseudoGlossOptions:
-    unit_size: int = 200
-    spacy_model: str | None = None
-    fasttext: str | None = None
-    max_gloss_share: float | None = None
-    nlp_batch_size: int = 256
+    unit_size: int = option(200, "Samples per work unit.")
+    spacy_model: str | None = option(
+        None,
+        "Installed spaCy pipeline (name or folder) to use instead of the offline HanTa/jieba defaults.",
+    )
+    fasttext: str | None = option(
+        None,
+        "fastText vectors (.bin or .vec) for the prototypes (default: train skipgram vectors on the corpus).",
+    )
+    max_gloss_share: float | None = option(
+        None,
+        "Drop pseudo-glosses found in at least this share of unique training sentences (Sign2GPT: 0.4; default: off).",
+    )
+    nlp_batch_size: int = option(256, "Sentences per nlp.pipe batch.")
 
 
 def analysed(doc, language: str) -> tuple[list[str], list[str], list[str]]:
@@ -68,10 +87,19 @@ def pseudo_glosses_of(doc, language: str) -> list[str]:
     return [lemma for lemma, pos in zip(lemmas, upos) if pos in KEPT_UPOS]
 
 
-class PseudoGlossStage(Stage):
+class PseudoGlossStage(TableStage):
+    """Sign2GPT's pseudo-glosses of every translation, a train vocabulary and prototypes."""
+
     name = "pseudo-gloss"
     version = 2  # 2: UD conventions on top of HanTa and jieba (german_rules, tagsets)
+    options_class = PseudoGlossOptions
+    schema = SCHEMA
     requires = ("manifest",)
+    exports = Export(("pseudo_glosses", "pseudo_gloss_ids"))
+    position = 20
+    cost_unit = "clip"
+    libraries = ("spacy", "HanTa", "jieba", "fasttext")
+    summary_highlights = ("vocabulary_size", "prototypes")
 
     def __init__(self, options: PseudoGlossOptions, run: Any) -> None:
         super().__init__(options, run)
@@ -83,16 +111,16 @@ class PseudoGlossStage(Stage):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_pipelines": {}}  # pipelines load lazily in each worker
 
-    def plan(self) -> list[WorkUnit]:
+    def plan(self) -> Planned:
         units = []
         for split in m.manifest_splits(self.layout):
-            table = m.read_table(self.layout.split_table("manifest", split)).select(
+            table = m.read_table(m.manifest_table(self.layout, split)).select(
                 ["id", "language", "translation"]
             )
             units += slice_units(split, table.to_pylist(), self.options.unit_size)
-        return units
+        return Planned(units)
 
-    def run(self, unit: WorkUnit, workdir: Path) -> dict[str, int]:
+    def process(self, unit: WorkUnit, context: None) -> UnitTables:
         rows, rejected = [], []
         by_language: dict[str, list[dict]] = defaultdict(list)
         for item in unit.items:
@@ -101,31 +129,15 @@ class PseudoGlossStage(Stage):
             if language not in OFFLINE_LANGUAGES and not self.options.spacy_model:
                 detail = f"no offline pipeline for language {language!r}; give --spacy-model"
                 rejected += [
-                    m.quarantine_row(
-                        i["id"],
-                        unit.split,
-                        self.run_config.dataset,
-                        self.name,
-                        UNSUPPORTED_LANGUAGE,
-                        detail,
-                    )
-                    for i in items
+                    quarantine_row(self, unit, i, UNSUPPORTED_LANGUAGE, detail) for i in items
                 ]
                 continue
             rows += self._annotate(unit.split, language, items)
         order = {item["id"]: position for position, item in enumerate(unit.items)}
-        rows.sort(
-            key=lambda row: order[row["id"]]
-        )  # manifest order, whatever the language grouping
-        write_parquet(m.to_table(rows, SCHEMA), workdir / UNIT_ROWS)
-        write_parquet(m.to_table(rejected, m.QUARANTINE_SCHEMA), workdir / UNIT_QUARANTINE)
+        rows.sort(key=lambda row: order[row["id"]])  # manifest order, whatever the language
         empty = sum(1 for r in rows if not r["pseudo_glosses"])
-        return {
-            "ok": len(rows),
-            "quarantined": len(rejected),
-            "empty": empty,
-            "tokens": sum(len(r["tokens"]) for r in rows),
-        }
+        tokens = sum(len(r["tokens"]) for r in rows)
+        return UnitTables(rows, rejected, {"empty": empty, "tokens": tokens})
 
     def _annotate(self, split: str, language: str, items: list[dict]) -> list[dict]:
         nlp = self._pipeline(language)
@@ -135,7 +147,9 @@ class PseudoGlossStage(Stage):
     def _pipeline(self, language: str):
         key = self.options.spacy_model or language
         if key not in self._pipelines:
-            cache = self.layout.out / "_cache" / "jieba"
+            from stages.pseudo_gloss.languages import load_pipeline  # spaCy loads on first use
+
+            cache = self.layout.cache_dir("jieba")
             self._pipelines[key] = load_pipeline(language, self.options.spacy_model, cache)
         return self._pipelines[key]
 
@@ -153,45 +167,31 @@ class PseudoGlossStage(Stage):
             "pseudo_glosses": [lemma for lemma, pos in zip(lemmas, upos) if pos in KEPT_UPOS],
         }
 
-    def finalize(self, units: list[WorkUnit]) -> dict[str, Any]:
-        tables: dict[str, list[dict]] = defaultdict(list)
-        quarantine: list[dict] = []
-        for unit, folder in committed_units(self, units):
-            tables[unit.split] += m.read_table(folder / UNIT_ROWS).to_pylist()
-            quarantine += m.read_table(folder / UNIT_QUARANTINE).to_pylist()
-        train = tables.get("train", [])
+    def merge(self, merged: MergedTables, context: None) -> MergeResult:
+        """The train vocabulary (ids into every split's rows), vocab.json and prototypes.npy."""
+        train = merged.rows.get("train", [])
         vocabulary = build_vocabulary(
             ((r["translation"], r["pseudo_glosses"]) for r in train), self.options.max_gloss_share
         )
         prototypes = self._prototypes(train, vocabulary.glosses)
         meta = self._provenance(vocabulary, prototypes.source)
-        splits = {}
-        for split in sorted(tables, key=m.split_order):
-            rows = tables[split]
+        figures = {}
+        for split in merged.splits:
+            rows = merged.rows[split]
             for row in rows:
                 row["pseudo_gloss_ids"] = vocabulary.encode(row["pseudo_glosses"])
-            write_parquet(m.to_table(rows, SCHEMA, meta), self.layout.split_table(self.name, split))
-            reasons = Counter(q["reason"] for q in quarantine if q["split"] == split)
-            splits[split] = {
-                "samples": len(rows),
-                "quarantined": dict(sorted(reasons.items())),
+            figures[split] = {
                 "empty_sequences": sum(1 for r in rows if not r["pseudo_glosses"]),
                 "oov_rate": oov_rate(vocabulary, (r["pseudo_glosses"] for r in rows)),
             }
-        write_parquet(
-            m.to_table(quarantine, m.QUARANTINE_SCHEMA, meta),
-            self.layout.quarantine_table(self.name),
-        )
         atomic_write_json(
-            self.layout.stage_dir(self.name) / "vocab.json",
+            self.layout.stage_file(self.name, VOCAB_FILE),
             {"provenance": meta, "glosses": vocabulary.rows()},
         )
         buffer = io.BytesIO()
         np.save(buffer, prototypes.matrix)
-        atomic_write_bytes(self.layout.stage_dir(self.name) / "prototypes.npy", buffer.getvalue())
-        return {
-            "splits": splits,
-            "outputs": str(self.layout.stage_dir(self.name)),
+        atomic_write_bytes(self.layout.stage_file(self.name, PROTOTYPES_FILE), buffer.getvalue())
+        summary = {
             "vocabulary_size": len(vocabulary.glosses),
             "dropped_by_frequency": list(vocabulary.dropped),
             "prototypes": {
@@ -200,6 +200,7 @@ class PseudoGlossStage(Stage):
                 "missing_vectors": prototypes.missing,
             },
         }
+        return MergeResult(meta, figures, summary)
 
     def _prototypes(self, train: list[dict], glosses: tuple[str, ...]):
         if self.options.fasttext:
@@ -207,10 +208,9 @@ class PseudoGlossStage(Stage):
         return prototypes_from_corpus([r["lemmas"] for r in train], glosses)
 
     def _provenance(self, vocabulary, prototype_source: str) -> dict[str, Any]:
-        meta = m.provenance(self.name, self.version, self.options_dict())
+        meta = self.provenance()
         meta.update(
             {
-                "dataset": self.run_config.dataset,
                 "pipelines": {
                     lang: pipeline_name(lang, self.options.spacy_model)
                     for lang in OFFLINE_LANGUAGES
@@ -222,3 +222,6 @@ class PseudoGlossStage(Stage):
             }
         )
         return meta
+
+    doctor_checks = hook("stages.pseudo_gloss.checks:doctor_checks")
+    report_sections = hook("stages.pseudo_gloss.report:report_sections")

@@ -13,9 +13,9 @@ from spacy.tokens import Doc
 
 from pipeline.errors import PrepError
 from stages.pseudo_gloss.german_rules import corrected
+from stages.pseudo_gloss.names import OFFLINE_LANGUAGES, pipeline_name  # noqa: F401 (re-exported)
 from stages.pseudo_gloss.tagsets import jieba_to_upos, split_numeral_classifier, stts_to_upos
 
-OFFLINE_LANGUAGES = ("de", "zh")
 HANTA_MODEL = "morphmodel_ger.pgz"  # ships inside the HanTa package
 WORD_CACHE = 1 << 17  # distinct (word, tag) analyses kept per process
 
@@ -108,12 +108,3 @@ def load_pipeline(language: str, spacy_model: str | None, cache_dir: Path | None
         nlp.tokenizer = JiebaPosTokenizer(nlp.vocab, cache_dir)
         return nlp
     raise ValueError(f"no offline pipeline for language {language!r}")
-
-
-def pipeline_name(language: str, spacy_model: str | None) -> str:
-    if spacy_model:
-        return f"spacy:{spacy_model}"
-    return {
-        "de": "spacy.blank(de)+hanta+ud-rules-1",
-        "zh": "spacy.blank(zh)+jieba.posseg+ud-rules-1",
-    }.get(language, "none")

@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+VOCAB_FILE = "vocab.json"  # the stage's vocabulary, beside its tables
+PROTOTYPES_FILE = "prototypes.npy"
 BLANK_ID = 0
 OOV_ID = -1
 

@@ -174,7 +174,7 @@ def test_mediapipe_prints_nothing_over_the_progress_bars(tmp_path, generic_csv):
 
 
 def test_a_native_message_written_after_a_progress_bar_is_cut_off_it():
-    from pipeline.config import kept_part
+    from pipeline.native_logs import kept_part
 
     bar = b"\rfeatures:  60%|######    | 3/5"
     assert kept_part(bar + b"W0000 00:00:1796 feedback_manager.cc:114] Feedback manager ...") == bar

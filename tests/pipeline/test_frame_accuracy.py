@@ -19,9 +19,10 @@ import pytest
 from pipeline import manifest as m
 from pipeline import synthetic
 from pipeline.shards import iter_tar_samples
-from pipeline.video import FrameSelection, decode_clip, open_source
+from pipeline.video import FrameSelection, open_source
 from stages.features.sample import FrameJpegs
 from tests.conftest import debian_tool, manifest_rows, prep, quarantine_rows, run_generic
+from tests.frames import decode_clip
 
 WIDTH, HEIGHT = 64, 48
 

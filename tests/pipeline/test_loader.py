@@ -10,7 +10,7 @@ import torch
 
 from pipeline import synthetic
 from pipeline.loader import make_loader
-from stages.features.dinov2 import write_tiny_dinov2
+from stages.features.demo import write_tiny_dinov2
 from tests.conftest import prep
 
 

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import synthetic
-from pipeline.report import media, write_report
+from pipeline.report import write_report
+from stages.features import report_hands
 from stages.hands import detect
 from tests.conftest import debian_tool, phoenix_samples, prep, raised_hand_keypoints, run_generic
 
@@ -264,12 +265,12 @@ def test_hand_crops_come_from_shard_frames(tmp_path, request, source):
 
 
 def test_the_hands_layout_matches_the_detector():
-    assert (media.PRESENT, media.BOX, media.LANDMARKS_PX.stop) == (
+    assert (report_hands.PRESENT, report_hands.BOX, report_hands.LANDMARKS_PX.stop) == (
         0,
         detect.BOX,
         7 + 3 * detect.LANDMARKS,
     )
-    assert media.SLOTS == detect.SLOTS and detect.COLUMNS == 112
+    assert report_hands.SLOTS == detect.SLOTS and detect.COLUMNS == 112
 
 
 def test_an_empty_folder_is_a_clear_error(tmp_path):

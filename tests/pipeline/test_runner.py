@@ -37,12 +37,12 @@ def test_interrupted_run_resumes_without_redoing_or_losing_units(
     done = []
     original = ManifestStage.run
 
-    def crash_after_three(self, unit, workdir):
+    def crash_after_three(self, unit, workdir, context):
         if len(done) == 3:
             (workdir / "partial.bin").write_bytes(b"half")  # a unit in flight when the process dies
             raise KeyboardInterrupt
         done.append(unit.id)
-        return original(self, unit, workdir)
+        return original(self, unit, workdir, context)
 
     monkeypatch.setattr(ManifestStage, "run", crash_after_three)
     interrupted = prep(*run_args(phoenix_root, out))
@@ -53,7 +53,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing_units(
 
     redone = []
     monkeypatch.setattr(
-        ManifestStage, "run", lambda self, u, w: redone.append(u.id) or original(self, u, w)
+        ManifestStage, "run", lambda self, u, w, c: redone.append(u.id) or original(self, u, w, c)
     )
     result = prep(*run_args(phoenix_root, out))
     assert result.exit_code == 0, result.output
@@ -70,7 +70,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing_units(
 
     again = []
     monkeypatch.setattr(
-        ManifestStage, "run", lambda self, u, w: again.append(u.id) or original(self, u, w)
+        ManifestStage, "run", lambda self, u, w, c: again.append(u.id) or original(self, u, w, c)
     )
     assert prep(*run_args(phoenix_root, out)).exit_code == 0 and again == []
     assert prep(*run_args(phoenix_root, out, "--overwrite")).exit_code == 0 and len(again) == 10
@@ -115,11 +115,11 @@ def test_a_unit_that_fails_once_succeeds_on_its_retry(phoenix_root, tmp_path, mo
     out, attempts = tmp_path / "out", []
     original = ManifestStage.run
 
-    def flaky(self, unit, workdir):
+    def flaky(self, unit, workdir, context):
         attempts.append(unit.id)
         if attempts.count(unit.id) == 1 and unit.id.endswith("train/00001"):
             raise OSError("network file system hiccup")
-        return original(self, unit, workdir)
+        return original(self, unit, workdir, context)
 
     monkeypatch.setattr(ManifestStage, "run", flaky)
     result = prep(*run_args(phoenix_root, out, "--retries", "1"))

@@ -18,10 +18,10 @@ def test_status_shows_progress_quarantine_and_the_last_error(
     out = tmp_path / "out"
     original = FeaturesStage.run
 
-    def crash_on_second_train_unit(self, unit, workdir):
+    def crash_on_second_train_unit(self, unit, workdir, context):
         if unit.split == "train" and unit.index == 1:
             raise RuntimeError("simulated crash")
-        return original(self, unit, workdir)
+        return original(self, unit, workdir, context)
 
     monkeypatch.setattr(FeaturesStage, "run", crash_on_second_train_unit)
     args = (

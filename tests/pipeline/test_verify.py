@@ -41,8 +41,11 @@ def copy(prepared, tmp_path):
 def test_a_clean_run_verifies(prepared):
     result = prep("verify", "--out", prepared)
     assert result.exit_code == 0, result.output
-    assert [line.split()[0] for line in result.output.splitlines()[1:4]] == ["train", "dev", "test"]
-    assert all(line.endswith("ok") for line in result.output.splitlines()[1:4])
+    rows = [line.split() for line in result.output.splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [
+        (stage, split) for stage in ("manifest", "features") for split in ("train", "dev", "test")
+    ]
+    assert all(r[-1] == "ok" for r in rows)
 
 
 def test_one_flipped_byte_is_caught_and_named(copy):

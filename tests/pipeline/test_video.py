@@ -7,7 +7,6 @@ from pipeline.video import (
     DecodeError,
     FrameFolderSource,
     FrameSelection,
-    decode_clip,
     iter_clip,
     list_frame_files,
     numbering_gaps,
@@ -15,6 +14,7 @@ from pipeline.video import (
 )
 from pipeline.video_file import VideoFileSource
 from tests.conftest import HAND_CLIP_FPS
+from tests.frames import decode_clip
 
 
 def test_frame_selection_step_head_and_uniform():

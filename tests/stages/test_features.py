@@ -204,10 +204,10 @@ def test_resume_after_a_failed_unit_redoes_only_the_rest(
     run_features("phoenix14t", phoenix_root, reference, tiny_dinov2, "--shard-clips", 5)
     original = FeaturesStage.run
 
-    def crash_on_third_unit(self, unit, workdir):
+    def crash_on_third_unit(self, unit, workdir, context):
         if unit.index == 2:
             raise RuntimeError("simulated crash")
-        return original(self, unit, workdir)
+        return original(self, unit, workdir, context)
 
     monkeypatch.setattr(FeaturesStage, "run", crash_on_third_unit)
     failed = prep(

@@ -27,14 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def tiny_vlm(tmp_path_factory) -> Path:
-    from stages.hand_captions.tiny_models import write_tiny_qwen2vl
+    from tests.tiny_models import write_tiny_qwen2vl
 
     return write_tiny_qwen2vl(tmp_path_factory.mktemp("models") / "qwen2vl-tiny")
 
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
-    from stages.hand_captions.tiny_models import write_tiny_text_lm
+    from tests.tiny_models import write_tiny_text_lm
 
     return write_tiny_text_lm(tmp_path_factory.mktemp("models") / "qwen2-tiny")
 

@@ -15,11 +15,12 @@ import torch
 
 from pipeline.errors import PrepError
 from pipeline.shards import decode_npy, iter_tar_samples
-from pipeline.video import ChunkInfo, decode_clip, open_source
-from stages.hands import Hamer, HamerConfig, load_hamer
-from stages.hands.detect import COLUMNS, SOURCE_HANDS, HandDetector
-from stages.hands.keypoints import SOURCE_KEYPOINTS
+from pipeline.video import ChunkInfo, open_source
+from stages.hands.detect import HandDetector
+from stages.hands.hamer import Hamer, HamerConfig, load_hamer
+from stages.hands.rows import COLUMNS, SOURCE_HANDS, SOURCE_KEYPOINTS
 from tests.conftest import copy_beside, prep, raised_hand_keypoints, run_generic, shared_file
+from tests.frames import decode_clip
 
 
 def test_tiny_checkpoint_reproduces_the_reference_outputs(hamer_reference):

@@ -1,11 +1,15 @@
-"""Read PyTorch checkpoints (e.g. Lightning's ``.ckpt``) without running pickled code.
+"""The one place prep unpickles, and never runs pickled code doing it.
 
-A torch checkpoint is a zip: ``data.pkl`` describes the objects, ``data/<key>`` holds the
-tensor bytes. ``torch.load(weights_only=True)`` refuses files that also pickle configuration
-objects (HaMeR's ``hamer.ckpt`` carries a yacs ``CfgNode``), and ``weights_only=False`` would
-run whatever the pickle names. Here the pickle is read by an unpickler that rebuilds tensors
-and plain containers and turns every other class into an inert :class:`Placeholder`: nothing
-named in the file is ever imported or called.
+- :func:`load_data_pickle`: untrusted data pickles (CSL-Daily's label file). Only plain
+  containers, strings, numbers and numpy arrays are admitted; any other global a pickle names,
+  such as ``os.system`` or ``builtins.eval``, is refused before it can be called.
+- :func:`load_checkpoint`: PyTorch checkpoints (e.g. Lightning's ``.ckpt``). A torch
+  checkpoint is a zip: ``data.pkl`` describes the objects, ``data/<key>`` holds the tensor
+  bytes. ``torch.load(weights_only=True)`` refuses files that also pickle configuration objects
+  (HaMeR's ``hamer.ckpt`` carries a yacs ``CfgNode``), and ``weights_only=False`` would run
+  whatever the pickle names. Here an unpickler rebuilds tensors and plain containers and turns
+  every other class into an inert :class:`Placeholder`: nothing named in the file is imported
+  or called.
 """
 
 from __future__ import annotations
@@ -130,3 +134,47 @@ def load_checkpoint(path: Path) -> Any:
             raise PrepError(
                 f"cannot read checkpoint {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]
             ) from exc
+
+
+# -- data pickles ------------------------------------------------------------------------
+ALLOWED_GLOBALS = frozenset(
+    {
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "bytearray"),
+        ("collections", "OrderedDict"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+)
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a class or function outside the allow-list."""
+
+
+class DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise RefusedGlobal(f"refused to load {module}.{name}: only plain data is allowed")
+        return super().find_class(module, name)
+
+
+def load_data_pickle(path: Path) -> Any:
+    """Unpickle ``path`` admitting only data; raises :class:`PrepError` with a one-line reason."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PrepError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return DataOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except RefusedGlobal as exc:
+        raise PrepError(f"unsafe pickle {path.name}: {exc}") from exc
+    except Exception as exc:  # truncated or not a pickle at all
+        raise PrepError(
+            f"cannot unpickle {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from exc

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PrepError
-from pipeline.safe_pickle import load_data_pickle
+from pipeline.unpickle import load_data_pickle
 from tests.conftest import prep
 
 

@@ -1,0 +1,79 @@
+"""The stages' options as command-line options, generated from the registry.
+
+Each field of a stage's options dataclass becomes one ``--flag`` (help from the field's
+metadata, grouped under the stage's panel in ``--help``; an option several stages share is
+grouped under all their names). ``run``, ``doctor`` and ``plan`` take the same generated options,
+so their help cannot drift apart. Every generated option defaults to ``None``: unset flags fall
+back to the ``--config`` file, then to the dataclass defaults (:func:`pipeline.config.merge_options`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, Optional
+
+import typer
+
+from pipeline import registry
+from pipeline.errors import PrepError
+from pipeline.registry import StageOption
+
+
+def panel(option: StageOption) -> str:
+    if len(option.stages) == 1:
+        return f"Stage {option.stages[0]}"
+    return f"Shared by {', '.join(option.stages)}"
+
+
+def declarations(option: StageOption) -> list[str]:
+    if option.flag:
+        return option.flag.split()
+    dashed = option.name.replace("_", "-")
+    return [f"--{dashed}/--no-{dashed}"] if option.kind is bool else [f"--{dashed}"]
+
+
+def help_text(option: StageOption) -> str:
+    if option.default in (None, False, "") or "default" in option.help:
+        return option.help
+    return f"{option.help.removesuffix('.')} (default: {option.default})."
+
+
+def parameter(option: StageOption) -> inspect.Parameter:
+    typed = Optional[option.kind]  # noqa: UP007 (typer reads this annotation)
+    default = typer.Option(
+        None, *declarations(option), help=help_text(option), rich_help_panel=panel(option)
+    )
+    return inspect.Parameter(
+        option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typed
+    )
+
+
+def with_stage_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` taking its own parameters plus every registered stage option as keywords.
+
+    ``command`` declares ``**stage_options`` last; an option it declares itself (e.g. ``plan``'s
+    ``out``) is left to it. The generated signature is what typer reads for ``--help``.
+    """
+    own = [
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    taken = {p.name for p in own}
+    try:
+        stage_options = registry.options()
+    except PrepError as exc:  # a broken plug-in: one line, not a traceback at import
+        raise SystemExit(f"prep: error: {exc}") from None
+    generated = [parameter(o) for name, o in stage_options.items() if name not in taken]
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+
+    @functools.wraps(command)
+    def wrapper(**values: Any) -> Any:
+        return command(**values)
+
+    wrapper.__signature__ = inspect.Signature(own + generated)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + generated}
+    del wrapper.__wrapped__  # typer must see the generated signature, not the original one
+    return wrapper

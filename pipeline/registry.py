@@ -1,0 +1,188 @@
+"""The stage registry: every stage comes in through the ``prep.stages`` entry point, the built-in
+ones as much as a lab's own (``[project.entry-points."prep.stages"] clip = "mylab.clip:ClipStage"``).
+
+The framework knows stages only through this module: their order (dependencies first), their
+options (merged into one namespace: an option several stages declare must agree on its type
+and default), the stage that writes the manifest and the stages that export columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.metadata
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import RunConfig
+from pipeline.errors import PrepError
+from pipeline.stage import Stage
+
+ENTRY_POINT_GROUP = "prep.stages"
+
+
+@dataclass(frozen=True)
+class StageOption:
+    """One option as the CLI offers it: its Python type, default, help and the stages using it."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    flag: str | None
+    stages: tuple[str, ...]
+
+
+@functools.cache
+def registered() -> dict[str, type[Stage]]:
+    """Every installed stage by name, in the order ``--stage all`` runs them."""
+    found: dict[str, type[Stage]] = {}
+    sources: dict[str, str] = {}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        stage = _load(entry)
+        if stage.name in found and found[stage.name] is not stage:
+            raise PrepError(
+                f"two packages register stage {stage.name!r}: {sources[stage.name]} and {entry.value}"
+            )
+        found[stage.name], sources[stage.name] = stage, entry.value
+    if not found:
+        raise PrepError(
+            f"no stage is registered under the {ENTRY_POINT_GROUP!r} entry point; "
+            "reinstall prep (pip install -e .)"
+        )
+    return {name: found[name] for name in _run_order(found)}
+
+
+def _load(entry: importlib.metadata.EntryPoint) -> type[Stage]:
+    try:
+        stage = entry.load()
+    except ImportError as exc:
+        raise PrepError(
+            f"stage entry point {entry.name} = {entry.value} fails to import: {exc}"
+        ) from exc
+    if not (isinstance(stage, type) and issubclass(stage, Stage)):
+        raise PrepError(f"stage entry point {entry.name} = {entry.value} is not a Stage subclass")
+    for attribute in ("name", "version", "options_class"):
+        if not hasattr(stage, attribute):
+            raise PrepError(f"stage {entry.value} does not set {attribute}")
+    if not dataclasses.is_dataclass(stage.options_class):
+        raise PrepError(f"stage {stage.name}: options_class must be a dataclass")
+    return stage
+
+
+def _run_order(stages: Mapping[str, type[Stage]]) -> list[str]:
+    """Dependencies first; a stage collecting exports after every exporter; then by position."""
+    exporters = {name for name, s in stages.items() if s.exports is not None}
+    before: dict[str, set[str]] = {}
+    for name, stage in stages.items():
+        missing = [r for r in stage.requires if r not in stages]
+        if missing:
+            raise PrepError(
+                f"stage {name} requires {', '.join(missing)}, which no installed package registers"
+            )
+        before[name] = set(stage.requires) | (
+            exporters - {name} if stage.collects_exports else set()
+        )
+    order: list[str] = []
+    while len(order) < len(stages):
+        ready = [n for n in stages if n not in order and before[n] <= set(order)]
+        if not ready:
+            raise PrepError(
+                f"stages depend on each other in a circle: {sorted(set(stages) - set(order))}"
+            )
+        order.append(min(ready, key=lambda n: (stages[n].position, n)))
+    return order
+
+
+def names() -> list[str]:
+    return list(registered())
+
+
+def get(name: str) -> type[Stage]:
+    stages = registered()
+    if name not in stages:
+        raise PrepError(f"unknown stage {name!r}; choose one of {', '.join(stages)}")
+    return stages[name]
+
+
+def resolve(stage: str) -> list[str]:
+    """The stages a ``--stage`` value names: one, or ``all`` of them in run order."""
+    if stage == "all":
+        return names()
+    if stage not in registered():
+        raise PrepError(f"unknown stage {stage!r}; choose one of {', '.join(names())} or all")
+    return [stage]
+
+
+def manifest_stage() -> type[Stage]:
+    """The stage whose per-split tables are the manifest every other stage reads."""
+    writers = [s for s in registered().values() if s.writes_manifest]
+    if len(writers) != 1:
+        found = ", ".join(s.name for s in writers) or "none"
+        raise PrepError(f"exactly one stage must write the manifest; registered: {found}")
+    return writers[0]
+
+
+def exporters() -> list[type[Stage]]:
+    """Stages whose per-sample columns others read (:class:`pipeline.stage.Export`)."""
+    return [s for s in registered().values() if s.exports is not None]
+
+
+@functools.cache
+def options() -> dict[str, StageOption]:
+    """Every stage's options by name; one declared by several stages must agree."""
+    merged: dict[str, StageOption] = {}
+    for stage in registered().values():
+        hints = typing.get_type_hints(stage.options_class)
+        for field in dataclasses.fields(stage.options_class):
+            current = StageOption(
+                field.name,
+                _plain_type(hints[field.name], stage.name, field.name),
+                field.default,
+                field.metadata.get("help", ""),
+                field.metadata.get("flag"),
+                (stage.name,),
+            )
+            known = merged.get(field.name)
+            if known is None:
+                merged[field.name] = current
+                continue
+            if (known.kind, known.default) != (current.kind, current.default):
+                raise PrepError(
+                    f"option {field.name} is declared by {', '.join(known.stages)} "
+                    f"({known.kind.__name__}, default {known.default!r}) and by {stage.name} "
+                    f"({current.kind.__name__}, default {current.default!r}); a shared option "
+                    "needs one type and default"
+                )
+            merged[field.name] = dataclasses.replace(known, stages=known.stages + (stage.name,))
+    return merged
+
+
+def _plain_type(hint: Any, stage: str, field: str) -> type:
+    """``int``, ``float``, ``str`` or ``bool`` from a hint that may add ``| None``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        hint = args[0]
+    if hint not in (int, float, str, bool):
+        raise PrepError(
+            f"stage {stage}: option {field} must be int, float, str or bool, got {hint}"
+        )
+    return hint
+
+
+def option_defaults() -> dict[str, Any]:
+    return {name: o.default for name, o in options().items()}
+
+
+def build(name: str, values: Mapping[str, Any], run: RunConfig) -> Stage:
+    """A stage constructed from merged option values (missing ones take their defaults)."""
+    stage = get(name)
+    fields = dataclasses.fields(stage.options_class)
+    try:
+        chosen = stage.options_class(**{f.name: values[f.name] for f in fields if f.name in values})
+    except (TypeError, ValueError) as exc:
+        raise PrepError(f"stage {name}: {exc}") from exc
+    return stage(chosen, run)

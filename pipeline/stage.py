@@ -1,0 +1,192 @@
+"""The stage contract: what a stage declares and implements, and all the framework knows of it.
+
+A stage is a class registered under the ``prep.stages`` entry point (:mod:`pipeline.registry`).
+It declares its name, version, options (a frozen dataclass whose fields carry their CLI help,
+see :func:`option`), the stages whose outputs it reads (``requires``), the per-sample columns it
+exports to others (:class:`Export`) and its cost unit for ``prep plan``; it implements ``plan``,
+``run`` and ``finalize``, and may add doctor checks, report sections and verify checks. The
+runner, CLI, status, verify, report, doctor and plan only iterate the registry: adding a stage
+edits no framework file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pipeline.config import RunConfig
+from pipeline.journal import UnitJournal
+from pipeline.layout import Layout
+from pipeline.storage import canonical_json
+
+if TYPE_CHECKING:  # only for annotations: these modules import nothing of stages either
+    from pipeline.doctor import Check
+    from pipeline.report.data import RunOutputs
+    from pipeline.report.frames import FrameReader
+    from pipeline.report.html import Section
+    from pipeline.verify import SplitReport
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """A fixed slice of one split: small JSON-able items (ids, paths), never decoded data."""
+
+    split: str
+    index: int
+    items: tuple[dict[str, Any], ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.split}/{self.index:05d}"
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(canonical_json(list(self.items)).encode()).hexdigest()
+
+
+def slice_units(split: str, rows: list[dict[str, Any]], size: int) -> list[WorkUnit]:
+    """A split's rows cut into units of ``size`` (the last one shorter), numbered from 0."""
+    return [
+        WorkUnit(split, i, tuple(rows[b : b + size]))
+        for i, b in enumerate(range(0, len(rows), size))
+    ]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What ``plan`` found: the units, and a frozen context (e.g. the corpus's base folder) that
+    the runner hands to every ``run`` and to ``finalize``, in this process or a worker's."""
+
+    units: list[WorkUnit]
+    context: Any = None
+
+
+def option(default: Any, help: str, *, flag: str | None = None, runtime: bool = False) -> Any:
+    """A field of a stage's options dataclass, with what ``prep run --help`` shows for it.
+
+    ``flag`` overrides the generated declaration (e.g. ``"--deep-check/--spot-check"``);
+    ``runtime`` marks options that never change outputs (batch sizes): they are not part of
+    the configuration hash, so changing them does not make finished units stale.
+    """
+    metadata = {"help": help, "flag": flag, "runtime": runtime}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Export:
+    """Per-sample columns of a stage's ``<split>.parquet`` (keyed by ``id``) that other stages
+    read through the registry; ``arrays`` maps a column to the shard field holding it as .npy."""
+
+    columns: tuple[str, ...]
+    arrays: tuple[tuple[str, str], ...] = ()
+
+
+def hook(target: str) -> Any:
+    """A class-method hook implemented as ``module:function`` elsewhere, imported only when
+    called: ``prep doctor`` and ``prep report`` load no run-time code, and a stage's run loads
+    no report code. ``doctor_checks = hook("mylab.checks:doctor_checks")``."""
+    module, _, function = target.partition(":")
+
+    def call(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = function
+    call.__doc__ = f"Implemented by {target}."
+    return classmethod(call)
+
+
+class Stage(ABC):
+    """A stage is options + ``plan`` + ``run`` + ``finalize`` and a version bumped on meaning changes."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    options_class: ClassVar[type]
+    requires: ClassVar[tuple[str, ...]] = ()  # stages whose outputs this one reads
+    exports: ClassVar[Export | None] = None  # per-sample columns for other stages and shards
+    collects_exports: ClassVar[bool] = False  # runs after every stage with exports, reads them
+    writes_manifest: ClassVar[bool] = False  # the one stage whose tables are the manifest
+    position: ClassVar[int] = 100  # order among stages the dependencies leave free
+    cost_unit: ClassVar[str] = "frame"  # what ``prep plan`` counts: "frame" or "clip"
+    piloted: ClassVar[bool] = True  # False: ``prep plan`` uses the stage's own unit timings
+    libraries: ClassVar[tuple[str, ...]] = ()  # distributions ``prep doctor`` lists
+    summary_highlights: ClassVar[tuple[str, ...]] = ()  # summary keys ``prep run`` prints
+    commands: ClassVar[tuple[tuple[str, Callable[..., Any]], ...]] = ()  # extra CLI commands
+
+    def __init__(self, options: Any, run: RunConfig) -> None:
+        self.options = options
+        self.run_config = run
+        self.layout = Layout(run.out)
+
+    @classmethod
+    def runtime_options(cls) -> tuple[str, ...]:
+        """Options that never change outputs (not hashed)."""
+        return tuple(
+            f.name for f in dataclasses.fields(cls.options_class) if f.metadata.get("runtime")
+        )
+
+    def options_dict(self) -> dict[str, Any]:
+        return asdict(self.options)
+
+    def config_hash(self) -> str:
+        """Names the settings that decide outputs: stage, version and the non-runtime options."""
+        runtime = self.runtime_options()
+        options = {k: v for k, v in self.options_dict().items() if k not in runtime}
+        identity = {"stage": self.name, "version": self.version, "options": options}
+        return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
+
+    def unit_journal(self, unit: WorkUnit) -> UnitJournal:
+        """The journal of a unit in progress; one made with other settings or inputs is ignored."""
+        return UnitJournal(
+            self.layout.unit_journal(self.name, unit.id),
+            {"config": self.config_hash(), "input": unit.fingerprint()},
+        )
+
+    def is_complete(self) -> bool:
+        """Whether this stage's merged outputs exist (used to run prerequisites first)."""
+        return self.layout.summary(self.name).is_file()
+
+    @abstractmethod
+    def plan(self) -> Planned:
+        """The deterministic partition of the work; the same inputs give the same units."""
+
+    @abstractmethod
+    def run(self, unit: WorkUnit, workdir: Path, context: Any) -> dict[str, int]:
+        """Process one unit, writing its outputs into ``workdir``; returns counts for the stats."""
+
+    @abstractmethod
+    def finalize(self, units: list[WorkUnit], context: Any) -> dict[str, Any]:
+        """Merge all committed units into the stage's outputs; returns the summary."""
+
+    # -- hooks of the commands around a run (class methods: they build no stage) -------------
+    @classmethod
+    def doctor_checks(cls, options: Mapping[str, Any], needed: bool) -> list[Check]:
+        """What this stage needs on this machine for ``options`` (``prep doctor``); loads nothing."""
+        return []
+
+    @classmethod
+    def demo_options(cls, models: Path) -> dict[str, Any]:
+        """Options that let ``prep demo`` run this stage offline (it may write tiny models
+        under ``models``), e.g. a randomly initialised encoder instead of real weights."""
+        return {}
+
+    @classmethod
+    def report_sections(
+        cls, outputs: RunOutputs, frames: FrameReader, clips: int
+    ) -> list[Section] | None:
+        """This stage's part of ``prep report``; None: the framework's generic summary table."""
+        return None
+
+    @classmethod
+    def report_provenance(cls, outputs: RunOutputs) -> dict[str, Any]:
+        """The provenance this stage recorded in its outputs (default: its tables' metadata)."""
+        return outputs.table_provenance(cls.name)
+
+    @classmethod
+    def verify(cls, layout: Layout) -> list[SplitReport]:
+        """Re-read this stage's published outputs (``prep verify``); one report per split."""
+        return []

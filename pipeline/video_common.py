@@ -1,0 +1,28 @@
+"""What both video readers share (:mod:`pipeline.video` for frame folders, :mod:`pipeline.video_file`
+for video files): the decode error, its one-line gist, and cutting a segment out of frame times."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class DecodeError(Exception):
+    """A frame or file could not be decoded; the message is a one-line reason."""
+
+
+def segment_slice(times: np.ndarray, start: float | None, end: float | None) -> tuple[int, int]:
+    """Frames [first, stop) of a segment given in seconds on the clip's time line: the frame
+    nearest ``start`` up to, not including, the frame nearest ``end`` (whole clip when not given).
+    Works on real frame times, so a variable frame rate cuts the right seconds."""
+    if len(times) == 0:
+        return 0, 0
+    half = float(np.median(np.diff(times))) / 2 if len(times) > 1 else 0.0
+    first = 0 if start is None else int(np.searchsorted(times, start - half - 1e-9, "left"))
+    stop = len(times) if end is None else int(np.searchsorted(times, end - half - 1e-9, "left"))
+    return first, max(first, stop)
+
+
+def first_line(exc: BaseException) -> str:
+    """The gist of a decoder error: its first line, at most 200 characters."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,66 @@
+"""The features stage's options: which per-frame features, models, batching and shards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.devices import DEVICE_HELP, PRECISION_HELP
+from pipeline.errors import PrepError
+from pipeline.stage import option
+from stages.hands.options import (
+    HAND_CONFIDENCE_HELP,
+    KEYPOINTS_HELP,
+    MIRRORED_FLAG,
+    MIRRORED_HELP,
+    POSE_FALLBACK_FLAG,
+    POSE_FALLBACK_HELP,
+)
+
+KNOWN_FEATURES = ("dinov2", "hands", "hamer")
+
+
+@dataclass(frozen=True)
+class FeaturesOptions:
+    features: str = option("dinov2", "Comma list of per-frame features: dinov2, hands, hamer.")
+    dinov2: str = option(
+        "facebook/dinov2-small",
+        "DINOv2 folder (save_pretrained) or cached Hugging Face id (default: facebook/dinov2-small).",
+    )
+    dinov2_pooling: str = option("cls", "Per-frame vector: cls, patch-mean or cls+patch-mean.")
+    device: str = option("auto", DEVICE_HELP)
+    precision: str = option("auto", PRECISION_HELP)
+    batch_size: int = option(64, "Frames per model batch, packed across clips.")
+    decode_workers: int = option(4, "Clips decoded ahead in parallel threads.", runtime=True)
+    shard_size: str = option("1GB", "Start a new tar past this size, e.g. 1GB, 500MB.")
+    shard_clips: int = option(512, "Clips per work unit; a unit writes one or more tars.")
+    with_frames: bool = option(
+        False,
+        "Also store each clip's frames as JPEGs (for end-to-end fine-tuning).",
+        flag="--with-frames/--no-frames",
+    )
+    frame_size: int = option(256, "Side of the stored square frames.")
+    jpeg_quality: int = option(90, "JPEG quality of stored frames.")
+    hamer: str | None = option(
+        None, "HaMeR checkpoint (hamer.ckpt or a converted .safetensors) for --features hamer."
+    )
+    hamer_config: str | None = option(
+        None, "JSON of HaMeR architecture sizes, for checkpoints other than the released one."
+    )
+    hand_confidence: float = option(0.5, HAND_CONFIDENCE_HELP)
+    pose_fallback: bool = option(True, POSE_FALLBACK_HELP, flag=POSE_FALLBACK_FLAG)
+    hands_mirrored: bool = option(False, MIRRORED_HELP, flag=MIRRORED_FLAG)
+    hamer_tokens: bool = option(
+        False,
+        "Also store each hand's mean-pooled HaMeR backbone token (1280-d).",
+        flag="--hamer-tokens/--no-hamer-tokens",
+    )
+    hand_keypoints: str | None = option(None, KEYPOINTS_HELP)
+
+    def feature_list(self) -> list[str]:
+        names = [n.strip() for n in self.features.split(",") if n.strip()]
+        unknown = [n for n in names if n not in KNOWN_FEATURES]
+        if unknown or not names:
+            raise PrepError(
+                f"--features takes a comma list of {', '.join(KNOWN_FEATURES)}; got {self.features!r}"
+            )
+        return names

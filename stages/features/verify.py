@@ -1,0 +1,157 @@
+"""``prep verify`` for the features stage: published shards against their index, the manifest
+and themselves.
+
+Per split: every shard's sha256, size and sample count match ``index.json``; every manifest
+sample is in exactly one shard or in the features quarantine; every sample's json parses,
+names the stage versions that made it, and lists the frames whose count every per-frame array
+has (and which the manifest's frame selection gives). Nothing is trusted that is not re-read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+from pipeline import manifest as m
+from pipeline.layout import Layout
+from pipeline.shards import INDEX_NAME, decode_npy, iter_tar_samples, sample_key
+from pipeline.verify import SplitReport
+from pipeline.video import FrameSelection
+
+STAGE = "features"
+MANIFEST = "manifest"
+
+
+def verify_shards(layout: Layout) -> list[SplitReport]:
+    """One report per manifest split."""
+    quarantined = _quarantined_keys(layout)
+    return [
+        verify_split(layout, split, quarantined.get(split, set()))
+        for split in m.manifest_splits(layout)
+    ]
+
+
+def _quarantined_keys(layout: Layout) -> dict[str, set[str]]:
+    path = layout.quarantine_table(STAGE)
+    found: dict[str, set[str]] = {}
+    if path.is_file():
+        for row in m.read_table(path).to_pylist():
+            found.setdefault(row["split"], set()).add(sample_key(row["id"]))
+    return found
+
+
+def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitReport:
+    report = SplitReport(split, stage=STAGE, quarantined=len(quarantined))
+    folder = layout.shard_dir(split)
+    if not (folder / INDEX_NAME).is_file():
+        if m.read_table(
+            layout.split_table(MANIFEST, split)
+        ).num_rows:  # an empty split has no shards
+            report.problem(f"no {INDEX_NAME} in {folder}")
+        return report
+    index = json.loads((folder / INDEX_NAME).read_text())
+    manifest = {
+        sample_key(r["id"]): r
+        for r in m.read_table(layout.split_table(MANIFEST, split)).to_pylist()
+    }
+    selection = FrameSelection(
+        **m.read_provenance(layout.split_table(MANIFEST, split)).get("frame_selection", {})
+    )
+    seen: Counter[str] = Counter()
+    for shard in index["shardlist"]:
+        report.shards += 1
+        _check_shard(folder / shard["url"], shard, manifest, selection, seen, report)
+    listed = sum(s["nsamples"] for s in index["shardlist"])
+    if index.get("samples", listed) != listed:
+        report.problem(f"index says {index.get('samples')} samples, its shards list {listed}")
+    for key, count in seen.items():
+        if count > 1:
+            report.problem(f"sample {key} appears {count} times")
+    for key in sorted(set(manifest) - set(seen) - quarantined):
+        report.problem(f"manifest sample {key} is in no shard and not in the quarantine")
+    for key in sorted(set(seen) & quarantined):
+        report.problem(f"sample {key} is both in a shard and in the quarantine")
+    return report
+
+
+def _check_shard(
+    path: Path,
+    entry: dict,
+    manifest: dict,
+    selection: FrameSelection,
+    seen: Counter,
+    report: SplitReport,
+) -> None:
+    name = path.name
+    if not path.is_file():
+        report.problem(f"{name}: listed in the index but missing")
+        return
+    size = path.stat().st_size
+    report.bytes += size
+    if size != entry["filesize"]:
+        report.problem(f"{name}: {size} bytes, index says {entry['filesize']}")
+    count, digest = 0, hashlib.sha256()
+    try:
+        for key, fields in iter_tar_samples(path, digest):
+            count += 1
+            seen[key] += 1
+            _check_sample(name, key, fields, manifest.get(key), selection, report)
+    except Exception as exc:  # a damaged tar is a finding, not a crash
+        report.problem(
+            f"{name}: unreadable after {count} samples: {type(exc).__name__}: {exc}".splitlines()[0]
+        )
+        digest = None
+    if digest is None or digest.hexdigest() != entry["sha256"]:
+        report.problem(f"{name}: sha256 differs from the index (the file changed or is damaged)")
+    report.samples += count
+    if count != entry["nsamples"]:
+        report.problem(f"{name}: {count} samples, index says {entry['nsamples']}")
+
+
+def _check_sample(
+    shard: str,
+    key: str,
+    fields: dict,
+    row: dict | None,
+    selection: FrameSelection,
+    report: SplitReport,
+) -> None:
+    where = f"{shard}: {key}"
+    if row is None:
+        report.problem(f"{where}: not in the manifest")
+        return
+    try:
+        meta = json.loads(fields["json"])
+    except (KeyError, ValueError) as exc:
+        report.problem(f"{where}: json missing or unreadable ({type(exc).__name__})")
+        return
+    stages = meta.get("provenance", {}).get("stages", {})
+    if STAGE not in stages or MANIFEST not in stages:
+        report.problem(f"{where}: json names no stage versions")
+    frames = meta.get("frame_indices", [])
+    if frames != [int(i) for i in selection.indices(row["num_frames"])]:
+        report.problem(
+            f"{where}: frame_indices disagree with num_frames {row['num_frames']} and the frame selection"
+        )
+    times = meta.get("frame_times", [])
+    if (
+        len(times) != len(frames)
+        or any(b < a for a, b in zip(times, times[1:]))
+        or (times and times[0] < 0)
+    ):
+        report.problem(
+            f"{where}: frame_times are not one non-negative, rising time per stored frame"
+        )
+    per_clip = {name for name, info in meta.get("fields", {}).items() if info.get("per_clip")}
+    for name, data in fields.items():
+        if not name.endswith(".npy") or name in per_clip:
+            continue
+        try:
+            array = decode_npy(data)
+        except ValueError as exc:
+            report.problem(f"{where}: {name} unreadable: {exc}")
+            continue
+        if len(array) != len(frames):
+            report.problem(f"{where}: {name} has {len(array)} rows for {len(frames)} frames")
