@@ -15,7 +15,7 @@ from pipeline import manifest as m
 from pipeline.execution import all_defaults
 from tests.conftest import REPO, manifest_rows, prep, quarantine_rows, run_generic
 
-SOURCE_FOLDERS = ("pipeline", "stages", "manifests", "bench")
+SOURCE_FOLDERS = ("pipeline", "stages", "exporters", "manifests", "bench")
 
 
 def source_calls():
