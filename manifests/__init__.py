@@ -25,6 +25,7 @@ class Descriptor:
     expected_split_sizes: dict[str, int] = field(default_factory=dict)
     known_defects: dict[str, str] = field(default_factory=dict)  # sample id -> what is wrong
     layout: dict[str, Any] = field(default_factory=dict)
+    reader: str = ""  # "module:function" that reads the release into manifest candidates
 
 
 def available() -> list[str]:
@@ -45,4 +46,5 @@ def load_descriptor(name: str) -> Descriptor:
         expected_split_sizes=dict(raw.get("expected_split_sizes", {})),
         known_defects={d["id"]: d["defect"] for d in raw.get("known_defects", [])},
         layout=dict(raw.get("layout", {})),
+        reader=raw.get("reader", ""),
     )

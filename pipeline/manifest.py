@@ -58,6 +58,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("fingerprint", pa.string()),
         ("codec", pa.string()),  # the video codec (null for frame folders)
         ("frame_timing", pa.string()),  # constant, variable, or restarts (timestamps unwrapped)
+        ("source_id", pa.string()),  # the corpus's own id, verbatim, where ``id`` had to differ
     ]
 )
 

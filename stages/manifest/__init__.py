@@ -7,6 +7,7 @@ The frame selection chosen here is recorded in the manifest and used by every la
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,16 +21,8 @@ from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
 from pipeline.table_stage import MergedTables, MergeResult, TableStage, UnitTables
 from pipeline.video import FrameSelection
 from stages.manifest.candidates import check_candidates
-from stages.manifest.csl_daily import read_csl_daily
-from stages.manifest.generic import read_generic
-from stages.manifest.phoenix14t import read_phoenix14t
 from stages.manifest.probe import ProbeContext, probe
 
-READERS: dict[str, Callable[..., tuple[Path, list[dict]]]] = {
-    "phoenix14t": read_phoenix14t,
-    "csl-daily": read_csl_daily,
-    "generic": read_generic,
-}
 # what every later stage may read of a manifest row (the features stage copies them into shards)
 MANIFEST_FIELDS = (
     "id",
@@ -44,6 +37,7 @@ MANIFEST_FIELDS = (
     "source_path",
     "start",
     "end",
+    "source_id",
 )
 
 
@@ -75,11 +69,27 @@ class ManifestContext:
     base_dir: Path  # the folder ``source_path`` values start from
 
 
+def reader_of(descriptor: manifests.Descriptor) -> Callable[..., tuple[Path, list[dict]]]:
+    """The function a descriptor names (``reader = "module:function"``): a new corpus is a
+    descriptor plus a reader module, with no edit here."""
+    module, _, function = descriptor.reader.partition(":")
+    if not module or not function:
+        raise PrepError(
+            f'manifests/{descriptor.name}.toml names no reader (reader = "module:function")'
+        )
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as exc:
+        raise PrepError(
+            f"dataset {descriptor.name}: reader {descriptor.reader} not found: {exc}"
+        ) from exc
+
+
 class ManifestStage(TableStage):
     """Reads a corpus as distributed and probes every sample: the table every stage reads."""
 
     name = "manifest"
-    version = 2  # 2: video frames indexed by presentation time (codec, frame_timing columns)
+    version = 3  # 3: source_id (a corpus's own id where the safe id differs); 2: frame timing
     options_class = ManifestOptions
     schema = m.MANIFEST_SCHEMA
     exports = Export(MANIFEST_FIELDS)
@@ -97,15 +107,17 @@ class ManifestStage(TableStage):
             raise PrepError(str(exc)) from exc
         if options.unit_size < 1:
             raise PrepError("--unit-size must be at least 1")
-        if run.dataset not in READERS:
-            raise PrepError(f"unknown dataset {run.dataset!r}; choose one of {', '.join(READERS)}")
+        if run.dataset not in manifests.available():
+            known = ", ".join(manifests.available())
+            raise PrepError(f"unknown dataset {run.dataset!r}; choose one of {known}")
         self.descriptor = manifests.load_descriptor(run.dataset)
+        self.reader = reader_of(self.descriptor)
 
     def _read(self) -> tuple[Path, list[dict]]:
         root = self.run_config.root
         if not root.exists():
             raise PrepError(f"--root does not exist: {root}")
-        base, candidates = READERS[self.run_config.dataset](root, self.descriptor)
+        base, candidates = self.reader(root, self.descriptor)
         return base, check_candidates(candidates, base)
 
     def plan(self) -> Planned:

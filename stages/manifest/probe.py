@@ -104,6 +104,7 @@ def _probe(cand: dict, ctx: ProbeContext) -> dict:
         "fingerprint": fingerprint,
         "codec": getattr(source, "codec", None),
         "frame_timing": getattr(source, "timing", "constant"),
+        "source_id": cand.get("source_id"),
     }
 
 
