@@ -11,17 +11,48 @@ from __future__ import annotations
 
 # a personal pronoun's nominative, as UD and spaCy's German lemmatisers give it
 PRONOUN_LEMMAS = {
-    "mir": "ich", "mich": "ich", "dir": "du", "dich": "du", "uns": "wir", "euch": "ihr",
-    "ihm": "er", "ihn": "er", "ihnen": "sie",
-}  # fmt: skip
+    "mir": "ich",
+    "mich": "ich",
+    "dir": "du",
+    "dich": "du",
+    "uns": "wir",
+    "euch": "ihr",
+    "ihm": "er",
+    "ihn": "er",
+    "ihnen": "sie",
+}
 PERSONAL_TAGS = ("PPER", "PRF")
 ARTICLE_FORMS = frozenset({"der", "die", "das", "dem", "den", "des", "dessen", "deren", "denen"})
 NOMINAL_TAGS = ("NN", "NE", "ADJA", "ADJ(A)", "CARD", "PIAT", "PIDAT", "PPOSAT", "ART", "TRUNC")
 SUBJECT_TAGS = ("PPER", "PIS", "PDS")
 # quantifiers UD German tags DET whether or not a noun follows ("alle kommen", "andere tage")
-QUANTIFIER_LEMMAS = frozenset({"alle", "all", "ander", "anderer", "ein", "einer", "einige", "einiger", "viel",
-                               "viele", "jeder", "jede", "kein", "keiner", "beide", "wenig", "wenige", "mehrere",
-                               "manch", "mancher", "solch", "solcher", "sämtlich"})  # fmt: skip
+QUANTIFIER_LEMMAS = frozenset(
+    {
+        "alle",
+        "all",
+        "ander",
+        "anderer",
+        "ein",
+        "einer",
+        "einige",
+        "einiger",
+        "viel",
+        "viele",
+        "jeder",
+        "jede",
+        "kein",
+        "keiner",
+        "beide",
+        "wenig",
+        "wenige",
+        "mehrere",
+        "manch",
+        "mancher",
+        "solch",
+        "solcher",
+        "sämtlich",
+    }
+)
 QUANTIFIER_TAGS = ("PIS", "PIAT", "PIDAT", "ADJA", "ADJ(A)")
 
 

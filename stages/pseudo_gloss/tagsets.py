@@ -159,12 +159,26 @@ def stts_to_upos(tag: str) -> str:
 # marker are AUX, adverbs that link clauses SCONJ, demonstratives DET, 等 ("and so on") NOUN,
 # 于 VERB, 将 (object marker) ADP; localizers (jieba "f") are ADP, UD's postpositions
 UD_CHINESE_WORDS = {
-    "是": "AUX", "被": "AUX",
-    "也": "SCONJ", "都": "SCONJ", "就": "SCONJ", "还": "SCONJ", "又": "SCONJ", "才": "SCONJ", "并": "SCONJ",
+    "是": "AUX",
+    "被": "AUX",
+    "也": "SCONJ",
+    "都": "SCONJ",
+    "就": "SCONJ",
+    "还": "SCONJ",
+    "又": "SCONJ",
+    "才": "SCONJ",
+    "并": "SCONJ",
     "而": "SCONJ",
-    "这": "DET", "那": "DET", "该": "DET", "各": "DET", "每": "DET",
-    "等": "NOUN", "于": "VERB", "将": "ADP", "时": "ADP",
-}  # fmt: skip
+    "这": "DET",
+    "那": "DET",
+    "该": "DET",
+    "各": "DET",
+    "每": "DET",
+    "等": "NOUN",
+    "于": "VERB",
+    "将": "ADP",
+    "时": "ADP",
+}
 LOCALIZER_FLAGS = ("f",)
 
 

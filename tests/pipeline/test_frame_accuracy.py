@@ -290,8 +290,22 @@ def test_caption_chunks_of_a_variable_frame_rate_clip_carry_real_seconds(corpus,
         "id,path,text,language,split\nvfr,clips/vfr.mp4,ein satz,de,train\n"
     )
     out = tmp_path / "out"
-    result = prep("run", "--stage", "hand-captions", "--dataset", "generic", "--root", folder / "corpus.csv",
-                  "--out", out, "--quiet", "--captioner", "kinematic", "--text-encoder", "none")  # fmt: skip
+    result = prep(
+        "run",
+        "--stage",
+        "hand-captions",
+        "--dataset",
+        "generic",
+        "--root",
+        folder / "corpus.csv",
+        "--out",
+        out,
+        "--quiet",
+        "--captioner",
+        "kinematic",
+        "--text-encoder",
+        "none",
+    )
     assert result.exit_code == 0, result.output
     chunks = pq.read_table(out / "hand-captions" / "train.chunks.parquet").to_pylist()
     times = ffmpeg_times(corpus / "clips" / "vfr.mp4")

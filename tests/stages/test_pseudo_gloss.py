@@ -304,9 +304,16 @@ def test_ud_conventions_the_offline_taggers_lack():
         "heute zeigt sich mir die sonne": ["heute", "zeigen", "sich", "ich", "sonne"],
         "alle regionen bekommen sonne": ["region", "bekommen", "sonne"],
         "im osten gibt es regen der später in schnee übergeht": [
-            "osten", "geben", "es", "regen", "der", "spät", "schnee", "übergehen",
+            "osten",
+            "geben",
+            "es",
+            "regen",
+            "der",
+            "spät",
+            "schnee",
+            "übergehen",
         ],
-    }  # fmt: skip
+    }
     for text, expected in cases.items():
         assert pseudo_glosses_of(german(text), "de") == expected, text
     chinese = load_pipeline("zh", None, None)
