@@ -21,3 +21,15 @@ def test_ruff_format_and_check_pass():
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
     checked = ruff("check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_no_code_opts_out_of_the_formatter():
+    markers = ("# fmt: " + "skip", "# fmt: " + "off")  # spelled apart: this file holds neither
+    opted_out = [
+        f"{path.relative_to(REPO)}:{number}"
+        for package in PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if any(marker in line for marker in markers)
+    ]
+    assert not opted_out
