@@ -184,5 +184,5 @@ def build(name: str, values: Mapping[str, Any], run: RunConfig) -> Stage:
     try:
         chosen = stage.options_class(**{f.name: values[f.name] for f in fields if f.name in values})
     except (TypeError, ValueError) as exc:
-        raise PrepError(f"stage {name}: {exc}") from exc
+        raise PrepError(f"invalid options for stage {name}: {exc}") from exc
     return stage(chosen, run)
