@@ -35,6 +35,7 @@ INVALID_FIELD = "invalid_field"
 UNKNOWN_SPLIT = "unknown_split"
 UNSUPPORTED_CODEC = "unsupported_codec"
 SEGMENT_OUT_OF_RANGE = "segment_out_of_range"
+NO_CLIP = "no_clip"  # an annotation row whose clip or video is not in the release
 
 FPS_RANGE = (1, 240)  # a frame rate outside it is a typo or a broken header
 
