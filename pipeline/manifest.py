@@ -35,7 +35,9 @@ INVALID_FIELD = "invalid_field"
 UNKNOWN_SPLIT = "unknown_split"
 UNSUPPORTED_CODEC = "unsupported_codec"
 SEGMENT_OUT_OF_RANGE = "segment_out_of_range"
-NO_CLIP = "no_clip"  # an annotation row whose clip or video is not in the release
+VIDEO_UNAVAILABLE = "video_unavailable"  # annotated, but its clip or video is not under --root
+NO_CAPTIONS = "no_captions"  # a downloaded video without a caption file: nothing to translate
+AMBIGUOUS_FILES = "ambiguous_files"  # two caption files (or two videos) for one video id
 
 FPS_RANGE = (1, 240)  # a frame rate outside it is a typo or a broken header
 

@@ -7,7 +7,7 @@ the full video ``VIDEO_NAME``. The release also ships one clip per sentence
 are not applied to it (they would count from the start of the full video, not of the clip).
 Without the clip, the full video ``VIDEO_NAME.mp4`` is cut by the re-aligned times, and the probe
 quarantines a time past its end (``segment_out_of_range``). A row with neither file is
-quarantined as ``no_clip`` (the train file has more rows than the release has train clips).
+quarantined as ``video_unavailable`` (the train file has more rows than the release has train clips).
 The release calls its dev split ``val``; the manifest calls it ``dev``.
 """
 
@@ -76,7 +76,7 @@ def _candidate(
     video = index.get(f"{video_name}.mp4") if video_name else None
     if video is None:
         detail = f"{where}: neither {name}.mp4 nor {video_name}.mp4 is under --root"
-        return rejected(name, split, m.NO_CLIP, detail)
+        return rejected(name, split, m.VIDEO_UNAVAILABLE, detail)
     times = segment_times(record["START_REALIGNED"], record["END_REALIGNED"])
     if isinstance(times, str):
         return rejected(name, split, m.INVALID_FIELD, f"{where}: {times}")

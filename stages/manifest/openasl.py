@@ -5,7 +5,7 @@ A row's sample is its clip ``{vid}.mp4`` (what ``prep/crop_video.py`` writes: al
 cropped to the signer), or else the downloaded YouTube video ``{yid}.mp4`` cut by the row's
 ``start``/``end``. Only a sample cut from the full video carries the signer box of
 ``bbox-v1.0.json``, as ``crop`` = [x0, y0, x1, y1] in fractions of the frame's width and height
-(the clip has had it applied). A row with neither video is quarantined as ``no_clip``.
+(the clip has had it applied). A row with neither video is quarantined as ``video_unavailable``.
 
 A ``vid`` (``{yid}-{HH:MM:SS.mmm}-{HH:MM:SS.mmm}``) holds colons, which ids may not: the id writes
 each colon of the two times as a dot (:func:`sample_id`), and :func:`vid_of` reverses that; the
@@ -116,7 +116,7 @@ def _candidate(
     video = index.get(f"{yid}.mp4") if yid else None
     if video is None:
         detail = f"{where}: neither {vid}.mp4 nor {yid}.mp4 is under --root"
-        return rejected(sample, split, m.NO_CLIP, detail)
+        return rejected(sample, split, m.VIDEO_UNAVAILABLE, detail)
     times = segment_times(record["start"], record["end"], clock_seconds, "HH:MM:SS.mmm")
     if isinstance(times, str):
         return rejected(sample, split, m.INVALID_FIELD, f"{where}: {times}")

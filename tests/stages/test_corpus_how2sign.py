@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 
 from pipeline import manifest as m
-from pipeline.manifest import NO_CLIP
+from pipeline.manifest import VIDEO_UNAVAILABLE
 from tests.conftest import manifest_rows, prep, quarantine_rows
 from tests.corpora.how2sign import FPS, SIZE, annotation_file, sentences, write_how2sign
 
@@ -116,7 +116,7 @@ def test_every_trap_is_a_quarantine_row_with_its_reason(tmp_path):
     name = "-fZc293MpJk_{}-1-rgb_front".format
     line = f"{train.name} line {{}}".format
     assert found.pop(("Gone0000000_0-1-rgb_front", "train")) == (
-        NO_CLIP,
+        VIDEO_UNAVAILABLE,
         f"{line(6)}: neither Gone0000000_0-1-rgb_front.mp4 nor Gone0000000-1-rgb_front.mp4 "
         "is under --root",
     )

@@ -9,7 +9,7 @@ import shutil
 
 import manifests
 from pipeline import manifest as m
-from pipeline.manifest import NO_CLIP
+from pipeline.manifest import VIDEO_UNAVAILABLE
 from stages.manifest.openasl import read_openasl, sample_id, vid_of
 from tests.conftest import manifest_rows, prep, quarantine_rows
 from tests.corpora.openasl import BOX, CLIP_FPS, CLIP_SIZE, RAW_FPS, RAW_SIZE, ROWS, write_openasl
@@ -151,7 +151,7 @@ def test_every_trap_is_a_quarantine_row_with_its_reason(tmp_path):
     found = {(q["id"], q["split"]): (q["reason"], q["detail"]) for q in quarantine_rows(out)}
     line = "openasl-v1.0.tsv line {}".format
     assert found.pop(("Gone0000000-00.00.01.000-00.00.02.000", "train")) == (
-        NO_CLIP,
+        VIDEO_UNAVAILABLE,
         f"{line(6)}: neither Gone0000000-00:00:01.000-00:00:02.000.mp4 nor Gone0000000.mp4 "
         "is under --root",
     )
