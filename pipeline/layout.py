@@ -15,6 +15,7 @@
     <out>/runs/<stage>-<confighash>.json  the resolved configuration of a run
     <out>/shards/<split>/                 published WebDataset tars + index.json
     <out>/_cache/<name>/                  caches libraries keep between runs (jieba)
+    <out>/pose/<split>/<id>.pose          a clip's landmarks in pose-format (``--pose-files``)
     <out>/report/index.html               the static report page (``prep report``)
     <out>/plan.json                       time estimates per stage (``prep plan``)
 """
@@ -87,6 +88,10 @@ class Layout:
     def cache_dir(self, name: str) -> Path:
         """Caches a library keeps between runs (e.g. jieba's prefix dictionary)."""
         return self.out / "_cache" / name
+
+    def pose_file(self, split: str, sample_id: str) -> Path:
+        """One clip's landmarks as a pose-format file (features ``--pose-files``)."""
+        return self.out / "pose" / split / f"{sample_id}.pose"
 
     def shards_root(self) -> Path:
         return self.out / "shards"

@@ -44,7 +44,7 @@ from stages.features.sample import (
 DECODE_FAILED = "decode_failed"
 FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
 UNIT_SHARDS = "shards.json"
-FULL_PRECISION_FIELDS = {"hands.npy"}  # pixel coordinates: float16 would round them
+FULL_PRECISION_FIELDS = {"hands.npy", "pose.npy", "pose_conf.npy"}  # pixels: float16 rounds them
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class FeaturesStage(Stage):
     requires = ("manifest",)
     collects_exports = True  # after every stage whose columns ride along in the shards
     position = 40
-    libraries = ("webdataset", "wids", "mediapipe")
+    libraries = ("webdataset", "wids", "mediapipe", "pose-format")
     commands = (("convert-hamer", convert_hamer),)
 
     def __init__(self, options: FeaturesOptions, run: Any) -> None:
@@ -90,6 +90,10 @@ class FeaturesStage(Stage):
             return Dinov2Encoder(
                 o.dinov2, pooling=o.dinov2_pooling, device=self.device, precision=o.precision
             )
+        if name == "pose":
+            from stages.pose.encoder import pose_encoder
+
+            return pose_encoder(o, self.layout)
         from stages.hands.detect import HandDetector, require_mediapipe
         from stages.hands.encoders import HamerEncoder, HandsEncoder
 

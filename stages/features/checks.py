@@ -1,5 +1,6 @@
 """``prep doctor`` checks of the features stage: ``--features``, and for each chosen feature
-what it needs (DINOv2 weights, hand landmarks, the HaMeR checkpoint), plus the device.
+what it needs (DINOv2 weights, hand landmarks, the HaMeR checkpoint, MediaPipe Holistic or pose
+keypoints), plus the device.
 
 Checks of features not chosen are still shown (not needed), so one ``prep doctor`` tells what
 this machine could extract.
@@ -15,6 +16,7 @@ from pipeline.doctor import Check, device_check, looks_like_path
 from pipeline.errors import PrepError
 from pipeline.models import WEIGHT_FILES, locate_model
 from stages.hands.checks import mediapipe_check
+from stages.pose.checks import pose_checks
 
 AREA = "features"
 
@@ -97,5 +99,6 @@ def doctor_checks(options: Mapping[str, Any], needed: bool) -> list[Check]:
             dinov2_check(options["dinov2"], needed and "dinov2" in chosen),
             mediapipe_check(AREA, options["hand_keypoints"], hands),
             *hamer_checks(options, needed and "hamer" in chosen),
+            *pose_checks(AREA, options, needed and "pose" in chosen),
         ]
     return checks + [device_check(options["device"], options["precision"], needed)]

@@ -16,12 +16,14 @@ from stages.hands.options import (
     POSE_FALLBACK_HELP,
 )
 
-KNOWN_FEATURES = ("dinov2", "hands", "hamer")
+KNOWN_FEATURES = ("dinov2", "hands", "hamer", "pose")
 
 
 @dataclass(frozen=True)
 class FeaturesOptions:
-    features: str = option("dinov2", "Comma list of per-frame features: dinov2, hands, hamer.")
+    features: str = option(
+        "dinov2", "Comma list of per-frame features: dinov2, hands, hamer, pose."
+    )
     dinov2: str = option(
         "facebook/dinov2-small",
         "DINOv2 folder (save_pretrained) or cached Hugging Face id (default: facebook/dinov2-small).",
@@ -55,6 +57,29 @@ class FeaturesOptions:
         flag="--hamer-tokens/--no-hamer-tokens",
     )
     hand_keypoints: str | None = option(None, KEYPOINTS_HELP)
+    pose_normalise: str = option(
+        "none",
+        "pose.npy coordinates: none (pixels) or shoulders (per frame: from the shoulders' "
+        "midpoint, in shoulder widths).",
+    )
+    pose_face: str = option(
+        "none", "Face points added to pose: none, lips (40) or contours (128 of the face mesh)."
+    )
+    pose_signer: str = option(
+        "central",
+        "Whom pose follows among several people: central (largest, most central face; other "
+        "faces masked) or mediapipe (MediaPipe's own pick).",
+    )
+    pose_files: bool = option(
+        False,
+        "Also write one pose-format .pose file per clip under <out>/pose/<split>/.",
+        flag="--pose-files/--no-pose-files",
+    )
+    pose_keypoints: str | None = option(
+        None,
+        "Folder of <id>.npy COCO-WholeBody keypoints ([T,133,3]: x, y px, score; one row per "
+        "clip frame) to use for pose instead of MediaPipe.",
+    )
 
     def feature_list(self) -> list[str]:
         names = [n.strip() for n in self.features.split(",") if n.strip()]
