@@ -224,7 +224,7 @@ def test_torchrun_ranks_run_every_stage_they_need_in_turn(phoenix_template, tmp_
     result = run_command(launch + args(out), timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
-        result.stdout.count("manifest (v2)") == 1 and result.stdout.count("pseudo-gloss (v2)") == 1
+        result.stdout.count("manifest (v3)") == 1 and result.stdout.count("pseudo-gloss (v2)") == 1
     )
     assert set(unit_ranks(out, "pseudo-gloss")) == {0, 1}
     reference = tmp_path / "reference"
@@ -264,7 +264,7 @@ def test_slurm_array_tasks_started_together_merge_once(phoenix_template, tmp_pat
     ]
     outputs = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
-    assert sum(stdout.count("manifest (v2)") for stdout, _ in outputs) == 1
+    assert sum(stdout.count("manifest (v3)") for stdout, _ in outputs) == 1
     assert unit_ranks(out, "manifest") == [position % 2 for position in range(10)]
     assert not Layout(out).merge_lock("manifest").exists()
     ids = [r["id"] for s in SPLITS for r in manifest_rows(out, s)]
