@@ -11,6 +11,7 @@ does not deliver the frames its index promises raises :class:`DecodeError`, neve
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -104,8 +105,29 @@ def _has_decoder(name: str) -> bool:
     return True
 
 
+INDEXES_KEPT = 16  # long videos that many segments are cut from, per process
+
+
 def index_stream(path: Path) -> StreamIndex:
-    """Every presented frame of ``path``'s first video stream, from its packets alone."""
+    """Every presented frame of ``path``'s first video stream, from its packets alone.
+
+    Kept for the file's current size and modification time: the segments of one long video
+    (How2Sign, YouTube-ASL, WLASL) are indexed once, not once per segment; a file that changed
+    is indexed again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return _index(path)  # fails with the reason the decoder gives
+    return _cached_index(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=INDEXES_KEPT)
+def _cached_index(path: str, size: int, mtime_ns: int) -> StreamIndex:
+    del size, mtime_ns  # part of the cache key only
+    return _index(Path(path))
+
+
+def _index(path: Path) -> StreamIndex:
     container, stream = _open(path)
     pts, dts, keys = [], [], []
     try:
@@ -146,9 +168,10 @@ def _presented(pts, dts, keys, time_base, codec, width, height, rate) -> StreamI
     line = (pts + offsets)[order]
     times = (line - line[0]).astype(np.float64) * float(time_base)
     rate = Fraction(rate) if rate else None
-    return StreamIndex(
-        pts[order], times, keys[order], Fraction(time_base), codec, width, height, rate, restarts
-    )
+    arrays = pts[order], times, keys[order]
+    for array in arrays:
+        array.setflags(write=False)  # an index is shared by every segment of its file
+    return StreamIndex(*arrays, Fraction(time_base), codec, width, height, rate, restarts)
 
 
 def _unwrap_offsets(

@@ -92,3 +92,22 @@ def test_sparse_and_dense_reads_agree(hand_clip):
     np.testing.assert_array_equal(sparse, whole[::7])
     dense = decode_clip(open_source(hand_clip), FrameSelection(step=2)).frames  # sequential pass
     np.testing.assert_array_equal(dense, whole[::2])
+
+
+def test_segments_of_one_video_index_it_once_and_a_changed_file_again(tmp_path, monkeypatch):
+    """How2Sign/YouTube-ASL cut many samples from one long video: its demux index is made once
+    per process; rewriting the file (another size or time) makes a new one."""
+    from pipeline import video_file
+
+    path = tmp_path / "long.mp4"
+    synthetic.write_video(path, synthetic.render_frames(50, 64, 48, "long"), 25.0, (64, 48))
+    indexed = []
+    original = video_file._index
+    monkeypatch.setattr(video_file, "_index", lambda p: indexed.append(p) or original(p))
+    video_file._cached_index.cache_clear()
+    first = decode_clip(open_source(path, 25.0, 0.4, 0.8)).frames
+    second = decode_clip(open_source(path, 25.0, 1.2, 1.6)).frames
+    assert len(indexed) == 1 and len(first) == len(second) == 10
+    synthetic.write_video(path, synthetic.render_frames(30, 64, 48, "short"), 25.0, (64, 48))
+    assert open_source(path, 25.0).num_frames == 30 and len(indexed) == 2
+    video_file._cached_index.cache_clear()
