@@ -153,7 +153,7 @@ class Sign2GptExporter(Exporter):
         path = self.source.source_base / row["source_path"]
         source = None
         try:
-            source = open_source(path, row["fps"], row["start"], row["end"], threads=1)
+            source = open_source(path, row["fps"], row["start"], row["end"], 1, row.get("crop"))
             if source.num_frames != row["num_frames"]:
                 raise DecodeError(
                     f"{source.num_frames} frames, the manifest counted {row['num_frames']}"

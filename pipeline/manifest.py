@@ -62,6 +62,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("codec", pa.string()),  # the video codec (null for frame folders)
         ("frame_timing", pa.string()),  # constant, variable, or restarts (timestamps unwrapped)
         ("source_id", pa.string()),  # the corpus's own id, verbatim, where ``id`` had to differ
+        ("crop", pa.list_(pa.float64())),  # signer box x0 y0 x1 y1 (fractions), applied on read
     ]
 )
 

@@ -168,15 +168,23 @@ def open_source(
     start: float | None = None,
     end: float | None = None,
     threads: int | None = None,
+    crop: Sequence[float] | None = None,
 ) -> FrameSource:
-    """A frame source for a video file or a frame folder; ``fps`` is required for folders."""
+    """A frame source for a video file or a frame folder; ``fps`` is required for folders.
+    ``crop`` (the manifest's signer box, fractions of the frame) cuts every frame to it."""
     if path.is_dir():
         if not fps:
             raise DecodeError(f"frame folder {path.name} needs an fps (descriptor or --fps)")
-        return FrameFolderSource(path, fps, start, end, threads)
-    from pipeline.video_file import VideoFileSource  # it builds on this module's pieces
+        source = FrameFolderSource(path, fps, start, end, threads)
+    else:
+        from pipeline.video_file import VideoFileSource  # it builds on this module's pieces
 
-    return VideoFileSource(path, fps, start, end, threads or 1)
+        source = VideoFileSource(path, fps, start, end, threads or 1)
+    if crop is None:
+        return source
+    from pipeline.crop import CroppedSource
+
+    return CroppedSource(source, crop)
 
 
 def iter_clip(

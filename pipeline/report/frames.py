@@ -49,9 +49,8 @@ class FrameReader:
         if base is None:
             return [], "the manifest records no base folder"
         try:
-            source = open_source(
-                base / row["source_path"], row["fps"], row["start"], row["end"], threads=1
-            )
+            path = base / row["source_path"]
+            source = open_source(path, row["fps"], row["start"], row["end"], 1, row.get("crop"))
             frames = source.read([min(n, source.num_frames - 1) for n in frame_numbers])
         except (DecodeError, OSError, ValueError) as exc:
             log.warning("report: cannot read frames of %s: %s", row["id"], exc)

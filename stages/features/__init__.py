@@ -188,9 +188,8 @@ class FeaturesStage(Stage):
         }
 
     def _open_clip(self, context: FeaturesContext, row: dict):
-        source = open_source(
-            context.base_dir / row["source_path"], row["fps"], row["start"], row["end"], threads=2
-        )
+        path = context.base_dir / row["source_path"]
+        source = open_source(path, row["fps"], row["start"], row["end"], 2, row.get("crop"))
         if source.num_frames != row["num_frames"]:
             raise DecodeError(
                 f"{source.num_frames} frames now, the manifest counted {row['num_frames']}: rerun it"

@@ -206,7 +206,18 @@ class HandCaptionsStage(TableStage):
         for split in splits:
             rows = (
                 m.read_table(m.manifest_table(self.layout, split))
-                .select(["id", "source_path", "fps", "start", "end", "num_frames", "frame_timing"])
+                .select(
+                    [
+                        "id",
+                        "source_path",
+                        "fps",
+                        "start",
+                        "end",
+                        "num_frames",
+                        "frame_timing",
+                        "crop",
+                    ]
+                )
                 .to_pylist()
             )
             units += slice_units(split, rows, self.options.unit_size)
@@ -253,9 +264,8 @@ class HandCaptionsStage(TableStage):
         if item.get("frame_timing") in (None, "constant"):
             return None
         try:
-            source = open_source(
-                context.base_dir / item["source_path"], item["fps"], item["start"], item["end"]
-            )
+            path = context.base_dir / item["source_path"]
+            source = open_source(path, item["fps"], item["start"], item["end"], crop=item["crop"])
         except DecodeError:
             return None  # reading it fails again, with its reason, when the clip is decoded
         return source.timestamps(range(source.num_frames))
@@ -265,13 +275,8 @@ class HandCaptionsStage(TableStage):
     ) -> int:
         item = work.item
         try:
-            source = open_source(
-                context.base_dir / item["source_path"],
-                item["fps"],
-                item["start"],
-                item["end"],
-                threads=2,
-            )
+            path = context.base_dir / item["source_path"]
+            source = open_source(path, item["fps"], item["start"], item["end"], 2, item["crop"])
         except (DecodeError, OSError) as exc:
             raise ClipUnreadable.because(exc) from exc
         if self.detector is not None:

@@ -38,6 +38,7 @@ MANIFEST_FIELDS = (
     "start",
     "end",
     "source_id",
+    "crop",
 )
 
 
@@ -59,6 +60,12 @@ class ManifestOptions:
     frame_step: int = option(1, "Use every k-th frame.")
     max_frames: int | None = option(None, "Use at most this many frames per sample.")
     sampling: str = option("uniform", "How --max-frames picks: uniform or head.")
+    signer_crop: bool = option(
+        False,
+        "Cut every frame to the corpus's signer box (OpenASL bbox-v1.0.json) as its official "
+        "clips are cut: squared, black-padded, 224x224.",
+        flag="--signer-crop/--no-signer-crop",
+    )
 
     def selection(self) -> FrameSelection:
         return FrameSelection(self.frame_step, self.max_frames, self.sampling)
@@ -141,6 +148,7 @@ class ManifestStage(TableStage):
             min_frames=self.options.min_frames,
             frame_count_tolerance=self.options.frame_count_tolerance,
             known_defects=self.descriptor.known_defects,
+            signer_crop=self.options.signer_crop,
         )
         rows, rejected = [], []
         for cand in unit.items:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import manifest as m
+from pipeline.crop import CroppedSource
 from pipeline.video import (
     DecodeError,
     FrameFolderSource,
@@ -44,6 +45,7 @@ class ProbeContext:
     min_frames: int
     frame_count_tolerance: int
     known_defects: dict[str, str] = field(default_factory=dict)
+    signer_crop: bool = False  # apply a candidate's signer box (its frames are then the crop)
     _hashes: dict[Path, str] = field(default_factory=dict)
 
 
@@ -77,6 +79,10 @@ def _probe(cand: dict, ctx: ProbeContext) -> dict:
         kind, source, fingerprint = "frames", *_probe_folder(path, fps or ctx.fps, cand, ctx)
     else:
         kind, source, fingerprint = "video", *_probe_video(path, fps, cand, ctx)
+    crop = cand.get("crop") if ctx.signer_crop else None
+    if crop is not None:
+        source = CroppedSource(source, crop)
+        fingerprint = hashlib.sha256(f"{fingerprint}:crop{list(crop)}".encode()).hexdigest()
     _check_counts(source.num_frames, cand, ctx)
     if not MIN_FPS <= source.fps <= MAX_FPS:
         raise Rejection(
@@ -105,6 +111,7 @@ def _probe(cand: dict, ctx: ProbeContext) -> dict:
         "codec": getattr(source, "codec", None),
         "frame_timing": getattr(source, "timing", "constant"),
         "source_id": cand.get("source_id"),
+        "crop": None if crop is None else [float(v) for v in crop],
     }
 
 
