@@ -16,6 +16,7 @@ from pipeline.cli_options import with_stage_options
 from pipeline.config import load_config_file, merge_options
 from pipeline.errors import DEBUG, PrepError, handled_errors, stop_on_sigterm
 from pipeline.execution import all_defaults, build_run_config, build_stage, execute, run_all
+from pipeline.export_commands import export_command, list_exports
 from pipeline.layout import Layout
 from pipeline.native_logs import filter_native_stderr, unfilter_native_stderr
 
@@ -206,15 +207,15 @@ def demo(
 
 @app.command()
 def verify(
-    out: Path = typer.Option(..., help="The output folder of a run (holds manifest/ and shards/)."),
+    out: Path = typer.Option(..., help="The output folder of a run."),
     max_quarantine_share: float = typer.Option(
         0.2,
-        help="A split whose features quarantine holds more than this share of its samples is a problem.",
+        help="A stage's split that quarantined more than this share of its samples is a problem.",
     ),
 ) -> None:
-    """Re-read every shard: checksums, sizes and counts against the index, each manifest sample
-    exactly once (or quarantined), metadata, frame times and array shapes, each split's
-    quarantine share; exit 1 on any problem."""
+    """Re-read what every finished stage published, with each stage's own checks (tables: rows,
+    ids, quarantine; shards: checksums, sizes, counts, each manifest sample once, metadata, frame
+    times, array shapes) and each split's quarantine share; exit 1 on any problem."""
     from pipeline.verify import format_reports
     from pipeline.verify import verify as verify_outputs
 
@@ -326,52 +327,8 @@ def plan(
     typer.echo(f"written to {record}")
 
 
-@app.command("export")
-def export_command(
-    format_name: str = typer.Option(
-        ..., "--format", help="Trainer format (a registered exporter; `prep exports` lists them)."
-    ),
-    out: Path = typer.Option(..., help="The prepared run (a finished --out)."),
-    to: Path = typer.Option(..., help="Folder to write the trainer's files into."),
-    fields: Optional[str] = typer.Option(
-        None,
-        help="Comma list of shard fields to export, e.g. dinov2,hands (default: the format's).",
-    ),
-    splits: Optional[str] = typer.Option(None, help="Comma list of splits (default: all)."),
-    overwrite: bool = typer.Option(False, help="Write over a non-empty --to."),
-) -> None:
-    """Write the files a trainer's own code reads (its labels, features, config keys) from a
-    prepared run, streaming, resumable split by split; EXPORT.md says how to train on them."""
-    from pipeline.export import run_export
-    from pipeline.exporter import ExportSettings
-
-    def listed(text: Optional[str]) -> Optional[tuple[str, ...]]:
-        return tuple(p.strip() for p in text.split(",") if p.strip()) if text else None
-
-    with handled_errors():
-        settings = ExportSettings(fields=listed(fields), splits=listed(splits))
-        readme = run_export(
-            format_name, out.expanduser().resolve(), to.expanduser().resolve(), settings, overwrite
-        )
-    typer.echo(str(readme))
-
-
-@app.command("exports")
-def list_exports() -> None:
-    """The export formats installed here, with the trainer each one feeds."""
-    from pipeline.export import exporter_class, format_names
-
-    broken = 0
-    for name in format_names():
-        try:
-            exporter = exporter_class(name)
-        except PrepError as exc:  # one broken plug-in does not hide the others
-            broken += 1
-            typer.echo(f"{name:<12} unavailable: {exc}")
-            continue
-        typer.echo(f"{name:<12} {exporter.trainer:<28} {exporter.summary}")
-    if broken:
-        raise typer.Exit(1)
+app.command("export")(export_command)
+app.command("exports")(list_exports)
 
 
 def add_stage_commands() -> None:
