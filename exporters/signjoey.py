@@ -58,6 +58,13 @@ class SignJoeyExporter(Exporter):
                     f"(they hold {', '.join(sorted(held))}); run features with --features including it"
                 )
 
+    def gaps(self) -> list[str]:
+        return [
+            "the sign streams are prep's shard fields "
+            f"({', '.join(self.fields)}), not the 1024-wide CNN features of the Phoenix14T files "
+            "the signjoey authors distributed: set feature_size from signjoey-data.yaml"
+        ]
+
     def file_name(self, field: str, split: str) -> str:
         return f"{self.source.dataset}.{field}.{split}"
 
