@@ -139,7 +139,7 @@ class HandCaptionsStage(TableStage):
     """BeyondGloss's hand descriptions: chunks captioned, joined in time order, refined, embedded."""
 
     name = "hand-captions"
-    version = 3  # 3: chunk seconds from real frame times (variable frame rates)
+    version = 4  # 4: the default prompt is BeyondGloss's exact string; 3: real chunk seconds
     options_class = HandCaptionsOptions
     schema = SAMPLE_SCHEMA
     side_schemas = {"chunks": CHUNK_SCHEMA}

@@ -1,7 +1,9 @@
 """The captioning and refinement prompts, and the hash recorded with every caption they made.
 
 ``--prompt`` and ``--refine-prompt`` take a file path or the text itself; the default is
-BeyondGloss's prompt, word for word.
+BeyondGloss's prompt, character for character: ``PRE_QUERY_PROMPT + DEFAULT_QUERY`` of
+elsobhano/BeyondGloss ``sign_video_descriptor/describe_segments.py`` (l.33-44, joined with no
+space at l.157: "...emotions shown.Describe only...").
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ DEFAULT_PROMPT = (
     "This is a sign language video, and it's important to capture details such as hand gestures "
     "and hand trajectories accurately. Please identify and describe the specific motion in this "
     "video, including hand position, movement, trajectory and any relevant facial expressions or "
-    "emotions shown. Describe only the motion and gestures of the person in the image focus on "
-    "hands and face."
+    "emotions shown."  # describe_segments.py l.157 adds the query with no space between
+    "Describe only the motion and gestures of the person in the image focus on hands and face."
 )
 DEFAULT_REFINE_PROMPT = (
     "Below are descriptions of consecutive short segments of one sign language video, each behind "

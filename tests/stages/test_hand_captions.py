@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.shards import decode_npy, iter_tar_samples
+from stages.hand_captions import HandCaptionsStage
 from stages.hand_captions.chunking import chunk_spans, chunks_of, join_captions
 from tests.conftest import copy_beside, prep, raised_hand_keypoints, run_generic
 
@@ -100,5 +101,5 @@ def test_captions_and_embeddings_reach_the_shards(captioned, tiny_dinov2):
     meta = json.loads(fields["json"])
     assert meta["hand_caption"].startswith("[0.00–") and "caption_emb" not in meta
     assert decode_npy(fields["caption_emb.npy"]).shape == (384,)
-    assert meta["provenance"]["stages"]["hand-captions"] == 3
+    assert meta["provenance"]["stages"]["hand-captions"] == HandCaptionsStage.version
     assert prep("verify", "--out", out).exit_code == 0

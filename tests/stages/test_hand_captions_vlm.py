@@ -91,8 +91,9 @@ def test_prompt_from_text_or_file_and_its_hash(tmp_path):
     assert resolve_prompt(None, DEFAULT_PROMPT, "--prompt").startswith(
         "This is a sign language video"
     )
-    assert DEFAULT_PROMPT.endswith(
-        "Describe only the motion and gestures of the person in the image focus on hands and face."
+    assert DEFAULT_PROMPT.endswith(  # describe_segments.py l.157: the two parts, no space
+        "emotions shown.Describe only the motion and gestures of the person in the image focus "
+        "on hands and face."
     )
     (tmp_path / "p.txt").write_text("Describe the hands.\n")
     assert (
