@@ -21,6 +21,7 @@ frames stored in the shards (``--with-frames``); they are written under ``frames
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class GfsltVlpExporter(Exporter):
                     f"--with-frames (the {split} shards hold no frame_*.jpg)"
                 )
 
-    @property
+    @cached_property
     def in_place(self) -> bool:
         """Whether every clip is a frame folder that can be pointed at where it is."""
         if self.source.source_base is None:
