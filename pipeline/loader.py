@@ -12,6 +12,12 @@ read repeatedly, a sample shuffle buffer, optional bucketing by length, and exac
 ``batches_per_epoch`` batches on every rank (equal across ranks, so DDP never waits on a
 rank that ran dry). Evaluation (``train=False``): every sample once, in shard order, split
 over ranks. Shards with fewer files than ranks x workers are split by sample instead.
+
+Frame sampling happens here, per epoch, not at preparation: ``frame_stride=2, random_shift=4``
+is Sign2GPT's training input (every second frame from a random start 0-3, the end trimmed by
+0-4 frames, redrawn every epoch; ryanwongsa/Sign2GPT ``dataloaders/phoenix_video_dataset.py``
+l.56-65, ``configs/phoenix2014t/phoenix_stage1_configs/PHX_example_s1_dyn_config.py`` l.28-29).
+Evaluation keeps the stride from frame 0 to the end, as there.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -89,9 +96,44 @@ class PadCollate:
             for row, sample in enumerate(samples):
                 padded[row, : len(sample[name])] = sample[name]
             batch[name] = torch.from_numpy(padded)
+        if "frame_positions" in samples[0]:  # which stored frames each row holds (-1: padding)
+            positions = np.full((len(samples), longest), -1, dtype=np.int64)
+            for row, sample in enumerate(samples):
+                positions[row, : len(sample["frame_positions"])] = sample["frame_positions"]
+            batch["frame_positions"] = torch.from_numpy(positions)
         batch["lengths"] = torch.tensor(lengths, dtype=torch.long)
         batch["mask"] = torch.arange(longest)[None, :] < batch["lengths"][:, None]
         return batch
+
+
+STORED_FRAME = re.compile(r"frame_\d+\.jpg")  # the per-frame JPEGs of ``--with-frames``
+
+
+def frame_window(length: int, stride: int, shift: int, rng: random.Random | None) -> np.ndarray:
+    """Positions of the frames one pass reads: Sign2GPT's ``arange(start, end, stride)`` with
+    ``start`` drawn from ``[0, shift)`` and ``end`` from ``[length - shift, length]`` in training
+    (``rng`` given), ``arange(0, length, stride)`` otherwise. Clips not longer than ``2 * shift``
+    keep at least one frame (Sign2GPT's draw could leave none)."""
+    start, end = 0, length
+    if rng is not None and shift > 0 and length > 0:
+        start = rng.randrange(min(shift, length))
+        end = rng.randint(max(length - shift, start + 1), length)
+    return np.arange(start, end, stride)
+
+
+def select_frames(sample: dict[str, Any], fields: Sequence[str], positions: np.ndarray) -> dict:
+    """The sample with its per-frame arrays (and stored frame JPEGs) cut to ``positions``."""
+    out = dict(sample)
+    for name in fields:
+        out[name] = sample[name][positions]
+    stored = sorted(name for name in sample if STORED_FRAME.fullmatch(name))
+    if stored:
+        kept = {stored[p] for p in positions.tolist() if p < len(stored)}
+        for name in stored:
+            if name not in kept:
+                del out[name]
+    out["frame_positions"] = positions
+    return out
 
 
 def split_stream(items: Iterable, slot: int, slots: int) -> Iterator:
@@ -141,6 +183,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         shuffle_buffer: int,
         bucket_buffer: int,
         collate: PadCollate,
+        frame_stride: int = 1,
+        random_shift: int = 0,
     ) -> None:
         super().__init__()
         self.urls, self.rank, self.world_size = urls, rank, world_size
@@ -151,6 +195,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             bucket_buffer,
             collate,
         )
+        self.frame_stride, self.random_shift = frame_stride, random_shift
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -187,11 +232,19 @@ class ShardStream(torch.utils.data.IterableDataset):
             if not self.by_shard:
                 samples = split_stream(samples, slot, slots)
             samples = (decode_sample(s) for s in samples)
+            if self.frame_stride > 1 or self.random_shift > 0:
+                samples = (self._sampled(s, rng) for s in samples)
             if (
                 self.train and self.shuffle_buffer > 1
             ):  # within a pass: no sample twice before all once
                 samples = shuffled(samples, self.shuffle_buffer, rng)
             yield from samples
+
+    def _sampled(self, sample: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        length = len(sample[self.collate.fields[0]])
+        drawn = rng if self.train else None
+        positions = frame_window(length, self.frame_stride, self.random_shift, drawn)
+        return select_frames(sample, self.collate.fields, positions)
 
 
 def shuffled(samples: Iterable, buffer: int, rng: random.Random) -> Iterator:
@@ -232,13 +285,20 @@ def make_loader(
     rank: int | None = None,
     world_size: int | None = None,
     dtype: str | None = None,
+    frame_stride: int = 1,
+    random_shift: int = 0,
 ):
     """A ``DataLoader`` over ``<out>/shards/<split>``; rank and world size default to
     ``torch.distributed`` when it is initialised, else to RANK/WORLD_SIZE, else a single process.
 
     The returned loader has ``batches_per_epoch`` (training: equal on every rank) and
-    ``set_epoch(n)`` to reshuffle.
+    ``set_epoch(n)`` to reshuffle. ``frame_stride``/``random_shift`` sample frames per epoch (see
+    :func:`frame_window`); each sample then carries ``frame_positions`` into the stored clip.
     """
+    if frame_stride < 1 or random_shift < 0:
+        raise ValueError(
+            f"frame_stride must be >= 1 and random_shift >= 0, got {frame_stride}, {random_shift}"
+        )
     urls, index = shard_paths(out, split)
     fields = per_frame_fields(urls) if fields is None else fields
     if not fields:
@@ -255,6 +315,8 @@ def make_loader(
         shuffle_buffer=shuffle_buffer,
         bucket_buffer=bucket_buffer,
         collate=PadCollate(fields, dtype),
+        frame_stride=frame_stride,
+        random_shift=random_shift,
     )
     loader = torch.utils.data.DataLoader(
         dataset,

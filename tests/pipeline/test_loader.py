@@ -106,3 +106,50 @@ def test_bucketing_puts_similar_lengths_together(prepared):
         return sum(int(b["lengths"].max() - b["lengths"].min()) for b in loader)
 
     assert spread(1000) < spread(0)
+
+
+def full_clips(prepared, split):
+    """Every clip's stored dinov2 frames by key, read once without sampling."""
+    loader = make_loader(prepared, split, batch_size=1, train=False, num_workers=0)
+    return {b["__key__"][0]: b["dinov2"][0, : b["lengths"][0]] for b in loader}
+
+
+def test_sign2gpt_frame_sampling_is_redrawn_every_epoch(prepared):
+    """frame_stride=2, random_shift=4: every second frame from a start in 0-3 to an end trimmed
+    by 0-4 frames (Sign2GPT's training input), drawn again in each epoch."""
+    stored = full_clips(prepared, "train")
+    loader = make_loader(
+        prepared,
+        "train",
+        batch_size=4,
+        num_workers=0,
+        shuffle_buffer=1,
+        frame_stride=2,
+        random_shift=4,
+    )
+    windows = Counter()
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            for row, key in enumerate(batch["__key__"]):
+                length = int(batch["lengths"][row])
+                positions = batch["frame_positions"][row, :length].tolist()
+                frames = len(stored[key])
+                start, last = positions[0], positions[-1]
+                assert 0 <= start <= 3 and frames - 4 <= last + 2 and last < frames
+                assert positions == list(range(start, last + 1, 2))
+                assert torch.equal(batch["dinov2"][row, :length], stored[key][positions])
+                windows[(key, start, last)] += 1
+    starts = {start for _key, start, _last in windows}
+    assert starts == {0, 1, 2, 3}  # 3 epochs x 15+ clips: every start drawn
+
+
+def test_evaluation_keeps_the_stride_from_the_first_frame(prepared):
+    stored = full_clips(prepared, "dev")
+    loader = make_loader(prepared, "dev", batch_size=2, train=False, num_workers=0, frame_stride=2)
+    for batch in loader:
+        for row, key in enumerate(batch["__key__"]):
+            expected = list(range(0, len(stored[key]), 2))
+            length = int(batch["lengths"][row])
+            assert batch["frame_positions"][row, :length].tolist() == expected
+            assert torch.equal(batch["dinov2"][row, :length], stored[key][expected])
