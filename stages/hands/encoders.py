@@ -2,8 +2,10 @@
 
 Crops follow HaMeR's demo: a box around the hand, enlarged by 2.0, widened to HaMeR's 192:256
 aspect, the longer side taken as a square, cut out and resized to 256x256, ImageNet-normalised.
-A left hand is mirrored before the network (HaMeR only knows right hands); its rotations are
-mirrored back (R -> M R M, M = diag(-1, 1, 1)) and its camera's x translation negated.
+A left hand is mirrored before the network (HaMeR only knows right hands); by default its
+rotations are mirrored back (R -> M R M, M = diag(-1, 1, 1)) and its camera's x translation
+negated. Where HaMeR's demo and Hands-On do otherwise (left rotations, one-sided hands, the
+blur of large crops) is a choice: :mod:`stages.hands.hamer_conventions`.
 """
 
 from __future__ import annotations
@@ -19,40 +21,45 @@ import torch
 from pipeline.devices import imagenet_normalise, torch_dtype
 from pipeline.errors import PrepError
 from pipeline.video import ChunkInfo
+from stages.hands import hamer_conventions as conventions
 from stages.hands.detect import HandDetector
 from stages.hands.hamer import HamerConfig, load_hamer
+from stages.hands.options import LEFT_UNMIRRORED, MISSING_ZEROS
 from stages.hands.rows import BOX, COLUMNS
 
 RESCALE = 2.0
 CROP = 256
 ASPECT = 192 / 256  # width : height the backbone sees
-MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
 HAMER_URL = "https://github.com/geopavlakos/hamer (bash fetch_demo_data.sh -> _DATA/hamer_ckpts/checkpoints/hamer.ckpt)"
 
 
 def square_box(box: np.ndarray) -> tuple[float, float, float]:
-    """Centre and side of HaMeR's crop for a hand box (x0, y0, x1, y1)."""
-    (x0, y0, x1, y1) = box
-    width, height = (x1 - x0) * RESCALE, (y1 - y0) * RESCALE
-    if width / max(height, 1e-6) < ASPECT:
-        width = height * ASPECT
+    """Centre and side of HaMeR's crop for a hand box (x0, y0, x1, y1), with numpy's types as
+    HaMeR has them (float32 boxes; ``vitdet_dataset.py:38-40,55``, ``utils.py:14-33``), so the
+    crop lands on the same sub-pixel grid."""
+    box = np.asarray(box, np.float32)
+    cx, cy = (box[2:4] + box[0:2]) / 2.0
+    width, height = RESCALE * (box[2:4] - box[0:2]) / 200.0 * 200
+    if height / width < 256 / 192:  # HaMeR's BBOX_SHAPE [192, 256]: width : height = ASPECT
+        height = max(width * 256 / 192, height)
     else:
-        height = width / ASPECT
-    return (x0 + x1) / 2, (y0 + y1) / 2, max(width, height, 1.0)
+        width = max(height * 192 / 256, width)
+    return cx, cy, max(np.array([width, height]).max(), 1.0)
 
 
 def hand_crop(frame: np.ndarray, box: np.ndarray, mirror: bool) -> np.ndarray:
-    """A 256x256 uint8 crop (mirrored for left hands), zero outside the frame."""
+    """A 256x256 crop of the frame's dtype, zero outside the frame. A left hand's is cut from
+    the mirrored frame around the mirrored centre, through the same three-point transform as
+    HaMeR's ``generate_image_patch_cv2`` (``hamer/datasets/utils.py:81-129,317-361``), so both
+    crops are HaMeR's to the bit (a direct mirrored warp lands a few pixels a level off)."""
     cx, cy, side = square_box(box)
-    scale = CROP / side
     if mirror:
-        matrix = np.array(
-            [[-scale, 0, CROP / 2 + cx * scale], [0, scale, CROP / 2 - cy * scale]], np.float32
-        )
-    else:
-        matrix = np.array(
-            [[scale, 0, CROP / 2 - cx * scale], [0, scale, CROP / 2 - cy * scale]], np.float32
-        )
+        frame = np.ascontiguousarray(frame[:, ::-1])
+        cx = frame.shape[1] - cx - 1
+    cx, cy, half = np.float64(cx), np.float64(cy), np.float32(side * 0.5)
+    source = np.array([[cx, cy], [cx, cy + half], [cx + half, cy]]).astype(np.float32)
+    target = np.array([[CROP / 2, CROP / 2], [CROP / 2, CROP], [CROP, CROP / 2]], np.float32)
+    matrix = cv2.getAffineTransform(source, target)
     return cv2.warpAffine(
         frame, matrix, (CROP, CROP), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0)
     )
@@ -62,7 +69,7 @@ def hand_crop(frame: np.ndarray, box: np.ndarray, mirror: bool) -> np.ndarray:
 class HandCrops:
     """Prepared input of a chunk: both slots' crops per frame and which slots hold a hand."""
 
-    crops: torch.Tensor  # uint8 [n, 2, 256, 256, 3]
+    crops: torch.Tensor  # uint8 [n, 2, 256, 256, 3]; float32 with the blur (unrounded crops)
     present: torch.Tensor  # bool [n, 2]
 
     def __len__(self) -> int:
@@ -125,6 +132,9 @@ class HamerEncoder:
         precision: str,
         crop_batch: int = 32,
         tokens: bool = False,
+        left_hands: str = LEFT_UNMIRRORED,
+        missing_hand: str = MISSING_ZEROS,
+        blur: bool = False,
     ) -> None:
         if not checkpoint:
             raise PrepError(
@@ -137,6 +147,8 @@ class HamerEncoder:
         self.config = HamerConfig.from_file(Path(config)) if config else HamerConfig()
         self.device, self.precision, self.crop_batch = device, precision, crop_batch
         self.tokens = tokens
+        conventions.check_choices(left_hands, missing_hand)
+        self.left_hands, self.missing_hand, self.blur = left_hands, missing_hand, blur
         if tokens:  # the pooled backbone token per hand: [T, 2, embed_dim]
             self.fields = {**self.fields, "hamer_tokens.npy": (2, self.config.backbone.embed_dim)}
         self.model = None
@@ -152,11 +164,14 @@ class HamerEncoder:
 
     def host_prepare(self, frames: np.ndarray, info: ChunkInfo) -> HandCrops:
         rows = self.detector.detect(frames, info)
-        crops = np.zeros((len(frames), 2, CROP, CROP, 3), np.uint8)
+        crops = np.zeros((len(frames), 2, CROP, CROP, 3), np.float32 if self.blur else np.uint8)
         for i, frame in enumerate(frames):
             for slot in (0, 1):
                 if rows[i, slot, 0]:
-                    crops[i, slot] = hand_crop(frame, rows[i, slot, BOX], mirror=slot == 0)
+                    box = rows[i, slot, BOX]
+                    sigma = conventions.blur_sigma(square_box(box)[2], CROP) if self.blur else None
+                    source = frame if sigma is None else conventions.blurred(frame, sigma)
+                    crops[i, slot] = hand_crop(source, box, mirror=slot == 0)
         return HandCrops(torch.from_numpy(crops), torch.from_numpy(rows[:, :, 0] > 0))
 
     def device_prepare(self, prepared: HandCrops) -> HandCrops:
@@ -176,12 +191,13 @@ class HamerEncoder:
             }
             rotations = torch.cat([out["global_orient"], out["hand_pose"]], 1)
             left = index[:, 1] == 0
-            rotations[left] = MIRROR @ rotations[left] @ MIRROR
-            out["cam"][left, 1] = -out["cam"][left, 1]
+            rotations[left] = conventions.left_rotations(rotations[left], self.left_hands)
+            out["cam"][left, 1] = -out["cam"][left, 1]  # HaMeR demo.py:136-138
             pose[index[:, 0], index[:, 1]] = rotations
             shape[index[:, 0], index[:, 1]] = torch.cat([out["betas"], out["cam"]], 1)
             if self.tokens:
                 tokens[index[:, 0], index[:, 1]] = out["backbone_pooled"]
+        pose = conventions.fill_missing(pose, batch.present, self.missing_hand)
         hamer = torch.cat([pose[:, :, 1:].reshape(n, -1), pose[:, :, 0].reshape(n, -1)], 1)
         rows = {"hamer.npy": hamer.numpy(), "hamer_shape.npy": shape.numpy()}
         return {**rows, "hamer_tokens.npy": tokens.numpy()} if self.tokens else rows
@@ -192,7 +208,7 @@ class HamerEncoder:
             "config": self.config.as_dict(),
             "rescale": RESCALE,
             "crop": CROP,
-            "left_hands": "mirrored in, rotations mirrored back (M R M), cam x negated",
+            **conventions.describe(self.left_hands, self.missing_hand, self.blur),
             "layout": "hamer.npy: hand_pose left, right (15x3x3 each), global_orient left, right (3x3 each)",
             "dtype": str(torch_dtype(self.precision, self.device)).removeprefix("torch."),
         }
