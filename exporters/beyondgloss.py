@@ -236,6 +236,14 @@ class BeyondGlossExporter(Exporter):
                 f"{TRAINER_SIDE}x{TRAINER_SIDE} (dataset/slt_dataset.py:101,118): rerun features "
                 f"with --frame-size {TRAINER_SIDE} for full detail"
             )
+        index = self.source.shard_index(self.splits[0]) or {}
+        geometry = index.get("provenance", {}).get("options", {}).get("frame_geometry")
+        if geometry != "squash-crop":
+            gaps.append(
+                f"frames: stored with --frame-geometry {geometry or 'unrecorded'}, not the whole "
+                "frame squashed by PIL bicubic (dataset/slt_dataset.py:118): rerun features "
+                "with --frame-geometry squash-crop"
+            )
         for split in self.splits:
             if split not in TRAINER_SPLITS:
                 gaps.append(

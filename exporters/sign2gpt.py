@@ -38,7 +38,7 @@ What its code reads and writes (ryanwongsa/Sign2GPT at HEAD, 5555935):
 Frames: when every clip's own files are reachable they are decoded (every frame, whatever the
 manifest's selection: Sign2GPT strides itself) and resized and encoded as the creator does,
 which gives its very bytes (tested on mp4 clips against its own loop); otherwise the features
-stage's stored frames (``--with-frames --frame-size 256``: OpenCV area resize, its JPEG quality,
+stage's stored frames (``--with-frames --frame-size 256``: its ``--frame-geometry``, JPEG quality,
 the selected frames only) are copied unchanged. Same inputs, same bytes: pickles without a
 memo, LMDBs written in a fixed order with zeroed pages and no lock file (same OS page size).
 """
@@ -60,6 +60,7 @@ from pipeline.exporter import Exporter
 from pipeline.layout import temporary_sibling
 from pipeline.storage import atomic_file, commit_dir
 from pipeline.video import DecodeError, FrameSelection, iter_clip, open_source
+from stages.features.geometry import squash
 from stages.pseudo_gloss.vocabulary import VOCAB_FILE
 
 PSEUDO_GLOSS = "pseudo-gloss"
@@ -160,7 +161,7 @@ class Sign2GptExporter(Exporter):
                 )
             for clip in iter_clip(source, FrameSelection(), BATCH):
                 for frame in clip.frames:
-                    image = Image.fromarray(frame).resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+                    image = Image.fromarray(squash(frame, SIZE))  # Pillow 9/10's pass order
                     buffer = io.BytesIO()
                     image.save(buffer, format="JPEG", quality=QUALITY)
                     yield buffer.getvalue()
@@ -249,8 +250,9 @@ class Sign2GptExporter(Exporter):
         found += [
             f"pseudo-glosses come from prep's {meta['pipelines'].get(lang, lang)}, not spaCy's "
             "de_core_news_lg / zh_core_web_sm (pseudo_gloss_de.py:12, pseudo_gloss_zn.py:13)",
-            f"dict_lem_to_id is prep's train-only vocabulary ({len(ids)} classes, ids in sorted "
-            "order), where Sign2GPT's covers train+dev+test in set order (pseudo_gloss_de.py:20,68): "
+            f"dict_lem_to_id is prep's vocabulary over {'+'.join(meta.get('vocabulary_splits', ['train']))} "
+            f"({len(ids)} classes, ids in sorted order), where Sign2GPT's covers train+dev+test in "
+            "set order (pseudo_gloss_de.py:20,68): "
             f"{len(outside)} pseudo-gloss occurrences ({len(set(outside))} distinct) outside it are "
             "left out of dict_sentence, so they are never targets",
             f"prep's prototypes.npy is not exported: Sign2GPT builds its own from fastText "
@@ -260,7 +262,8 @@ class Sign2GptExporter(Exporter):
         ]
         if meta.get("max_gloss_share") is not None:
             found.append(
-                f"prep's --max-gloss-share {meta['max_gloss_share']} already removed frequent glosses; "
+                f"prep's --max-gloss-share {meta['max_gloss_share']} (by "
+                f"{meta.get('gloss_share_by', 'sentences')}) already removed frequent glosses; "
                 "the dataloader's own count/sentences < 0.4 filter (phoenix_video_dataset.py:91) also applies"
             )
         if self.csl:
@@ -283,9 +286,11 @@ class Sign2GptExporter(Exporter):
             )
         recorded = (self.source.shard_index(self.splits[0]) or {}).get("provenance", {})
         selection = FrameSelection(**recorded.get("frame_selection", {}))
-        line = (
-            "frames are the features stage's stored JPEGs (OpenCV INTER_AREA, quality "
-            f"{recorded.get('options', {}).get('jpeg_quality')}), not PIL bicubic at quality 75 "
+        options = recorded.get("options", {})
+        line = (  # a --frame-geometry keep-aspect frame is the centre square, not the whole frame
+            "frames are the features stage's stored JPEGs (--frame-geometry "
+            f"{options.get('frame_geometry', 'unrecorded: OpenCV INTER_AREA')}, quality "
+            f"{options.get('jpeg_quality')}), not PIL bicubic at quality 75 "
             "(image_lmdb_creator.py:66-68)"
         )
         if selection != FrameSelection():

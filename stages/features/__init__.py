@@ -31,6 +31,7 @@ from pipeline.video import DecodeError, FrameSelection, open_source
 from stages.features.commands import convert_hamer
 from stages.features.dinov2 import Dinov2Encoder
 from stages.features.extract import ExtractedClip, extract_clips
+from stages.features.geometry import check_geometry
 from stages.features.options import FeaturesOptions
 from stages.features.publish import publish_split
 from stages.features.sample import (
@@ -58,7 +59,7 @@ class FeaturesStage(Stage):
     """Per-frame features of every clip, packed with its annotations into WebDataset shards."""
 
     name = "features"
-    version = 2  # 2: frame_times in every sample's json
+    version = 3  # 3: recipe options (frame geometry, HaMeR conventions); 2: frame_times in every sample's json
     options_class = FeaturesOptions
     requires = ("manifest",)
     collects_exports = True  # after every stage whose columns ride along in the shards
@@ -79,6 +80,7 @@ class FeaturesStage(Stage):
         ):
             if value < 1:
                 raise PrepError(f"--{name} must be at least 1, got {value}")
+        check_geometry(options.frame_geometry)
         self.max_shard_bytes = parse_size(options.shard_size)
         self.device = resolve_device(options.device)
         torch_dtype(options.precision, self.device)  # validates the choice early
@@ -88,7 +90,11 @@ class FeaturesStage(Stage):
         o = self.options
         if name == "dinov2":
             return Dinov2Encoder(
-                o.dinov2, pooling=o.dinov2_pooling, device=self.device, precision=o.precision
+                o.dinov2,
+                pooling=o.dinov2_pooling,
+                device=self.device,
+                precision=o.precision,
+                geometry=o.frame_geometry,
             )
         if name == "pose":
             from stages.pose.encoder import pose_encoder
@@ -120,6 +126,9 @@ class FeaturesStage(Stage):
             device=self.device,
             precision=o.precision,
             tokens=o.hamer_tokens,
+            left_hands=o.hamer_left_hands,
+            missing_hand=o.hamer_missing_hand,
+            blur=o.hamer_blur,
         )
 
     def options_dict(self) -> dict[str, Any]:
@@ -153,7 +162,9 @@ class FeaturesStage(Stage):
             encoder.load()
         provenance = self._provenance(context)
         frame_hook = (
-            FrameJpegs(self.options.frame_size, self.options.jpeg_quality)
+            FrameJpegs(
+                self.options.frame_size, self.options.jpeg_quality, self.options.frame_geometry
+            )
             if self.options.with_frames
             else None
         )
@@ -228,6 +239,7 @@ class FeaturesStage(Stage):
             described["frame_*.jpg"] = {
                 "count": len(clip.extras),
                 "size": [self.options.frame_size] * 2,
+                "frame_geometry": self.options.frame_geometry,
             }
         indices = selection.indices(row["num_frames"])
         times = self._frame_times.pop(row["id"])
@@ -235,7 +247,7 @@ class FeaturesStage(Stage):
         return fields
 
     def _provenance(self, context: FeaturesContext) -> dict[str, Any]:
-        return {
+        provenance = {
             "prep_version": __version__,
             "stages": {**context.annotation_versions, self.name: self.version},
             "frame_selection": context.selection.as_dict(),
@@ -244,6 +256,9 @@ class FeaturesStage(Stage):
                 k: v for k, v in self.options_dict().items() if k not in self.runtime_options()
             },
         }
+        if self.recipe_record() is not None:
+            provenance["recipe"] = self.recipe_record()
+        return provenance
 
     # -- finalize -------------------------------------------------------------------------
     def finalize(self, units: list[WorkUnit], context: FeaturesContext) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """DINOv2 adapter: frames in, one vector per frame out, through transformers' ``Dinov2Model``.
 
-Preprocessing follows Sign2GPT/BeyondGloss (and DINOv2's own image processor): resize the
-shorter side to 256 (bicubic, antialiased), centre-crop 224, scale to [0, 1], ImageNet
-mean/std. It runs on batched tensors: in the decode threads on CPU, on the device on GPU.
+Preprocessing follows ``--frame-geometry`` (:mod:`stages.features.geometry`). ``keep-aspect``,
+DINOv2's own image processor: resize the shorter side to 256 (bicubic, antialiased), centre-crop
+224, scale to [0, 1], ImageNet mean/std, on batched tensors: in the decode threads on CPU, on
+the device on GPU. ``squash-crop`` (BeyondGloss) and ``squash-twice`` (Sign2GPT) resize with the
+papers' own libraries (Pillow, OpenCV) in the decode threads, whatever the device, and only
+the normalisation of the 224² uint8 pixels runs on the device.
 """
 
 from __future__ import annotations
@@ -12,9 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.devices import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalise, torch_dtype
+from pipeline.devices import imagenet_normalise, torch_dtype
 from pipeline.errors import PrepError
 from pipeline.models import locate_model
+from stages.features.geometry import (
+    KEEP_ASPECT,
+    centre_crop,
+    check_geometry,
+    describe,
+    normalise_squashed,
+    resize_shorter,
+    squashed_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +47,7 @@ class Dinov2Encoder:
         precision: str = "auto",
         resize: int = 256,
         crop: int = 224,
+        geometry: str = KEEP_ASPECT,
     ) -> None:
         if pooling not in POOLINGS:
             raise PrepError(
@@ -45,6 +58,7 @@ class Dinov2Encoder:
         self.location = locate_model(reference, "DINOv2 model", "--dinov2")
         self.pooling, self.device, self.precision = pooling, device, precision
         self.resize, self.crop = resize, crop
+        self.geometry = check_geometry(geometry)
         self.model = None
 
     def __getstate__(self) -> dict:
@@ -93,15 +107,24 @@ class Dinov2Encoder:
         """Decode-thread side: the full preprocessing on CPU; on GPU only a pinned uint8 tensor."""
         import torch
 
+        if self.geometry != KEEP_ASPECT:  # Pillow/OpenCV on the CPU: the papers' own pixels
+            frames = squashed_input(frames, self.geometry, self.resize, self.crop)
         tensor = torch.from_numpy(np.ascontiguousarray(frames))
         if self.device.startswith("cuda"):
             return tensor.pin_memory()
-        return preprocess(tensor, self.resize, self.crop)
+        return self._finish(tensor)
 
     def device_prepare(self, prepared):
         if self.device.startswith("cuda"):
-            return preprocess(prepared.to(self.device, non_blocking=True), self.resize, self.crop)
+            return self._finish(prepared.to(self.device, non_blocking=True))
         return prepared
+
+    def _finish(self, tensor):
+        """What is left on the device: the whole preprocessing for ``keep-aspect``, only the
+        normalisation of already resized pixels for the squashing geometries."""
+        if self.geometry == KEEP_ASPECT:
+            return preprocess(tensor, self.resize, self.crop)
+        return normalise_squashed(tensor, self.geometry)
 
     @property
     def fields(self) -> dict[str, tuple[int, ...]]:
@@ -131,14 +154,7 @@ class Dinov2Encoder:
             "pooling": self.pooling,
             "dtype": dtype,
             "device_kind": self.device.split(":")[0],
-            "preprocessing": {
-                "resize_shorter": self.resize,
-                "center_crop": self.crop,
-                "interpolation": "bicubic",
-                "antialias": True,
-                "mean": IMAGENET_MEAN,
-                "std": IMAGENET_STD,
-            },
+            "preprocessing": describe(self.geometry, self.resize, self.crop),
         }
 
 
@@ -162,15 +178,5 @@ def preprocess(frames, resize: int, crop: int):
 
 
 def _preprocess(frames, resize: int, crop: int):
-    from torch.nn import functional as F
-
-    images = frames.permute(0, 3, 1, 2).float()
-    height, width = images.shape[-2:]
-    short, long = min(height, width), max(height, width)
-    scaled_long = int(resize * long / short)  # as torchvision and the HF image processor round
-    size = (resize, scaled_long) if height <= width else (scaled_long, resize)
-    images = F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False)
-    top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
-    return imagenet_normalise(
-        images[:, :, top : top + crop, left : left + crop].clamp_(0, 255) / 255.0
-    )
+    images = resize_shorter(frames.permute(0, 3, 1, 2).float(), resize)
+    return imagenet_normalise(centre_crop(images, crop).clamp_(0, 255) / 255.0)

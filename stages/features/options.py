@@ -8,6 +8,10 @@ from pipeline.devices import DEVICE_HELP, PRECISION_HELP
 from pipeline.errors import PrepError
 from pipeline.stage import option
 from stages.hands.options import (
+    HAMER_BLUR_FLAG,
+    HAMER_BLUR_HELP,
+    HAMER_LEFT_HANDS_HELP,
+    HAMER_MISSING_HAND_HELP,
     HAND_CONFIDENCE_HELP,
     KEYPOINTS_HELP,
     MIRRORED_FLAG,
@@ -42,12 +46,22 @@ class FeaturesOptions:
     )
     frame_size: int = option(256, "Side of the stored square frames.")
     jpeg_quality: int = option(90, "JPEG quality of stored frames.")
+    frame_geometry: str = option(
+        "keep-aspect",
+        "What DINOv2 and the stored frames see of each frame: keep-aspect (shorter side to "
+        "256, centre 224), squash-crop (BeyondGloss: whole frame to 256x256 by Pillow bicubic, "
+        "centre 224) or squash-twice (Sign2GPT: 256x256 by Pillow, a JPEG at quality 75, "
+        "then 224x224 by OpenCV linear; no crop).",
+    )
     hamer: str | None = option(
         None, "HaMeR checkpoint (hamer.ckpt or a converted .safetensors) for --features hamer."
     )
     hamer_config: str | None = option(
         None, "JSON of HaMeR architecture sizes, for checkpoints other than the released one."
     )
+    hamer_left_hands: str = option("unmirrored", HAMER_LEFT_HANDS_HELP)
+    hamer_missing_hand: str = option("zeros", HAMER_MISSING_HAND_HELP)
+    hamer_blur: bool = option(False, HAMER_BLUR_HELP, flag=HAMER_BLUR_FLAG)
     hand_confidence: float = option(0.5, HAND_CONFIDENCE_HELP)
     pose_fallback: bool = option(True, POSE_FALLBACK_HELP, flag=POSE_FALLBACK_FLAG)
     hands_mirrored: bool = option(False, MIRRORED_HELP, flag=MIRRORED_FLAG)

@@ -16,6 +16,7 @@ import numpy as np
 from pipeline import manifest as m
 from pipeline import registry
 from pipeline.layout import Layout
+from stages.features.geometry import KEEP_ASPECT, stored_frame
 
 
 def annotated_rows(layout: Layout, split: str) -> tuple[list[dict], dict[str, int]]:
@@ -79,15 +80,18 @@ def annotation_arrays(row: dict) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class FrameJpegs:
-    """Decode-thread hook for ``--with-frames``: each frame resized to ``size``² and JPEG-encoded."""
+    """Decode-thread hook for ``--with-frames``: each frame brought to ``size``² as ``geometry``
+    stores it (:func:`stages.features.geometry.stored_frame`: the same geometry as
+    ``dinov2.npy``) and JPEG-encoded."""
 
     size: int = 256
     quality: int = 90
+    geometry: str = KEEP_ASPECT
 
     def __call__(self, frames: np.ndarray, info: Any = None) -> list[bytes]:
         encoded = []
         for frame in frames:
-            small = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
+            small = stored_frame(frame, self.geometry, self.size)
             ok, data = cv2.imencode(
                 ".jpg",
                 cv2.cvtColor(small, cv2.COLOR_RGB2BGR),

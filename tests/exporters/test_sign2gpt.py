@@ -232,7 +232,7 @@ def test_phoenix_frame_folders_read_back_as_sign2gpt_reads_them(prepared_phoenix
     readme = (target / "EXPORT.md").read_text()
     assert f"post_params['num_classes'] = {len(words['dict_lem_to_id'])}" in readme
     assert "emb_lang = 'de'" in readme and "decoded from the corpus's own files" in readme
-    assert "train-only vocabulary" in readme and "prototypes.npy is not exported" in readme
+    assert "vocabulary over train (" in readme and "prototypes.npy is not exported" in readme
 
 
 def tree(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
@@ -344,7 +344,10 @@ def test_video_corpora_without_their_files_export_the_stored_frames(stored_frame
             assert frames.shape[1:] == (256, 256, 3) and ids == targets[sentence]
             with lmdb.open(str(videos / name), readonly=True, lock=False).begin() as txn:
                 assert [txn.get(f"{i}".encode()) for i in range(len(stored[name]))] == stored[name]
-    assert "stored JPEGs (OpenCV INTER_AREA, quality 90)" in (target / "EXPORT.md").read_text()
+    assert (
+        "stored JPEGs (--frame-geometry keep-aspect, quality 90)"
+        in (target / "EXPORT.md").read_text()
+    )
 
 
 def test_stored_frames_of_another_size_are_refused_in_one_line(stored_frames_runs, tmp_path):

@@ -117,7 +117,7 @@ def test_pseudo_glosses_ride_along_when_that_stage_ran(phoenix_root, tmp_path, t
         for m in meta
     )
     assert any(i >= 0 for m in meta for i in m["pseudo_gloss_ids"])
-    assert meta[0]["provenance"]["stages"]["pseudo-gloss"] == 2
+    assert meta[0]["provenance"]["stages"]["pseudo-gloss"] == 3
 
 
 def test_frame_selection_sets_the_array_length(phoenix_root, tmp_path, tiny_dinov2):
@@ -171,7 +171,11 @@ def test_h264_clip_with_frames(tmp_path, tiny_dinov2, hand_clip):
     assert frames == [f"frame_{i:05d}.jpg" for i in range(58)]
     image = cv2.imdecode(np.frombuffer(fields[frames[20]], np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (64, 64, 3)
-    assert json.loads(fields["json"])["fields"]["frame_*.jpg"] == {"count": 58, "size": [64, 64]}
+    assert json.loads(fields["json"])["fields"]["frame_*.jpg"] == {
+        "count": 58,
+        "size": [64, 64],
+        "frame_geometry": "keep-aspect",
+    }
 
 
 def test_reruns_are_byte_identical_whatever_the_parallelism(phoenix_root, tmp_path, tiny_dinov2):
