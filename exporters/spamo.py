@@ -147,11 +147,14 @@ class SpamoExporter(Exporter):
                     f"spamo: the {split} shards hold no {', '.join(missing)} field (they hold "
                     f"{', '.join(sorted(held))}); run features with --features including it"
                 )
+            first = next(self.source.samples(split), None)
+            described = first.meta.get("fields", {}) if first else {}
             for field in self.fields:
-                if any(not s.get("shape_tail") for s in self._stats(split, field)):
+                per_clip = described.get(f"{field}.npy", {}).get("per_clip")
+                if per_clip or any(not s.get("shape_tail") for s in self._stats(split, field)):
                     raise PrepError(
                         f"spamo reads one feature row per frame (dataset/p14t.py:95-99) and "
-                        f"{field} is one vector per clip: choose a per-frame field, e.g. dinov2"
+                        f"{field} is per clip, not per frame: choose a per-frame field, e.g. dinov2"
                     )
 
     @cached_property

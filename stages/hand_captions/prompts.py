@@ -3,12 +3,14 @@
 ``--prompt`` and ``--refine-prompt`` take a file path or the text itself; the default is
 BeyondGloss's prompt, character for character: ``PRE_QUERY_PROMPT + DEFAULT_QUERY`` of
 elsobhano/BeyondGloss ``sign_video_descriptor/describe_segments.py`` (l.33-44, joined with no
-space at l.157: "...emotions shown.Describe only...").
+space at l.157: "...emotions shown.Describe only..."). ``--refine-prompt`` also takes a preset
+name (:data:`REFINE_PRESETS`): ``beyondgloss`` is that repository's refinement request.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PrepError
@@ -28,6 +30,50 @@ DEFAULT_REFINE_PROMPT = (
 )
 
 
+# elsobhano/BeyondGloss (11eed23) sign_video_descriptor/refine.py l.24-36, character for
+# character (a triple-quoted string: every line ends in a newline, the last one too); l.44 fills
+# ``{paragraph}`` with ``str.format`` and l.43 sends BEYONDGLOSS_REFINE_SYSTEM before it.
+BEYONDGLOSS_REFINE_PROMPT = (
+    "The following paragraph is the description of consecutive parts of a video.\n"
+    "Relevant information are hands movements, handshapes, hands states, body movements, body "
+    "parts and gestures.\n"
+    "Anything else is irrelevant like people, backgrounds, colours and facial expression.\n"
+    "Please remove any irrelevant information from the paragraph and give us the refined output "
+    "in just one sentence.\n"
+    'Do not put such phrases like "suggesting a different sign language gesture","sign language" '
+    "or anything else without a direct relation with state of hands.\n"
+    "Do not add something based on your conclusion, just stick to the paragraph.\n"
+    "Do not change the temporal order of our favourite information.\n"
+    "Do not start your sentence with any information about person in the video.\n"
+    "Avoid paraphrasing as much as it is possible.\n"
+    'Do not add anything to your response like: "OUTPUT: ".\n'
+    "\n"
+    'Paragraph: "{paragraph}"\n'
+)
+BEYONDGLOSS_REFINE_SYSTEM = "You are a helpful assistant."  # refine.py l.43
+PLACEHOLDERS = ("{captions}", "{paragraph}")  # where the joined description goes
+
+
+@dataclass(frozen=True)
+class RefinePrompt:
+    """A refinement request template and the system message sent before it (None: none)."""
+
+    template: str
+    system: str | None = None
+
+
+REFINE_PRESETS = {
+    "beyondgloss": RefinePrompt(BEYONDGLOSS_REFINE_PROMPT, BEYONDGLOSS_REFINE_SYSTEM),
+}
+
+
+def resolve_refine_prompt(value: str | None) -> RefinePrompt:
+    """A preset by name (kept exactly, trailing newline included), else as :func:`resolve_prompt`."""
+    if value is not None and value.strip().lower() in REFINE_PRESETS:
+        return REFINE_PRESETS[value.strip().lower()]
+    return RefinePrompt(resolve_prompt(value, DEFAULT_REFINE_PROMPT, "--refine-prompt"))
+
+
 def resolve_prompt(value: str | None, default: str, flag: str) -> str:
     """``None`` -> the default; an existing file -> its text; anything else is the prompt itself."""
     if value is None:
@@ -44,9 +90,12 @@ def resolve_prompt(value: str | None, default: str, flag: str) -> str:
 
 
 def refine_request(template: str, joined_captions: str) -> str:
-    """The refinement prompt with the joined captions in place of ``{captions}`` (or appended)."""
-    if "{captions}" in template:
-        return template.replace("{captions}", joined_captions)
+    """The refinement prompt with the joined captions in place of ``{captions}`` or
+    ``{paragraph}`` (BeyondGloss's name), or appended after a blank line. Plain replacement, not
+    ``str.format``: a user's prompt may hold other braces."""
+    for marker in PLACEHOLDERS:
+        if marker in template:
+            return template.replace(marker, joined_captions)
     return f"{template}\n\n{joined_captions}"
 
 

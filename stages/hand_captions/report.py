@@ -59,6 +59,7 @@ def captions_section(outputs: RunOutputs, frames: FrameReader, clips: int) -> Se
         rows,
         text_columns=(0, 7),
     )
+    body += truncation(outputs)
     body += figure(
         plots.histogram(
             words, "words per chunk caption", "Caption length per split", bins=25, ylabel="chunks"
@@ -86,6 +87,52 @@ def _models(summary: dict, recorded: dict) -> str:
     if encoder:
         found.append(f"text encoder {encoder.get('model')} {encoder.get('revision', '')}")
     return f"<p>Captioner: {esc('; '.join(found) or '–')}.</p>"
+
+
+def truncation(outputs: RunOutputs) -> str:
+    """What the text encoder cut, per split: a description longer than the encoder takes is
+    embedded from its beginning only, so its end never reaches training; said here, not hidden."""
+    encoder = outputs.provenance(STAGE).get("text_encoder") or {}
+    if not encoder:
+        return "<p>Caption embeddings: none (--text-encoder none).</p>"
+    limit = encoder.get("max_tokens")
+    rows = []
+    for split in outputs.splits(STAGE):
+        samples = [r for r in outputs.table(STAGE, split) if r.get("caption_tokens") is not None]
+        chunks = [c for c in outputs.table(STAGE, split, CHUNKS) if c.get("embedded_tokens")]
+        cut = [r["caption_tokens_cut"] for r in samples]
+        tokens = [r["caption_tokens"] for r in samples]
+        rows.append(
+            [
+                split,
+                len(samples),
+                float(np.percentile(tokens, 95)) if tokens else None,
+                max(tokens, default=None),
+                sum(1 for n in cut if n > 0),
+                sum(cut),
+                max(cut, default=None),
+                sum(1 for c in chunks if c["embedded_tokens_cut"] > 0),
+            ]
+        )
+    head = (
+        f"<h3>Embedding truncation</h3><p>Text encoder {esc(str(encoder.get('model')))} takes "
+        f"{esc(str(limit))} tokens; tokens past that are cut from the end of a text before it "
+        "is embedded (whole descriptions in caption_emb, each chunk caption in "
+        "caption_chunks_emb).</p>"
+    )
+    return head + table(
+        [
+            "split",
+            "clips embedded",
+            "tokens p95",
+            "tokens max",
+            "descriptions cut",
+            "tokens cut",
+            "most cut from one",
+            "chunk captions cut",
+        ],
+        rows,
+    )
 
 
 def timeline_clips(outputs: RunOutputs, count: int) -> list[tuple[str, str]]:

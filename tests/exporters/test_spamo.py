@@ -246,7 +246,11 @@ def test_exports_are_byte_identical_and_refuse_a_foreign_folder(prepared_phoenix
 
 @pytest.mark.parametrize(
     ("fields", "said"),
-    [("hamer", "hold no hamer field"), ("caption_emb", "caption_emb is one vector per clip")],
+    [
+        ("hamer", "hold no hamer field"),
+        ("caption_emb", "caption_emb is per clip, not per frame"),
+        ("caption_chunks_emb", "caption_chunks_emb is per clip, not per frame"),
+    ],
 )
 def test_unusable_fields_are_refused_in_one_line(prepared_phoenix, tmp_path, fields, said):
     target = tmp_path / "refused"

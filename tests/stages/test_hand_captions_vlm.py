@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from pipeline.journal import UnitJournal
 from stages.hand_captions.grid import grid_image, pick_frames
@@ -75,10 +76,15 @@ def test_grid_tiles_frames_in_reading_order_between_white_separators():
     assert (grid[0:30, 90:130] == 10).all()  # frame 1: first row, second column
     assert (grid[80:110, 0:40] == 30).all()  # frame 3: second row, first column
     assert (grid[30:80] == 255).all() and (grid[160:190] == 255).all()  # separator, empty last row
-    big = grid_image(np.zeros((16, 720, 540, 3), np.uint8))
-    assert (
-        max(big.shape[:2]) == 1920 and big.shape[0] > big.shape[1]
-    )  # 4 x 4 of portrait frames, downscaled
+    tiles = np.random.default_rng(0).integers(0, 256, (16, 720, 540, 3), dtype=np.uint8)
+    big = grid_image(tiles)  # 4 x 4 portrait frames: 2310 x 3030, downscaled as BeyondGloss does
+    assert big.shape == (1920, int(2310 * 1920 / 3030), 3)
+    full = np.full((3030, 2310, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        top, left = (i // 4) * 770, (i % 4) * 590
+        full[top : top + 720, left : left + 540] = tile
+    reference = Image.fromarray(full).resize((big.shape[1], 1920), Image.BILINEAR)
+    assert np.array_equal(big, np.asarray(reference))
 
 
 def test_frames_picked_evenly_inside_a_chunk():
