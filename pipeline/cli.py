@@ -11,14 +11,17 @@ from typing import Any, Optional
 import typer
 
 import manifests
+import recipes
 from pipeline import registry
 from pipeline.cli_options import with_stage_options
-from pipeline.config import load_config_file, merge_options
+from pipeline.config import merge_options
 from pipeline.errors import DEBUG, PrepError, handled_errors, stop_on_sigterm
 from pipeline.execution import all_defaults, build_run_config, build_stage, execute, run_all
 from pipeline.export_commands import export_command, list_exports
 from pipeline.layout import Layout
 from pipeline.native_logs import filter_native_stderr, unfilter_native_stderr
+from pipeline.recipes import doctor_checks as recipe_checks
+from pipeline.recipes import list_recipes, merged_options, require_needs
 
 app = typer.Typer(
     add_completion=False,
@@ -43,6 +46,10 @@ def global_options(
 
 
 RUNNER = "Runner"
+RECIPE_HELP = (
+    f"A paper's settings: {', '.join(recipes.available())} (see `prep recipes`); "
+    "--config and flags win, and outputs record every key that differs."
+)
 
 
 @app.command()
@@ -62,6 +69,7 @@ def run(
     config: Optional[Path] = typer.Option(
         None, help="TOML/YAML/JSON file with the same keys; flags win."
     ),
+    recipe: Optional[str] = typer.Option(None, help=RECIPE_HELP),
     rank: Optional[int] = typer.Option(
         None,
         help="This process's rank (default: RANK or SLURM_ARRAY_TASK_ID, else 0).",
@@ -112,12 +120,15 @@ def run(
         "quiet": quiet,
         "retries": retries,
         "max_quarantine_share": max_quarantine_share,
+        "recipe": recipe,
         **stage_options,
     }
     with handled_errors():
-        options = merge_options(flags, load_config_file(config) if config else {}, all_defaults())
+        options = merged_options(flags, config, all_defaults())
         run_config = build_run_config(options)
-        run_all(registry.resolve(options["stage"]), options, run_config)
+        names = registry.resolve(options["stage"])
+        require_needs(options, names)
+        run_all(names, options, run_config)
 
 
 @app.command()
@@ -259,6 +270,7 @@ def doctor(
     config: Optional[Path] = typer.Option(
         None, help="TOML/YAML/JSON file with the keys of `prep run`; flags win."
     ),
+    recipe: Optional[str] = typer.Option(None, help=RECIPE_HELP),
     stage: Optional[str] = typer.Option(
         None, help=f"Stage to check: {', '.join(registry.names())} or all (default)."
     ),
@@ -275,11 +287,11 @@ def doctor(
     Loads no model and downloads nothing."""
     from pipeline.doctor import format_checks, format_problems, run_checks
 
-    flags = {"stage": stage, "dataset": dataset, "root": root, **stage_options}
+    flags = {"stage": stage, "dataset": dataset, "root": root, "recipe": recipe, **stage_options}
     with handled_errors():
-        options = merge_options(flags, load_config_file(config) if config else {}, all_defaults())
+        options = merged_options(flags, config, all_defaults())
         names = registry.resolve(options["stage"] or "all")
-        checks = run_checks(options, names)
+        checks = recipe_checks(options, names) + run_checks(options, names)
     typer.echo(format_checks(checks, names))
     missing = format_problems(checks)
     for line in missing:
@@ -297,6 +309,7 @@ def plan(
     config: Optional[Path] = typer.Option(
         None, help="TOML/YAML/JSON file with the keys of `prep run`; flags win."
     ),
+    recipe: Optional[str] = typer.Option(None, help=RECIPE_HELP),
     stage: Optional[str] = typer.Option(
         None, help=f"Stage to estimate: {', '.join(registry.names())} or all (default)."
     ),
@@ -310,15 +323,16 @@ def plan(
     the rate of a short pilot run of the real stages on this machine; writes <out>/plan.json."""
     from pipeline import plan as planning
 
-    flags = {"out": out, "stage": stage, **stage_options}
+    flags = {"out": out, "stage": stage, "recipe": recipe, **stage_options}
     with handled_errors():
-        options = merge_options(flags, load_config_file(config) if config else {}, all_defaults())
+        options = merged_options(flags, config, all_defaults())
         if options["out"] is None:
             raise PrepError("--out is required (as a flag or in --config)")
         if devices < 1:
             raise PrepError(f"--devices must be at least 1, got {devices}")
         target = Path(options["out"]).expanduser().resolve()
         names = registry.resolve(options["stage"] or "all")
+        require_needs(options, names)
         estimates = planning.plan(
             target, names, lambda name, run: build_stage(name, options, run), pilot_clips
         )
@@ -329,6 +343,7 @@ def plan(
 
 app.command("export")(export_command)
 app.command("exports")(list_exports)
+app.command("recipes")(list_recipes)
 
 
 def add_stage_commands() -> None:

@@ -47,6 +47,7 @@ class RunConfig:
     quiet: bool = False
     retries: int = 1
     max_quarantine_share: float = 0.2  # a split quarantined beyond this fails the run
+    recipe: Any = None  # pipeline.recipes.AppliedRecipe of a --recipe run
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

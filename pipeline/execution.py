@@ -63,6 +63,7 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         quiet=bool(options["quiet"]),
         retries=int(options["retries"]),
         max_quarantine_share=float(options["max_quarantine_share"]),
+        recipe=options.get("recipe"),
     )
 
 

@@ -254,4 +254,5 @@ def run_record(stage: Stage, chash: str) -> dict[str, Any]:
         "dataset": run.dataset,
         "root": str(run.root),
         "world_size": run.world_size,
+        "recipe": stage.recipe_record(),
     }

@@ -137,7 +137,17 @@ class Stage(ABC):
         runtime = self.runtime_options()
         options = {k: v for k, v in self.options_dict().items() if k not in runtime}
         identity = {"stage": self.name, "version": self.version, "options": options}
+        recipe = self.recipe_record()
+        if recipe is not None:  # outputs name the recipe, so a recipe run is its own config
+            identity["recipe"] = recipe
         return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
+
+    def recipe_record(self) -> dict[str, Any] | None:
+        """The recipe this run follows and this stage's keys that depart from it (or None)."""
+        applied = self.run_config.recipe
+        if applied is None:
+            return None
+        return applied.record({f.name for f in dataclasses.fields(self.options_class)})
 
     def unit_journal(self, unit: WorkUnit) -> UnitJournal:
         """The journal of a unit in progress; one made with other settings or inputs is ignored."""

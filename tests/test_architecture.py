@@ -13,7 +13,7 @@ from pipeline import registry
 from tests.conftest import REPO
 
 MAX_LINES = 400
-PACKAGES = ("pipeline", "stages", "exporters")
+PACKAGES = ("pipeline", "stages", "exporters", "recipes")
 
 
 def modules(package: str) -> dict[str, Path]:

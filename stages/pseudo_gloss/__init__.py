@@ -1,10 +1,10 @@
 """Stage ``pseudo-gloss`` (Sign2GPT): words of the translation kept by universal POS, German
-lemmatised and lower-cased, Chinese segmented; a train-only vocabulary; fastText prototypes.
+lemmatised and lower-cased, Chinese segmented; a vocabulary (train only by default); fastText prototypes.
 
 Outputs under ``<out>/pseudo-gloss/``: ``<split>.parquet`` (:data:`SCHEMA`), ``vocab.json``,
 ``prototypes.npy`` (float32 ``[V+1, 300]``, row 0 the blank), ``quarantine.parquet``,
 ``summary.json``. Ids in ``pseudo_gloss_ids`` follow ``vocab.json``; -1 marks a gloss outside
-the vocabulary (unseen in train, or dropped by the frequency filter).
+the vocabulary (unseen in its splits, or dropped by the frequency filter).
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from stages.pseudo_gloss.prototypes import prototypes_from_corpus, prototypes_fr
 from stages.pseudo_gloss.tagsets import KEPT_UPOS
 from stages.pseudo_gloss.vocabulary import (
     PROTOTYPES_FILE,
+    SHARE_BY,
     VOCAB_FILE,
     build_vocabulary,
     oov_rate,
 )
 
 UNSUPPORTED_LANGUAGE = "unsupported_language"
+VOCABULARY_SPLITS = ("train", "all")
 STRINGS = pa.list_(pa.string())
 SCHEMA = pa.schema(
     [
@@ -69,7 +71,16 @@ class PseudoGlossOptions:
     )
     max_gloss_share: float | None = option(
         None,
-        "Drop pseudo-glosses found in at least this share of unique training sentences (Sign2GPT: 0.4; default: off).",
+        "Drop pseudo-glosses whose share (see --gloss-share-by) reaches this (Sign2GPT: 0.4; default: off).",
+    )
+    gloss_share_by: str = option(
+        "sentences",
+        "How --max-gloss-share counts: sentences (share of unique sentences containing the gloss) "
+        "or occurrences (Sign2GPT: all occurrences over unique sentences).",
+    )
+    vocabulary_splits: str = option(
+        "train",
+        "Splits the vocabulary and its filter count: train, or all (Sign2GPT: train, dev and test).",
     )
     nlp_batch_size: int = option(256, "Sentences per nlp.pipe batch.")
 
@@ -91,7 +102,7 @@ class PseudoGlossStage(TableStage):
     """Sign2GPT's pseudo-glosses of every translation, a train vocabulary and prototypes."""
 
     name = "pseudo-gloss"
-    version = 2  # 2: UD conventions on top of HanTa and jieba (german_rules, tagsets)
+    version = 3  # 3: gold-treebank quality work, Sign2GPT's gloss filter; 2: UD conventions on top of HanTa and jieba (german_rules, tagsets)
     options_class = PseudoGlossOptions
     schema = SCHEMA
     requires = ("manifest",)
@@ -106,6 +117,14 @@ class PseudoGlossStage(TableStage):
         share = options.max_gloss_share
         if share is not None and not 0 < share <= 1:
             raise PrepError(f"--max-gloss-share must be in (0, 1], got {share}")
+        if options.gloss_share_by not in SHARE_BY:
+            raise PrepError(
+                f"--gloss-share-by takes {' or '.join(SHARE_BY)}, got {options.gloss_share_by!r}"
+            )
+        if options.vocabulary_splits not in VOCABULARY_SPLITS:
+            raise PrepError(
+                f"--vocabulary-splits takes {' or '.join(VOCABULARY_SPLITS)}, got {options.vocabulary_splits!r}"
+            )
         self._pipelines: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:
@@ -168,13 +187,16 @@ class PseudoGlossStage(TableStage):
         }
 
     def merge(self, merged: MergedTables, context: None) -> MergeResult:
-        """The train vocabulary (ids into every split's rows), vocab.json and prototypes.npy."""
-        train = merged.rows.get("train", [])
+        """The vocabulary (ids into every split's rows), vocab.json and prototypes.npy."""
+        splits = merged.splits if self.options.vocabulary_splits == "all" else ["train"]
+        source = [row for split in splits for row in merged.rows.get(split, [])]
         vocabulary = build_vocabulary(
-            ((r["translation"], r["pseudo_glosses"]) for r in train), self.options.max_gloss_share
+            ((r["translation"], r["pseudo_glosses"]) for r in source),
+            self.options.max_gloss_share,
+            self.options.gloss_share_by,
         )
-        prototypes = self._prototypes(train, vocabulary.glosses)
-        meta = self._provenance(vocabulary, prototypes.source)
+        prototypes = self._prototypes(source, vocabulary.glosses)
+        meta = self._provenance(vocabulary, prototypes.source, splits)
         figures = {}
         for split in merged.splits:
             rows = merged.rows[split]
@@ -202,12 +224,12 @@ class PseudoGlossStage(TableStage):
         }
         return MergeResult(meta, figures, summary)
 
-    def _prototypes(self, train: list[dict], glosses: tuple[str, ...]):
+    def _prototypes(self, rows: list[dict], glosses: tuple[str, ...]):
         if self.options.fasttext:
             return prototypes_from_user_vectors(Path(self.options.fasttext), glosses)
-        return prototypes_from_corpus([r["lemmas"] for r in train], glosses)
+        return prototypes_from_corpus([r["lemmas"] for r in rows], glosses)
 
-    def _provenance(self, vocabulary, prototype_source: str) -> dict[str, Any]:
+    def _provenance(self, vocabulary, prototype_source: str, splits: list[str]) -> dict[str, Any]:
         meta = self.provenance()
         meta.update(
             {
@@ -217,7 +239,9 @@ class PseudoGlossStage(TableStage):
                 },
                 "kept_upos": sorted(KEPT_UPOS),
                 "max_gloss_share": self.options.max_gloss_share,
-                "train_unique_sentences": vocabulary.unique_sentences,
+                "gloss_share_by": self.options.gloss_share_by,
+                "vocabulary_splits": list(splits),
+                "unique_sentences": vocabulary.unique_sentences,
                 "prototype_source": prototype_source,
             }
         )

@@ -1,4 +1,5 @@
-"""A vocabulary from the training split only, with ids that never depend on hash seeds or order.
+"""A vocabulary (from the training split, or every split as Sign2GPT builds it), with ids that
+never depend on hash seeds or order.
 
 Ids are assigned in sorted (Unicode code point) order of the pseudo-glosses, starting at 1;
 id 0 is the blank class (its prototype is the zero vector).
@@ -19,8 +20,8 @@ OOV_ID = -1
 @dataclass(frozen=True)
 class Vocabulary:
     glosses: tuple[str, ...]  # sorted; id = position + 1
-    counts: dict[str, int]  # occurrences in training sentences
-    sentence_counts: dict[str, int]  # training sentences containing the gloss
+    counts: dict[str, int]  # occurrences in the vocabulary's rows (duplicate sentences too)
+    sentence_counts: dict[str, int]  # unique sentences containing the gloss
     dropped: tuple[str, ...]  # removed by the frequency filter
     unique_sentences: int
 
@@ -38,24 +39,30 @@ class Vocabulary:
         ]
 
 
+SHARE_BY = ("sentences", "occurrences")
+
+
 def build_vocabulary(
-    train: Iterable[tuple[str, Sequence[str]]], max_sentence_share: float | None
+    rows: Iterable[tuple[str, Sequence[str]]],
+    max_share: float | None,
+    share_by: str = "sentences",
 ) -> Vocabulary:
-    """``train`` yields (translation, pseudo-glosses). With ``max_sentence_share`` (Sign2GPT: 0.4),
-    a gloss found in at least that share of the unique training sentences is dropped."""
+    """``rows`` yields (translation, pseudo-glosses), one per sample. With ``max_share``, a gloss
+    is dropped when its share reaches it: by ``sentences``, the share of unique sentences that
+    contain it; by ``occurrences`` (Sign2GPT), its count over every row, repeats and duplicate
+    sentences included, divided by the number of unique sentences (ryanwongsa/Sign2GPT
+    ``scripts/pseudo_gloss_de.py`` l.56-63 and 80, ``dataloaders/phoenix_video_dataset.py``
+    l.91), which can exceed 1 for a word said twice per sentence."""
     counts: Counter[str] = Counter()
     per_sentence: dict[str, set[str]] = {}
-    for sentence, glosses in train:
+    for sentence, glosses in rows:
         counts.update(glosses)
         per_sentence.setdefault(sentence, set()).update(glosses)
     sentence_counts: Counter[str] = Counter(g for glosses in per_sentence.values() for g in glosses)
     unique = len(per_sentence)
+    numerator = counts if share_by == "occurrences" else sentence_counts
     dropped = sorted(
-        g
-        for g in counts
-        if max_sentence_share is not None
-        and unique
-        and sentence_counts[g] / unique >= max_sentence_share
+        g for g in counts if max_share is not None and unique and numerator[g] / unique >= max_share
     )
     kept = tuple(sorted(set(counts) - set(dropped)))
     return Vocabulary(kept, dict(counts), dict(sentence_counts), tuple(dropped), unique)

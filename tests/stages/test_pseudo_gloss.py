@@ -155,7 +155,7 @@ def test_frequency_filter_and_user_fasttext_vectors(phoenix_all_dev, tmp_path):
     summary = json.loads((filtered / "pseudo-gloss" / "summary.json").read_text())
     vocab = json.loads((filtered / "pseudo-gloss" / "vocab.json").read_text())
     dropped = summary["dropped_by_frequency"]
-    unique = vocab["provenance"]["train_unique_sentences"]
+    unique = vocab["provenance"]["unique_sentences"]
     counts = {}
     for row in rows(out, "train"):
         for g in set(row["pseudo_glosses"]):
