@@ -109,7 +109,7 @@ class PseudoGlossStage(TableStage):
     exports = Export(("pseudo_glosses", "pseudo_gloss_ids"))
     position = 20
     cost_unit = "clip"
-    libraries = ("spacy", "HanTa", "jieba", "fasttext")
+    libraries = ("spacy", "HanTa", "jieba", "jiagu", "fasttext")
     summary_highlights = ("vocabulary_size", "prototypes")
 
     def __init__(self, options: PseudoGlossOptions, run: Any) -> None:

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import spacy
 from spacy.language import Language
+from spacy.symbols import ORTH
 from spacy.tokens import Doc
 
 from pipeline.errors import PrepError
+from stages.pseudo_gloss.chinese_dictionary import jiagu_dictionary, prefix_frequencies
+from stages.pseudo_gloss.chinese_rules import ud_words
 from stages.pseudo_gloss.german_rules import corrected
 from stages.pseudo_gloss.names import OFFLINE_LANGUAGES, pipeline_name  # noqa: F401 (re-exported)
-from stages.pseudo_gloss.tagsets import jieba_to_upos, split_numeral_classifier, stts_to_upos
+from stages.pseudo_gloss.tagsets import NUMERAL_CHARS, stts_to_upos
 
 HANTA_MODEL = "morphmodel_ger.pgz"  # ships inside the HanTa package
 WORD_CACHE = 1 << 17  # distinct (word, tag) analyses kept per process
@@ -45,12 +48,18 @@ class HanTaComponent:
         )
         self.tagger._analyze = functools.lru_cache(maxsize=WORD_CACHE)(self.tagger._analyze)
 
+    def noun_lemma(self, noun: str) -> str:
+        """HanTa's lemma of a capitalised word read as a noun."""
+        return self.tagger.analyze(noun, taglevel=1)[0]
+
     def __call__(self, doc: Doc) -> Doc:
         words = [token.text for token in doc]
         if not words:
             return doc
         tagged = corrected(
-            words, self.tagger.tag_sent(words, taglevel=1, casesensitive=self.casesensitive)
+            words,
+            self.tagger.tag_sent(words, taglevel=1, casesensitive=self.casesensitive),
+            self.noun_lemma,
         )
         for token, (_word, lemma, tag) in zip(doc, tagged):
             token.tag_, token.pos_, token.lemma_ = tag, stts_to_upos(tag), lemma
@@ -58,34 +67,53 @@ class HanTaComponent:
 
 
 class JiebaPosTokenizer:
-    """Segments with ``jieba.posseg`` (one pass gives words and tags that agree) into a spaCy Doc."""
+    """Segments with jieba's max-probability route over Jiagu's dictionary (closer to UD Chinese
+    words than jieba's own, see :mod:`stages.pseudo_gloss.chinese_dictionary`), tags each word
+    with jieba's dictionary tag, and applies UD Chinese conventions, into a spaCy Doc."""
 
     def __init__(self, vocab, cache_dir: Path | None) -> None:
         import jieba
         import jieba.posseg
 
         jieba.setLogLevel(logging.WARNING)
-        tokenizer = jieba.Tokenizer()
+        tagger = jieba.Tokenizer()
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            tokenizer.tmp_dir = str(cache_dir)  # jieba caches its prefix dict; keep it under --out
-        self.segmenter = jieba.posseg.POSTokenizer(tokenizer)
+            tagger.tmp_dir = str(cache_dir)  # jieba caches its prefix dict; keep it under --out
+        self.tagger = jieba.posseg.POSTokenizer(tagger)
+        self.tagger.tokenizer.check_initialized()
+        self.tags = self.tagger.word_tag_tab
+        self.segmenter = jieba.Tokenizer()
+        self.segmenter.FREQ, self.segmenter.total = prefix_frequencies(jiagu_dictionary())
+        self.segmenter.initialized = True
+        self.flag = functools.lru_cache(maxsize=WORD_CACHE)(self._flag)
         self.vocab = vocab
 
+    def known(self, word: str) -> bool:
+        """Whether ``word`` is a word of the segmenter's dictionary."""
+        return bool(self.segmenter.FREQ.get(word))
+
+    def _flag(self, word: str) -> str:
+        """jieba's tag of a word: its dictionary's, else numbers ``m``, Latin ``eng``, else the
+        tag jieba gives the word's last part (Chinese compounds are head-final)."""
+        if word in self.tags:
+            return self.tags[word]
+        if all(ch in NUMERAL_CHARS for ch in word):
+            return "m"
+        if word.isascii() and word.isalnum():
+            return "eng"
+        parts = list(self.tagger.cut(word, HMM=True))
+        return parts[-1].flag if parts else "x"
+
     def __call__(self, text: str) -> Doc:
-        pairs = [
-            part
-            for w, f in self.segmenter.cut(text, HMM=True)
-            if w.strip()
-            for part in split_numeral_classifier(w, f)
-        ]
-        words = [w for w, _ in pairs]
+        pairs = [(w, self.flag(w)) for w in self.segmenter.cut(text, HMM=False) if w.strip()]
+        words = ud_words(pairs, self.known)
         return Doc(
             self.vocab,
-            words=words,
+            words=[w for w, _, _ in words],
             spaces=[False] * len(words),
-            tags=[f for _, f in pairs],
-            pos=[jieba_to_upos(f, w) for w, f in pairs],
+            tags=[f for _, f, _ in words],
+            pos=[u for _, _, u in words],
         )
 
 
@@ -101,6 +129,7 @@ def load_pipeline(language: str, spacy_model: str | None, cache_dir: Path | None
             ) from exc
     if language == "de":
         nlp = spacy.blank("de")
+        _lower_case_abbreviations(nlp)
         nlp.add_pipe("prep_hanta_de")
         return nlp
     if language == "zh":
@@ -108,3 +137,12 @@ def load_pipeline(language: str, spacy_model: str | None, cache_dir: Path | None
         nlp.tokenizer = JiebaPosTokenizer(nlp.vocab, cache_dir)
         return nlp
     raise ValueError(f"no offline pipeline for language {language!r}")
+
+
+def _lower_case_abbreviations(nlp: Language) -> None:
+    """spaCy's German tokenizer keeps ``Dr.`` and ``St.`` whole but cuts their lower-case forms,
+    which is how Phoenix-style (lower-cased) text writes them; keep those whole too."""
+    for orth in sorted(nlp.tokenizer.rules):
+        lower = orth.lower()
+        if orth.endswith(".") and lower != orth and lower not in nlp.tokenizer.rules:
+            nlp.tokenizer.add_special_case(lower, [{ORTH: lower}])

@@ -155,9 +155,11 @@ def stts_to_upos(tag: str) -> str:
     return "X"
 
 
-# closed-class words whose UD Chinese tag is not their jieba flag's: the copula and the passive
-# marker are AUX, adverbs that link clauses SCONJ, demonstratives DET, 等 ("and so on") NOUN,
-# 于 VERB, 将 (object marker) ADP; localizers (jieba "f") are ADP, UD's postpositions
+# closed-class words whose UD Chinese tag is not their jieba flag's: the copulas 是 and 为 and the
+# passive marker are AUX, modal verbs (会, 能, 可以, 要, 应该, ...) AUX, adverbs that link clauses
+# SCONJ, demonstratives and 其他/任何/所有 DET, 等 ("and so on") NOUN, 由 ("by", heading its
+# clause) VERB, 于 and 将 (object marker) ADP; localizers (jieba "f") are ADP, UD's postpositions.
+# 为/于 closing a verb compound (成为, 位于) are VERB: see chinese_rules.
 UD_CHINESE_WORDS = {
     "是": "AUX",
     "被": "AUX",
@@ -175,7 +177,25 @@ UD_CHINESE_WORDS = {
     "各": "DET",
     "每": "DET",
     "等": "NOUN",
-    "于": "VERB",
+    "于": "ADP",
+    "会": "AUX",
+    "能": "AUX",
+    "能够": "AUX",
+    "可": "AUX",
+    "可以": "AUX",
+    "可能": "AUX",
+    "要": "AUX",
+    "应": "AUX",
+    "应该": "AUX",
+    "应当": "AUX",
+    "必须": "AUX",
+    "其他": "DET",
+    "其它": "DET",
+    "任何": "DET",
+    "所有": "DET",
+    "为": "AUX",
+    "由": "VERB",
+    "亦": "SCONJ",
     "将": "ADP",
     "时": "ADP",
 }
@@ -196,7 +216,7 @@ NUMERAL_CHARS = frozenset("0123456789０１２３４５６７８９一二三四�
 
 
 DEMONSTRATIVE_CLASSIFIER = frozenset(
-    {"这个", "那个", "这些", "那些", "这种", "那种", "这位", "那位", "每个", "各个", "这次", "那次"}
+    {"这个", "那个", "这种", "那种", "这位", "那位", "每个", "各个", "这次", "那次"}
 )
 
 
