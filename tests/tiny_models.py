@@ -7,6 +7,7 @@ what one user turn with an image or a video needs. Outputs are random words, not
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 SPECIAL_TOKENS = [
@@ -125,3 +126,40 @@ def write_tiny_text_lm(folder: Path, *, seed: int = 0) -> Path:
     Qwen2ForCausalLM(Qwen2Config(**text_config(tokenizer))).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return Path(folder)
+
+
+MBART_POSITIONS = 32  # the tiny mBART's max_position_embeddings: every caption is longer
+
+
+def write_tiny_mbart(folder: Path) -> Path:
+    """An mBART (``model_type`` ``mbart``, saved as MBartForConditionalGeneration, as
+    mBART-large-50 is) with an MBart50 tokenizer over a unigram vocabulary trained here."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration
+
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>"
+    )
+    unigram.train_from_iterator([WORDS + " The, edge bottom. from to of at"] * 8, trainer)
+    tokenizer = MBart50Tokenizer(vocab=json.loads(unigram.to_str())["model"]["vocab"])
+    config = MBartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=MBART_POSITIONS,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    MBartForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -4,10 +4,12 @@ sentences and on the real hand clip."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections import Counter
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -241,3 +243,78 @@ def test_the_readme_table_shows_every_recipe_value():
         for need in recipes.load_recipe(name).needs:
             if need.option not in ("dinov2", "hamer", "captioner_model", "refine_model"):
                 assert rows["--" + need.option.replace("_", "-")][name].startswith("required")
+
+
+def test_beyondgloss_captions_on_the_real_hand_clip(tmp_path, real_hand_clip):
+    """hand-captions under the BeyondGloss recipe: 16-frame chunks (the short tail folded into
+    the last), captions joined with nothing between them, refined, embedded by an mBART encoder;
+    the flags that shrink the run for a test are recorded as departures from the paper."""
+    from tests.tiny_models import write_tiny_mbart, write_tiny_qwen2vl, write_tiny_text_lm
+
+    annotations = tmp_path / "clips.csv"
+    clip = copy_beside(real_hand_clip, tmp_path)
+    annotations.write_text(f"id,path,text,language,split\nhand_clip,{clip},eine hand,de,test\n")
+    out = tmp_path / "out"
+    missing = run_generic("hand-captions", annotations, out, "--recipe", "beyondgloss")
+    assert missing.exit_code == 1
+    assert "needs --captioner-model for hand-captions: ShareGPT4Video-8B" in missing.output
+    models = {
+        "--captioner-model": write_tiny_qwen2vl(tmp_path / "vlm"),
+        "--refine-model": write_tiny_text_lm(tmp_path / "lm"),
+        "--text-encoder": write_tiny_mbart(tmp_path / "mbart"),
+    }
+    budgets = ["--max-new-tokens", 6, "--refine-max-new-tokens", 6]
+    flags = [a for pair in models.items() for a in pair] + budgets
+    result = run_generic("hand-captions", annotations, out, "--recipe", "beyondgloss", *flags)
+    assert result.exit_code == 0, result.output
+    chunks = table(out, "hand-captions", "test.chunks").to_pylist()
+    assert [(c["start_frame"], c["end_frame"]) for c in chunks] == [(0, 16), (16, 32), (32, 58)]
+    (sample,) = table(out, "hand-captions", "test").to_pylist()
+    assert sample["hand_caption_raw"] == "".join(c["text"].strip() for c in chunks)
+    assert sample["hand_caption_timed"].startswith("[0.00–")
+    assert len(sample["caption_emb"]) == 32 and len(sample["caption_chunks_emb"]) == 3
+    meta = read_provenance(out / "hand-captions" / "test.parquet")
+    assert meta["recipe"]["name"] == "beyondgloss"
+    assert set(meta["recipe"]["overridden"]) == {
+        "max_new_tokens",
+        "refine_max_new_tokens",
+        "text_encoder",
+    }
+    assert meta["options"]["caption_join"] == "plain"
+    assert meta["options"]["refine_prompt"] == "beyondgloss"
+
+
+def test_sign2gpt_frames_on_a_phoenix_release(tmp_path):
+    """features under the Sign2GPT recipe: every frame stored squashed to 256x256 at JPEG
+    quality 75 (the LMDB creator's PIL defaults), and the samples say so."""
+    from PIL import Image
+
+    from stages.features.geometry import squash
+
+    samples = synthetic.default_samples("de", clips=3, frames=(3, 4))
+    root = synthetic.write_phoenix14t(tmp_path / "corpus", samples, size=(210, 260))
+    out = tmp_path / "out"
+    model = write_tiny_dinov2(tmp_path / "dinov2")
+    where = ("--dataset", "phoenix14t", "--root", root, "--out", out, "--quiet")
+    result = prep("run", "--stage", "features", *where, "--recipe", "sign2gpt", "--dinov2", model)
+    assert result.exit_code == 0, result.output
+    (shard,) = sorted((out / "shards" / "train").glob("*.tar"))[:1]
+    key, fields = next(iter_tar_samples(shard))
+    sample = json.loads(fields["json"])
+    assert sample["fields"]["frame_*.jpg"]["frame_geometry"] == "squash-twice"
+    assert sample["provenance"]["recipe"] == {
+        "name": "sign2gpt",
+        "title": "Sign2GPT (ICLR 2024)",
+        "overridden": {},
+    }
+    frames = sorted(name for name in fields if name.startswith("frame_"))
+    folder = next(p for p in root.rglob(sample["id"]) if p.parent.name == "train")
+    source = sorted(folder.glob("*.png"))
+    assert len(frames) == len(source) == len(sample["frame_indices"])
+    for name, png in zip(frames, source):
+        stored = Image.open(io.BytesIO(fields[name]))
+        expected = io.BytesIO()
+        Image.fromarray(squash(np.asarray(Image.open(png).convert("RGB")), 256)).save(
+            expected, format="JPEG", quality=75
+        )
+        assert stored.size == (256, 256) and fields[name] == expected.getvalue()
