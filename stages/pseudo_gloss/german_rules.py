@@ -7,8 +7,11 @@ quantifiers such as ``alle`` or ``andere`` as pronouns or adjectives where UD Ge
 determiners, and separable verb particles all alike; on words it does not know it cuts endings
 that are part of the word (``schauern`` -> ``schau``, ``thomann`` -> ``thoman``) and reads
 lower-case words by their ending (``frostfrei`` a noun, ``breiten`` before ``sich`` an
-adjective). The rules look at the word and the tag of the next word only (the input has no
-commas to find a clause by).
+adjective). It lemmatises predicative participles as adjectives (``begeistert``) where UD German
+GSD, after TIGER, gives the verb, reads foreign words (FM) and some conjunctions (``weil``,
+``oder``) as names or stray tags, and takes a der-form before another determiner for an
+article. The rules look at the word and at the tags around it: the input has no commas to find
+a clause by, so a clause's start is known only at the sentence's start.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ QUANTIFIER_LEMMAS = frozenset(
         "sämtlich",
     }
 )
+SUPERLATIVE_QUANTIFIERS = frozenset({"meiste", "meisten"})
 QUANTIFIER_TAGS = ("PIS", "PIAT", "PIDAT", "ADJA", "ADJ(A)")
 # a separable verb particle is ADP in UD German GSD when it has a preposition's form ("kommt
 # ... an"), else ADV ("fährt ... fort", "stellt ... fest"); either way its lemma is the word
@@ -84,8 +88,11 @@ PREPOSITION_PARTICLES = frozenset(
     }
 )
 PARTICLE_TAG = "PTKVZ"
+CIRCUMPOSITION_TAG = "APZR"  # "von innen heraus": the same split as separable particles
 # "zu" before an adjective ("zu groß") is a degree adverb in UD German (HanTa: PTKA)
 DEGREE_TAG = "PTKA"
+# and so is "zu" before "viel"/"wenig" ("zu viele Wolken"; "zu vielen Orten" is a preposition)
+DEGREE_QUANTIFIERS = frozenset({"viel", "viele", "wenig", "wenige"})
 NAME_TAG = "NE"
 NOMINALISED_ADJECTIVE_TAG = "NNA"
 REFLEXIVE_TAG = "PRF"
@@ -98,31 +105,124 @@ OBJECT_ONLY_PRONOUNS = frozenset(
 POSITIVE_LEMMAS = {"lieber": "lieb"}
 # "bis" is a preposition or conjunction in UD German GSD, never an adverb
 PREPOSITIONS_ONLY = frozenset({"bis"})
+# "genug" and "soviel" are adverbs in STTS and UD German, never determiners ("genug Zeit")
+ADVERBS_ONLY = frozenset({"genug", "soviel"})
 # "etwas"/"was" stand for a noun phrase (UD PRON) even where HanTa reads a determiner
 INDEFINITE_PRONOUNS = frozenset({"etwas", "was"})
+# UD German GSD tags demonstrative "dieser" and "derselbe"/"selber" DET even without a noun
+# ("dies gilt"), "ein paar" ADJ, and "dessen"/"deren"/"denen" PRON with lemma "der"
+DETERMINER_LEMMAS = frozenset({"dies", "diese", "dieser", "selb", "selber", "welch", "welcher"})
+# "aber"/"doch" are adverbs inside a clause ("ich werde aber nicht ...") and conjunctions when they
+# open one; only the sentence's first word is known to open a clause in unpunctuated text
+OPENING_CONJUNCTIONS = frozenset({"aber", "doch"})
+FOREIGN_TAG = "FM"
+# words that are conjunctions whatever their context (UD CCONJ/SCONJ, dropped either way)
+CONJUNCTIONS = {
+    **dict.fromkeys(("und", "oder", "bzw", "sowie", "sondern"), "KON"),
+    **dict.fromkeys(
+        ("weil", "falls", "obwohl", "obgleich", "dass", "daß", "sobald", "sofern", "wenn")
+        + ("nachdem", "ob"),
+        "KOUS",
+    ),
+}
+# lower-cased "EUR" after an amount; HanTa reads the archaic possessive "eur" (euer)
+CURRENCY = "eur"
+RELATIVE_ONLY_FORMS = frozenset({"dessen", "deren", "denen"})
+# tags no article stands directly before: another determiner, a possessive, "kein"
+DETERMINER_TAGS = ("ART", "PPOSAT", "PDAT", "PRELAT")
+NEGATIVE_DETERMINERS = frozenset({"kein", "keine", "keinen", "keinem", "keiner", "keines"})
+# the head of a prepositional phrase inside a pre-noun attribute ("der für Cuxhaven einmalige Blick")
+PHRASE_HEAD_TAGS = ("NN", "NE", "CARD", "PPER", "PIS", "FM")
+MODIFIER_TAGS = ("ADV", "ADJ(D)", "ADJD", "PTKNEG", "PTKA")
+PREPOSITION_TAGS = ("APPR", "APPRART")
+ATTRIBUTIVE_TAGS = ("ADJ(A)", "ADJA")
+# a participle that ends a clause ("wurde erledigt", "war begeistert") is lemmatised to its verb
+# in UD German GSD (TIGER's VVPP lemmas), unless it is coordinated with or modifies a word
+PARTICIPLE_ENDINGS = ("t", "en")
+NOT_BEFORE_PARTICIPLE = ("KON",)
+NOT_AFTER_PARTICIPLE = ("ADJ", "NN", "APPR", "KON")
 
 
 def corrected(
     words: list[str],
     tagged: list[tuple[str, str, str]],
     noun_lemma: Callable[[str], str] = str,
+    participle_lemma: Callable[[str], str | None] = lambda word: None,
 ) -> list[tuple[str, str, str]]:
     """HanTa's ``(word, lemma, tag)`` triples with the corrections above applied: first those
     that need the word alone, then those that read the corrected tag of the next word.
 
-    ``noun_lemma`` gives HanTa's lemma of a capitalised noun form (for the dative plural rule)."""
+    ``noun_lemma`` gives HanTa's lemma of a capitalised noun form (for the dative plural rule);
+    ``participle_lemma`` the verb a word is the past participle of, if HanTa can read it so."""
     out = [_word_rule(word, lemma, tag, noun_lemma) for word, lemma, tag in tagged]
-    for i, (word, _lemma, tag) in enumerate(list(out)):
+    if out and out[0][0].lower() in OPENING_CONJUNCTIONS:
+        out[0] = (out[0][0], out[0][0].lower(), "KON")  # "aber die Bundesbank ...": a conjunction
+    for i, (word, lemma, tag) in enumerate(list(out)):
         lower = word.lower()
         following = _next_tag(out, i)
         previous = out[i - 1][2] if i else ""
-        if tag == "ART" and lower in ARTICLE_FORMS and not following.startswith(NOMINAL_TAGS):
-            if previous.startswith("APPR") and not following.startswith(SUBJECT_TAGS):
-                continue  # "mit dem": after a preposition, an article unless a subject follows ("in dem ich")
-            out[i] = (word, "der", "PRELS")  # no noun phrase follows: a relative or demonstrative
+        if tag == "ART" and lower in ARTICLE_FORMS and _pronoun_not_article(out, i, previous):
+            out[i] = (word, "der", "PRELS")  # a relative or demonstrative pronoun
+        elif lower == "zu" and tag == "APPR" and _next_word(out, i).lower() in DEGREE_QUANTIFIERS:
+            out[i] = (word, lower, "ADV")  # "zu viele": a degree adverb
+        elif lower == "noch" and any(w.lower() == "weder" for w, _, _ in out[:i]):
+            out[i] = (word, lower, "KON")  # "weder ... noch": a conjunction
         elif tag.startswith("ADJ(A)") and following == REFLEXIVE_TAG:
             out[i] = (word, lower, "VVFIN")  # "breiten sich ... aus": no adjective precedes "sich"
+        elif tag.startswith(("ADJ(D)", "ADJD")) and lemma.lower() == lower:
+            verb = _clause_final_participle(out, i, participle_lemma)
+            if verb:
+                out[i] = (word, verb, tag)
     return out
+
+
+def _pronoun_not_article(tagged: list[tuple[str, str, str]], i: int, previous: str) -> bool:
+    """Whether the article-formed word ``i`` is a pronoun: no noun phrase follows it, or one that
+    opens with its own determiner ("der das Unglück überlebte": no article precedes another)."""
+    following = _next_tag(tagged, i)
+    if following.startswith(NOMINAL_TAGS):
+        after = _next_word(tagged, i).lower()
+        return following.startswith(DETERMINER_TAGS) or after in NEGATIVE_DETERMINERS
+    if previous.startswith("APPR") and not following.startswith(SUBJECT_TAGS):
+        return False  # "mit dem": after a preposition, an article unless a subject follows ("in dem ich")
+    return not _attribute_follows(tagged, i)
+
+
+def _attribute_follows(tagged: list[tuple[str, str, str]], i: int) -> bool:
+    """Whether an attributive adjective follows word ``i`` past adverbs and prepositional
+    phrases: "der für Cuxhaven einmalige Blick" is an article before an extended attribute,
+    "der in Schnee übergeht" a relative pronoun before its verb."""
+    j = i + 1
+    while j < len(tagged):
+        tag = tagged[j][2]
+        if tag.startswith(ATTRIBUTIVE_TAGS):
+            return True
+        if tag.startswith(PREPOSITION_TAGS):
+            j += 1  # to the phrase's head: a noun, or an adverb right after it ("für morgen")
+            while j + 1 < len(tagged) and not tagged[j][2].startswith(PHRASE_HEAD_TAGS):
+                if tagged[j][2] == "ADV" and tagged[j - 1][2].startswith(PREPOSITION_TAGS):
+                    break
+                j += 1
+        elif not tag.startswith(MODIFIER_TAGS):
+            return False
+        j += 1
+    return False
+
+
+def _clause_final_participle(
+    tagged: list[tuple[str, str, str]], i: int, participle_lemma: Callable[[str], str | None]
+) -> str | None:
+    """The verb of a predicative participle HanTa tagged an adjective ("ist erledigt" ->
+    erledigen), unless the word is negated by ``un-`` (no verb "unverletzen") or stands in a
+    coordination or before what it modifies ("freundlich und bemüht", "ausgesprochen ruhig")."""
+    lower = tagged[i][0].lower()
+    if lower.startswith("un") or not lower.endswith(PARTICIPLE_ENDINGS):
+        return None
+    previous = tagged[i - 1][2] if i else ""
+    following = tagged[i + 1][2] if i + 1 < len(tagged) else ""
+    if previous.startswith(NOT_BEFORE_PARTICIPLE) or following.startswith(NOT_AFTER_PARTICIPLE):
+        return None
+    return participle_lemma(lower)
 
 
 def _word_rule(
@@ -131,9 +231,11 @@ def _word_rule(
     lower = word.lower()
     if lower in PRONOUN_LEMMAS and (tag in PERSONAL_TAGS or lower in OBJECT_ONLY_PRONOUNS):
         return (word, PRONOUN_LEMMAS[lower], "PPER")
+    if lower in SUPERLATIVE_QUANTIFIERS and tag.startswith(QUANTIFIER_TAGS):
+        return (word, "meist", "PIAT")  # "die meisten": a determiner (HanTa: "meister")
     if tag.startswith(QUANTIFIER_TAGS) and lemma.lower() in QUANTIFIER_LEMMAS:
         return (word, lemma, "PIAT")  # a quantifier: a determiner
-    if tag == PARTICLE_TAG and lower not in PREPOSITION_PARTICLES:
+    if tag in (PARTICLE_TAG, CIRCUMPOSITION_TAG) and lower not in PREPOSITION_PARTICLES:
         return (word, lower, "ADV")
     if tag == DEGREE_TAG and lower == "zu":
         return (word, lower, "ADV")
@@ -141,16 +243,32 @@ def _word_rule(
         return (word, lower, "ADJD")  # uninflected ("es bleibt frostfrei"): not a noun
     if tag == NOUN_TAG and _dative_plural_of_er_noun(word, lemma, noun_lemma):
         return (word, word[:-1], tag)
-    if tag == NAME_TAG and lemma.lower() != lower.removesuffix("s"):
-        return (word, word, tag)  # a name is its own lemma, or its genitive's (HanTa: "thoman")
+    if tag == NAME_TAG and (lemma.lower() != lower.removesuffix("s") or lower.endswith("ss")):
+        # a name is its own lemma, or its genitive's (HanTa: "thoman"); no genitive "-s" follows
+        # "ss" (HanTa: "hochdruckeinflus")
+        return (word, word, tag)
     if lemma.lower() in POSITIVE_LEMMAS:
         return (word, POSITIVE_LEMMAS[lemma.lower()], tag)
+    if lower in ADVERBS_ONLY and tag.startswith(QUANTIFIER_TAGS):
+        return (word, lower, "ADV")
     if lower in PREPOSITIONS_ONLY and tag == "ADV":
         return (word, lower, "APPR")
     if lower in INDEFINITE_PRONOUNS and tag.startswith("PIAT"):
         return (word, lower, "PIS")
     if lower == "was" and lemma.lower() == "wer":
         return (word, lower, tag)  # "was" is its own lemma in UD German, not "wer"
+    if lower in CONJUNCTIONS:
+        return (word, lower, CONJUNCTIONS[lower])  # HanTa reads lower-cased "weil", "oder" as names
+    if lower == CURRENCY:
+        return (word, lower, NAME_TAG)  # the currency code (UD PROPN), not "euer"
+    if tag == FOREIGN_TAG and lower.isalpha():
+        return (word, lower, NOUN_TAG)  # UD German tags foreign words by their use, mostly nouns
+    if lower in RELATIVE_ONLY_FORMS:
+        return (word, "der", "PRELS")
+    if lower == "paar" and tag.startswith(QUANTIFIER_TAGS):
+        return (word, lower, "ADJA")  # "ein paar": an adjective in UD German
+    if lemma.lower() in DETERMINER_LEMMAS and tag in ("PDS", "PIS", "PWS", "ADJ(A)", "ADJA"):
+        return (word, lemma, "PDAT")
     if lower.endswith(".") and lower[:-1].isalpha():
         return (word, lower, tag)  # an abbreviation ("dr.", "st.") keeps its full stop
     return (word, lemma, tag)
@@ -171,4 +289,12 @@ def _next_tag(tagged: list[tuple[str, str, str]], i: int) -> str:
     for _, _, tag in tagged[i + 1 :]:
         if tag != "ADV":
             return tag
+    return ""
+
+
+def _next_word(tagged: list[tuple[str, str, str]], i: int) -> str:
+    """The word after word ``i``, past adverbs, as :func:`_next_tag` finds it."""
+    for word, _, tag in tagged[i + 1 :]:
+        if tag != "ADV":
+            return word
     return ""

@@ -21,6 +21,11 @@ from stages.pseudo_gloss.tagsets import NUMERAL_CHARS, stts_to_upos
 
 HANTA_MODEL = "morphmodel_ger.pgz"  # ships inside the HanTa package
 WORD_CACHE = 1 << 17  # distinct (word, tag) analyses kept per process
+PARTICIPLE_TAG = "VV(PP)"
+# how far (natural log) below HanTa's best reading a participle reading may lie and still count:
+# "begeistert" (ADJ(D) -11.1, VV(PP) -12.3) is a participle; "verschieden" (4.5 below) is not
+# "verscheiden"'s. Every participle UD German GSD dev lemmatises to a verb lies within 2.2.
+PARTICIPLE_MARGIN = 3.0
 
 
 @Language.factory("prep_hanta_de", default_config={"casesensitive": False})
@@ -47,10 +52,20 @@ class HanTaComponent:
             self.tagger.analyze_forward
         )
         self.tagger._analyze = functools.lru_cache(maxsize=WORD_CACHE)(self.tagger._analyze)
+        self.participle_lemma = functools.lru_cache(maxsize=WORD_CACHE)(self._participle_lemma)
 
     def noun_lemma(self, noun: str) -> str:
         """HanTa's lemma of a capitalised word read as a noun."""
         return self.tagger.analyze(noun, taglevel=1)[0]
+
+    def _participle_lemma(self, word: str) -> str | None:
+        """The verb HanTa reads ``word`` as the past participle of, if that is one of its readings."""
+        readings = dict(self.tagger.tag_word(word, cutoff=PARTICIPLE_MARGIN, casesensitive=False))
+        best = max(readings.values(), default=0.0)
+        if readings.get(PARTICIPLE_TAG, best - PARTICIPLE_MARGIN - 1) < best - PARTICIPLE_MARGIN:
+            return None
+        lemma, tag = self.tagger.analyze(word, PARTICIPLE_TAG, casesensitive=False)
+        return lemma.lower() if tag == PARTICIPLE_TAG and lemma.lower() != word else None
 
     def __call__(self, doc: Doc) -> Doc:
         words = [token.text for token in doc]
@@ -60,6 +75,7 @@ class HanTaComponent:
             words,
             self.tagger.tag_sent(words, taglevel=1, casesensitive=self.casesensitive),
             self.noun_lemma,
+            self.participle_lemma,
         )
         for token, (_word, lemma, tag) in zip(doc, tagged):
             token.tag_, token.pos_, token.lemma_ = tag, stts_to_upos(tag), lemma
