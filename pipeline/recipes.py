@@ -31,6 +31,7 @@ class AppliedRecipe:
     name: str
     title: str
     overridden: Mapping[str, Mapping[str, Any]]  # key -> {"recipe": value, "used": value}
+    needs: tuple[recipes.Need, ...] = ()
 
     def record(self, own_keys: set[str] | None = None) -> dict[str, Any]:
         """The provenance entry; ``own_keys`` limits the overrides to one stage's options."""
@@ -70,7 +71,7 @@ def merged_options(
         for key, value in recipe.options.items()
         if options[key] != value
     }
-    options[RECIPE_KEY] = AppliedRecipe(recipe.name, recipe.title, overridden)
+    options[RECIPE_KEY] = AppliedRecipe(recipe.name, recipe.title, overridden, recipe.needs)
     return options
 
 
@@ -80,7 +81,7 @@ def applicable_needs(options: Mapping[str, Any], stages: list[str]) -> list[reci
     if applied is None:
         return []
     needs = []
-    for need in load(applied.name).needs:
+    for need in applied.needs:
         if need.stage not in stages:
             continue
         if need.when:

@@ -90,8 +90,8 @@ class TableStage(Stage):
     def provenance(self) -> dict[str, Any]:
         meta = m.provenance(self.name, self.version, self.options_dict())
         meta["dataset"] = self.run_config.dataset
-        if self.recipe_record() is not None:
-            meta["recipe"] = self.recipe_record()
+        if (recipe := self.recipe_record()) is not None:
+            meta["recipe"] = recipe
         return meta
 
     def run(self, unit: WorkUnit, workdir: Path, context: Any) -> dict[str, int]:

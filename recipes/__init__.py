@@ -20,6 +20,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 HERE = Path(__file__).parent
+REQUIRED_KEYS = ("name", "title", "code")
+NEED_KEYS = ("option", "stage", "what")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,10 @@ def recipe_path(name: str) -> Path:
 def load_recipe(name: str) -> Recipe:
     path = recipe_path(name)
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    lacking = [key for key in REQUIRED_KEYS if key not in raw]
+    lacking += [f"needs.{k}" for need in raw.get("needs", []) for k in NEED_KEYS if k not in need]
+    if lacking:
+        raise ValueError(f"{path} lacks {', '.join(lacking)}")
     needs = []
     for need in raw.get("needs", []):
         when = need.get("when")

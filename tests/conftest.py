@@ -59,6 +59,16 @@ def copy_beside(clip: Path, folder: Path, name: str | None = None) -> str:
     return target.name
 
 
+def one_clip_csv(clip: Path, folder: Path, text: str = "eine hand hebt sich") -> Path:
+    """A generic-layout ``clips.csv`` in ``folder`` naming ``clip`` (copied beside it) as the
+    one German test sample ``hand_clip``."""
+    annotations = folder / "clips.csv"
+    annotations.write_text(
+        f"id,path,text,language,split\nhand_clip,{copy_beside(clip, folder)},{text},de,test\n"
+    )
+    return annotations
+
+
 @pytest.fixture(scope="session")
 def phoenix_dev_csv() -> Path:
     """519 real Phoenix14T dev sentences (``name|num_frames|orth|translation``)."""

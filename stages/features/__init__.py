@@ -256,8 +256,8 @@ class FeaturesStage(Stage):
                 k: v for k, v in self.options_dict().items() if k not in self.runtime_options()
             },
         }
-        if self.recipe_record() is not None:
-            provenance["recipe"] = self.recipe_record()
+        if (recipe := self.recipe_record()) is not None:
+            provenance["recipe"] = recipe
         return provenance
 
     # -- finalize -------------------------------------------------------------------------

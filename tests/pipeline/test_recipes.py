@@ -19,7 +19,7 @@ from pipeline.execution import all_defaults
 from pipeline.manifest import read_provenance
 from pipeline.shards import iter_tar_samples
 from stages.features.demo import write_tiny_dinov2
-from tests.conftest import REPO, copy_beside, prep, run_generic
+from tests.conftest import REPO, one_clip_csv, prep, run_generic
 
 
 def table(out, stage, split):
@@ -40,6 +40,16 @@ def phoenix_real(tmp_path_factory, phoenix_dev_csv):
 def run_pseudo_gloss(root, out, *flags, recipe=("--recipe", "sign2gpt")):
     where = ("--dataset", "phoenix14t", "--root", root, "--out", out, "--quiet")
     return prep("run", "--stage", "pseudo-gloss", *where, *recipe, *flags)
+
+
+def test_a_broken_recipe_file_is_one_line(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text('title = "no name"\ncode = "x"\n')
+    result = prep("recipes", broken)
+    assert result.exit_code == 1 and f"{broken} lacks name" in result.output
+    broken.write_text("name = \n")
+    result = prep("recipes", broken)
+    assert result.exit_code == 1 and "cannot be read: Invalid value" in result.output
 
 
 def test_recipes_are_listed_with_their_settings_and_needs():
@@ -149,9 +159,7 @@ def test_doctor_names_what_each_stage_of_a_recipe_needs():
 def test_beyondgloss_features_on_the_real_hand_clip(tmp_path, real_hand_clip, hamer_reference):
     """A features run under the BeyondGloss recipe needs DINOv2 and HaMeR, not the captioner;
     the shards record the recipe and every sample's json the frame geometry."""
-    annotations = tmp_path / "clips.csv"
-    clip = copy_beside(real_hand_clip, tmp_path)
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{clip},eine hand,de,test\n")
+    annotations = one_clip_csv(real_hand_clip, tmp_path)
     model = write_tiny_dinov2(tmp_path / "dinov2")
     out = tmp_path / "out"
     missing = run_generic(
@@ -251,9 +259,7 @@ def test_beyondgloss_captions_on_the_real_hand_clip(tmp_path, real_hand_clip):
     the flags that shrink the run for a test are recorded as departures from the paper."""
     from tests.tiny_models import write_tiny_mbart, write_tiny_qwen2vl, write_tiny_text_lm
 
-    annotations = tmp_path / "clips.csv"
-    clip = copy_beside(real_hand_clip, tmp_path)
-    annotations.write_text(f"id,path,text,language,split\nhand_clip,{clip},eine hand,de,test\n")
+    annotations = one_clip_csv(real_hand_clip, tmp_path)
     out = tmp_path / "out"
     missing = run_generic("hand-captions", annotations, out, "--recipe", "beyondgloss")
     assert missing.exit_code == 1
@@ -318,3 +324,21 @@ def test_sign2gpt_frames_on_a_phoenix_release(tmp_path):
             expected, format="JPEG", quality=75
         )
         assert stored.size == (256, 256) and fields[name] == expected.getvalue()
+
+
+def test_a_recipe_of_ones_own_by_path(phoenix_real, tmp_path):
+    root, vectors = phoenix_real
+    mine = tmp_path / "lab.toml"
+    mine.write_text(
+        'name = "lab"\ntitle = "Our lab"\ncode = "internal"\n\n[options]\n'
+        "# stricter filter (our_trainer.py:12)\nmax_gloss_share = 0.3\n\n"
+        '[[needs]]\noption = "fasttext"\nstage = "pseudo-gloss"\nwhat = "our vectors"\n'
+    )
+    refused = run_pseudo_gloss(root, tmp_path / "a", recipe=("--recipe", mine))
+    assert refused.exit_code == 1
+    assert "--recipe lab needs --fasttext for pseudo-gloss: our vectors" in refused.output
+    out = tmp_path / "b"
+    result = run_pseudo_gloss(root, out, "--fasttext", vectors, recipe=("--recipe", mine))
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "pseudo-gloss" / "vocab.json").read_text())["provenance"]
+    assert meta["recipe"]["name"] == "lab" and meta["max_gloss_share"] == 0.3

@@ -19,7 +19,7 @@ from stages.hands.detect import HandDetector
 from stages.hands.encoders import HamerEncoder
 from stages.hands.hamer import load_hamer
 from stages.hands.rows import SOURCE_HANDS
-from tests.conftest import copy_beside, missing, run_generic
+from tests.conftest import missing, one_clip_csv, run_generic
 from tests.frames import decode_clip
 
 MEAN, STD = 255 * np.array([0.485, 0.456, 0.406]), 255 * np.array([0.229, 0.224, 0.225])
@@ -252,11 +252,7 @@ def test_the_papers_hamer_features_through_the_cli(
 ):
     """MediaPipe hands only (no pose-fallback boxes), HaMeR's left hands, Hands-On's copies
     and HaMeR's blur on the real clip, whose raised hand gives crops up to 887 px."""
-    annotations = tmp_path / "clips.csv"
-    annotations.write_text(
-        "id,path,text,language,split\n"
-        f"hand_clip,{copy_beside(real_hand_clip, tmp_path)},eine hand hebt sich,de,test\n"
-    )
+    annotations = one_clip_csv(real_hand_clip, tmp_path)
     out = tmp_path / "out"
     result = run_generic(
         "features",

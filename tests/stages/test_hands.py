@@ -19,7 +19,7 @@ from pipeline.video import ChunkInfo, open_source
 from stages.hands.detect import HandDetector
 from stages.hands.hamer import Hamer, HamerConfig, load_hamer
 from stages.hands.rows import COLUMNS, SOURCE_HANDS, SOURCE_KEYPOINTS
-from tests.conftest import copy_beside, prep, raised_hand_keypoints, run_generic, shared_file
+from tests.conftest import one_clip_csv, prep, raised_hand_keypoints, run_generic, shared_file
 from tests.frames import decode_clip
 
 
@@ -132,10 +132,7 @@ def test_mediapipe_tracks_the_raised_hand_of_the_real_clip(clip_frames):
 def test_hand_features_through_the_cli(tmp_path, request, source, tiny_hamer):
     """Generated clip, keypoints and HaMeR; and the real clip with MediaPipe and the reference's HaMeR."""
     clip = request.getfixturevalue(f"{source}_hand_clip")
-    annotations = tmp_path / "clips.csv"
-    annotations.write_text(
-        f"id,path,text,language,split\nhand_clip,{copy_beside(clip, tmp_path)},eine hand hebt sich,de,test\n"
-    )
+    annotations = one_clip_csv(clip, tmp_path)
     if source == "synthetic":
         checkpoint, config = tiny_hamer
         flags = ["--hand-keypoints", raised_hand_keypoints(tmp_path / "keypoints", "hand_clip")]
