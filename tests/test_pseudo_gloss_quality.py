@@ -104,6 +104,33 @@ def test_german_rules_keep_true_plurals_and_nominalised_adjectives():
     assert pseudo_glosses_of(german("die wolken ziehen ab"), "de") == ["wolke", "ziehen"]
 
 
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [
+        # a stem HanTa never saw keeps its ending (names mostly) ...
+        ("die seite von frau weissenborn", ["seite", "frau", "weissenborn"]),
+        ("wir haben eine markise", ["wir", "markise"]),
+        # ... unless a known noun, a derivational suffix or the -e/-n plural makes the cut likely
+        ("das azorenhoch bringt sonne", ["azorenhoch", "bringen", "sonne"]),
+        ("dazu kommen schneeverwehungen und böen", ["dazu", "kommen", "schneeverwehung", "böe"]),
+        # a sentence opens with a demonstrative only before its verb or an adverb
+        ("das hoch über der nordsee sorgt für sonne", ["hoch", "nordsee", "sorgen", "sonne"]),
+        ("das ist schön", ["der", "schön"]),
+        # "des" is only ever an article; "einer der ..." a partitive genitive
+        ("wir sind des öfteren hier", ["wir", "oft", "hier"]),
+        ("er ist einer der besten", ["er", "beste"]),
+        # superlatives take the positive; "bestimmt" 'certainly' is not the verb "bestimmen"
+        ("in den nächsten tagen", ["nah", "tag"]),
+        ("wir kommen bestimmt wieder", ["wir", "kommen", "bestimmt", "wieder"]),
+    ],
+)
+def test_german_rules_ud_rules_4(sentence, expected):
+    from stages.pseudo_gloss import pseudo_glosses_of
+    from stages.pseudo_gloss.languages import load_pipeline
+
+    assert pseudo_glosses_of(load_pipeline("de", None, None)(sentence), "de") == expected
+
+
 def test_chinese_words_follow_ud_segmentation():
     """UD Chinese GSD's word boundaries, checked against a segmentation written out here: verb
     and coverb apart (位于 -> 位 于), suffixes PART (北京市 -> 北京 市), modal verbs AUX, whole

@@ -102,7 +102,7 @@ class PseudoGlossStage(TableStage):
     """Sign2GPT's pseudo-glosses of every translation, a train vocabulary and prototypes."""
 
     name = "pseudo-gloss"
-    version = 3  # 3: gold-treebank quality work, Sign2GPT's gloss filter; 2: UD conventions on top of HanTa and jieba (german_rules, tagsets)
+    version = 4  # 4: ud-rules-4; 3: treebank quality, Sign2GPT's gloss filter; 2: UD conventions
     options_class = PseudoGlossOptions
     schema = SCHEMA
     requires = ("manifest",)

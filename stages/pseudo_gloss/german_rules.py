@@ -31,9 +31,15 @@ PRONOUN_LEMMAS = {
     "ihnen": "sie",
 }
 PERSONAL_TAGS = ("PPER", "PRF")
-ARTICLE_FORMS = frozenset({"der", "die", "das", "dem", "den", "des", "dessen", "deren", "denen"})
+# forms a relative or demonstrative pronoun shares with the article ("des" is only an article)
+ARTICLE_FORMS = frozenset({"der", "die", "das", "dem", "den", "dessen", "deren", "denen"})
 NOMINAL_TAGS = ("NN", "NE", "ADJA", "ADJ(A)", "CARD", "PIAT", "PIDAT", "PPOSAT", "ART", "TRUNC")
 SUBJECT_TAGS = ("PPER", "PIS", "PDS")
+FINITE_VERB_TAGS = ("VV(FIN)", "VA(FIN)", "VM(FIN)", "VVFIN", "VAFIN", "VMFIN")
+# pronouns a partitive genitive follows: "einer der besten", "keines der Kinder"
+PARTITIVE_PRONOUNS = frozenset(
+    f"{stem}{ending}" for stem in ("ein", "kein", "jed") for ending in ("e", "er", "es", "em")
+)
 # quantifiers UD German tags DET whether or not a noun follows ("alle kommen", "andere tage")
 QUANTIFIER_LEMMAS = frozenset(
     {
@@ -102,7 +108,7 @@ OBJECT_ONLY_PRONOUNS = frozenset(
     {"mir", "mich", "dir", "dich", "uns", "euch", "ihm", "ihn", "ihnen"}
 )
 # degree forms HanTa keeps as their own lemma; TIGER and UD German lemmatise to the positive
-POSITIVE_LEMMAS = {"lieber": "lieb"}
+POSITIVE_LEMMAS = {"lieber": "lieb", "nächst": "nah"}
 # "bis" is a preposition or conjunction in UD German GSD, never an adverb
 PREPOSITIONS_ONLY = frozenset({"bis"})
 # "genug" and "soviel" are adverbs in STTS and UD German, never determiners ("genug Zeit")
@@ -141,6 +147,9 @@ ATTRIBUTIVE_TAGS = ("ADJ(A)", "ADJA")
 PARTICIPLE_ENDINGS = ("t", "en")
 NOT_BEFORE_PARTICIPLE = ("KON",)
 NOT_AFTER_PARTICIPLE = ("ADJ", "NN", "APPR", "KON")
+# participle forms whose adjective or adverb sense the verb does not carry ("bekannt" 'known' is
+# not "bekennen" 'confess', "bestimmt" 'certainly' not "bestimmen"): UD German keeps the form
+LEXICALISED_PARTICIPLES = frozenset({"bekannt", "bestimmt"})
 
 
 def corrected(
@@ -148,13 +157,15 @@ def corrected(
     tagged: list[tuple[str, str, str]],
     noun_lemma: Callable[[str], str] = str,
     participle_lemma: Callable[[str], str | None] = lambda word: None,
+    guessed_noun: Callable[[str], bool] = lambda word: False,
 ) -> list[tuple[str, str, str]]:
     """HanTa's ``(word, lemma, tag)`` triples with the corrections above applied: first those
     that need the word alone, then those that read the corrected tag of the next word.
 
     ``noun_lemma`` gives HanTa's lemma of a capitalised noun form (for the dative plural rule);
-    ``participle_lemma`` the verb a word is the past participle of, if HanTa can read it so."""
-    out = [_word_rule(word, lemma, tag, noun_lemma) for word, lemma, tag in tagged]
+    ``participle_lemma`` the verb a word is the past participle of, if HanTa can read it so;
+    ``guessed_noun`` whether HanTa's noun analysis of a word rests on a stem it does not know."""
+    out = [_word_rule(word, lemma, tag, noun_lemma, guessed_noun) for word, lemma, tag in tagged]
     if out and out[0][0].lower() in OPENING_CONJUNCTIONS:
         out[0] = (out[0][0], out[0][0].lower(), "KON")  # "aber die Bundesbank ...": a conjunction
     for i, (word, lemma, tag) in enumerate(list(out)):
@@ -178,7 +189,13 @@ def corrected(
 
 def _pronoun_not_article(tagged: list[tuple[str, str, str]], i: int, previous: str) -> bool:
     """Whether the article-formed word ``i`` is a pronoun: no noun phrase follows it, or one that
-    opens with its own determiner ("der das Unglück überlebte": no article precedes another)."""
+    opens with its own determiner ("der das Unglück überlebte": no article precedes another).
+    A sentence opens with a demonstrative only right before its verb or an adverb ("das ist",
+    "die kommen"), else with an article ("die seit 1975 ..."); "einer der ..." is partitive."""
+    if i == 0 and len(tagged) > 1 and not tagged[1][2].startswith(FINITE_VERB_TAGS + ("ADV",)):
+        return False
+    if tagged[i][0].lower() == "der" and i and tagged[i - 1][0].lower() in PARTITIVE_PRONOUNS:
+        return False
     following = _next_tag(tagged, i)
     if following.startswith(NOMINAL_TAGS):
         after = _next_word(tagged, i).lower()
@@ -218,6 +235,8 @@ def _clause_final_participle(
     lower = tagged[i][0].lower()
     if lower.startswith("un") or not lower.endswith(PARTICIPLE_ENDINGS):
         return None
+    if lower in LEXICALISED_PARTICIPLES:
+        return None
     previous = tagged[i - 1][2] if i else ""
     following = tagged[i + 1][2] if i + 1 < len(tagged) else ""
     if previous.startswith(NOT_BEFORE_PARTICIPLE) or following.startswith(NOT_AFTER_PARTICIPLE):
@@ -226,7 +245,11 @@ def _clause_final_participle(
 
 
 def _word_rule(
-    word: str, lemma: str, tag: str, noun_lemma: Callable[[str], str]
+    word: str,
+    lemma: str,
+    tag: str,
+    noun_lemma: Callable[[str], str],
+    guessed_noun: Callable[[str], bool],
 ) -> tuple[str, str, str]:
     lower = word.lower()
     if lower in PRONOUN_LEMMAS and (tag in PERSONAL_TAGS or lower in OBJECT_ONLY_PRONOUNS):
@@ -243,6 +266,10 @@ def _word_rule(
         return (word, lower, "ADJD")  # uninflected ("es bleibt frostfrei"): not a noun
     if tag == NOUN_TAG and _dative_plural_of_er_noun(word, lemma, noun_lemma):
         return (word, word[:-1], tag)
+    if tag == NOUN_TAG and lemma.lower() != lower and guessed_noun(lower):
+        # an ending cut from a stem HanTa has never seen is a guess; such words are mostly names
+        # ("torsten" -> "torste", "rübben" -> "rübbe"), whose lemma is the word
+        return (word, word, tag)
     if tag == NAME_TAG and (lemma.lower() != lower.removesuffix("s") or lower.endswith("ss")):
         # a name is its own lemma, or its genitive's (HanTa: "thoman"); no genitive "-s" follows
         # "ss" (HanTa: "hochdruckeinflus")

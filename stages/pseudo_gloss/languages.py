@@ -22,6 +22,10 @@ from stages.pseudo_gloss.tagsets import NUMERAL_CHARS, stts_to_upos
 HANTA_MODEL = "morphmodel_ger.pgz"  # ships inside the HanTa package
 WORD_CACHE = 1 << 17  # distinct (word, tag) analyses kept per process
 PARTICIPLE_TAG = "VV(PP)"
+NOUN_TAG = "NN"
+# derivational suffixes whose nouns inflect regularly (-ung|en, -heit|en, -ling|e, ...)
+NOUN_SUFFIXES = ("ung", "heit", "keit", "schaft", "ion", "tät", "ling", "nis", "ismus", "tum")
+MIN_HEAD = 3  # the shortest known noun taken as a compound's head
 # how far (natural log) below HanTa's best reading a participle reading may lie and still count:
 # "begeistert" (ADJ(D) -11.1, VV(PP) -12.3) is a participle; "verschieden" (4.5 below) is not
 # "verscheiden"'s. Every participle UD German GSD dev lemmatises to a verb lies within 2.2.
@@ -53,10 +57,31 @@ class HanTaComponent:
         )
         self.tagger._analyze = functools.lru_cache(maxsize=WORD_CACHE)(self.tagger._analyze)
         self.participle_lemma = functools.lru_cache(maxsize=WORD_CACHE)(self._participle_lemma)
+        self.guessed_noun = functools.lru_cache(maxsize=WORD_CACHE)(self._guessed_noun)
+        noun_tag = self.tagger.tag2int[NOUN_TAG]
+        self.known_noun_stems = self.tagger.LP_m_t[noun_tag]
 
     def noun_lemma(self, noun: str) -> str:
         """HanTa's lemma of a capitalised word read as a noun."""
         return self.tagger.analyze(noun, taglevel=1)[0]
+
+    def _guessed_noun(self, word: str) -> bool:
+        """Whether HanTa's noun analysis of ``word`` cut an ending from a stem it has never seen
+        and nothing makes that cut likely: no known noun ends the stem (``azorenhoch|s``), no
+        derivational suffix does (``schneeverwehung|en``), and it is not the ``-n`` plural of a
+        noun in ``-e`` (``böe|n``)."""
+        _lemma, morphemes, _tag = self.tagger.analyze(
+            word, NOUN_TAG, taglevel=3, casesensitive=False
+        )
+        stems = [m for m, tag in morphemes if tag == NOUN_TAG]
+        if len(stems) != 1 or stems[0] in self.known_noun_stems or stems[0] == word:
+            return False
+        stem, ending = stems[0], word[len(stems[0]) :]
+        if stem.endswith(NOUN_SUFFIXES) or (stem.endswith("e") and ending == "n"):
+            return False
+        return not any(
+            stem[i:] in self.known_noun_stems for i in range(1, len(stem) - MIN_HEAD + 1)
+        )
 
     def _participle_lemma(self, word: str) -> str | None:
         """The verb HanTa reads ``word`` as the past participle of, if that is one of its readings."""
@@ -76,6 +101,7 @@ class HanTaComponent:
             self.tagger.tag_sent(words, taglevel=1, casesensitive=self.casesensitive),
             self.noun_lemma,
             self.participle_lemma,
+            self.guessed_noun,
         )
         for token, (_word, lemma, tag) in zip(doc, tagged):
             token.tag_, token.pos_, token.lemma_ = tag, stts_to_upos(tag), lemma

@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline.shards import FIXED_MTIME, decode_npy, iter_tar_samples
 from stages.features import FeaturesStage
+from stages.pseudo_gloss import PseudoGlossStage
 from tests.conftest import copy_beside, manifest_rows, prep
 
 WIDTH = 32  # hidden size of the tiny model
@@ -117,7 +118,7 @@ def test_pseudo_glosses_ride_along_when_that_stage_ran(phoenix_root, tmp_path, t
         for m in meta
     )
     assert any(i >= 0 for m in meta for i in m["pseudo_gloss_ids"])
-    assert meta[0]["provenance"]["stages"]["pseudo-gloss"] == 3
+    assert meta[0]["provenance"]["stages"]["pseudo-gloss"] == PseudoGlossStage.version
 
 
 def test_frame_selection_sets_the_array_length(phoenix_root, tmp_path, tiny_dinov2):
