@@ -131,6 +131,8 @@ def markdown(records: list[dict]) -> str:
         if value is None:
             return "—"
         text = f"{value:.2f}" if isinstance(value, float) else str(value)
+        if text == "1.00" and value != 1.0:
+            text = f"{value:.3f}"  # 0.997 must not read as a goal of >= 1.0 met
         return text.replace("|", "\\|")
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
