@@ -122,6 +122,11 @@ def test_german_rules_keep_true_plurals_and_nominalised_adjectives():
         # superlatives take the positive; "bestimmt" 'certainly' is not the verb "bestimmen"
         ("in den nächsten tagen", ["nah", "tag"]),
         ("wir kommen bestimmt wieder", ["wir", "kommen", "bestimmt", "wieder"]),
+        # "ss" for "ß" is read as HanTa reads known words ("ausschuss" -> "ausschuß")
+        ("so macht sanierung spass", ["so", "machen", "sanierung", "spaß"]),
+        ("es bleibt draussen kalt", ["es", "bleiben", "draußen", "kalt"]),
+        ("unter hochdruckeinfluss", ["hochdruckeinfluß"]),
+        ("der ausschuss tagt", ["ausschuß", "tagen"]),
     ],
 )
 def test_german_rules_ud_rules_4(sentence, expected):

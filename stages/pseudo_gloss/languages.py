@@ -23,6 +23,7 @@ HANTA_MODEL = "morphmodel_ger.pgz"  # ships inside the HanTa package
 WORD_CACHE = 1 << 17  # distinct (word, tag) analyses kept per process
 PARTICIPLE_TAG = "VV(PP)"
 NOUN_TAG = "NN"
+UNKNOWN_TAG = "UNKNOWN"  # HanTa's tag for a morpheme it cannot place at all
 # derivational suffixes whose nouns inflect regularly (-ung|en, -heit|en, -ling|e, ...)
 NOUN_SUFFIXES = ("ung", "heit", "keit", "schaft", "ion", "tät", "ling", "nis", "ismus", "tum")
 MIN_HEAD = 3  # the shortest known noun taken as a compound's head
@@ -58,12 +59,36 @@ class HanTaComponent:
         self.tagger._analyze = functools.lru_cache(maxsize=WORD_CACHE)(self.tagger._analyze)
         self.participle_lemma = functools.lru_cache(maxsize=WORD_CACHE)(self._participle_lemma)
         self.guessed_noun = functools.lru_cache(maxsize=WORD_CACHE)(self._guessed_noun)
+        self.spelling = functools.lru_cache(maxsize=WORD_CACHE)(self._spelling)
         noun_tag = self.tagger.tag2int[NOUN_TAG]
         self.known_noun_stems = self.tagger.LP_m_t[noun_tag]
 
     def noun_lemma(self, noun: str) -> str:
         """HanTa's lemma of a capitalised word read as a noun."""
         return self.tagger.analyze(noun, taglevel=1)[0]
+
+    def _unknown_morphemes(self, word: str) -> bool:
+        """Whether HanTa's best analysis of ``word`` rests on a morpheme outside its lexicon."""
+        _lemma, morphemes, _tag = self.tagger.analyze(word, taglevel=3, casesensitive=False)
+        for morpheme, tag in morphemes:
+            known = self.tagger.LP_m_t.get(self.tagger.tag2int.get(tag))
+            if tag == UNKNOWN_TAG or (known is not None and morpheme not in known):
+                return True
+        return False
+
+    def _spelling(self, word: str) -> str:
+        """``word`` with ``ss`` written ``ß`` when only that spelling is in HanTa's lexicon
+        (``spass`` -> ``spaß``, ``aussenbereich`` -> ``außenbereich``). HanTa already does this
+        for the words it knows (``fleissig`` -> ``fleißig``, ``ausschuss`` -> ``ausschuß``);
+        Swiss and keyboard-limited text writes every ``ß`` as ``ss``."""
+        if "ss" not in word or not self._unknown_morphemes(word):
+            return word
+        for at in range(len(word) - 2, -1, -1):
+            if word[at : at + 2] == "ss":
+                variant = word[:at] + "ß" + word[at + 2 :]
+                if not self._unknown_morphemes(variant):
+                    return variant
+        return word
 
     def _guessed_noun(self, word: str) -> bool:
         """Whether HanTa's noun analysis of ``word`` cut an ending from a stem it has never seen
@@ -93,7 +118,7 @@ class HanTaComponent:
         return lemma.lower() if tag == PARTICIPLE_TAG and lemma.lower() != word else None
 
     def __call__(self, doc: Doc) -> Doc:
-        words = [token.text for token in doc]
+        words = [self.spelling(token.text) for token in doc]
         if not words:
             return doc
         tagged = corrected(
