@@ -127,6 +127,9 @@ def test_german_rules_keep_true_plurals_and_nominalised_adjectives():
         ("es bleibt draussen kalt", ["es", "bleiben", "draußen", "kalt"]),
         ("unter hochdruckeinfluss", ["hochdruckeinfluß"]),
         ("der ausschuss tagt", ["ausschuß", "tagen"]),
+        # closed classes before HanTa's name reading: conjunctions, greetings, list endings
+        ("hallo falls es regnet", ["es", "regnen"]),
+        ("käse brot etc. gibt es", ["käse", "brot", "geben", "es"]),
     ],
 )
 def test_german_rules_ud_rules_4(sentence, expected):

@@ -131,6 +131,10 @@ CONJUNCTIONS = {
         "KOUS",
     ),
 }
+# greetings are interjections (UD INTJ); case-insensitive HanTa reads "hallo" as the noun
+GREETINGS = frozenset({"hallo", "tschüss", "tschüs", "ade", "adieu", "servus", "moin", "hey"})
+# abbreviations that close a list ("käse etc."): UD X, no content word of their own
+LIST_ENDINGS = frozenset({"etc.", "etc", "usw.", "usw", "uvm.", "uvm", "usf.", "usf"})
 # lower-cased "EUR" after an amount; HanTa reads the archaic possessive "eur" (euer)
 CURRENCY = "eur"
 RELATIVE_ONLY_FORMS = frozenset({"dessen", "deren", "denen"})
@@ -252,6 +256,12 @@ def _word_rule(
     guessed_noun: Callable[[str], bool],
 ) -> tuple[str, str, str]:
     lower = word.lower()
+    if lower in CONJUNCTIONS:  # closed classes first: HanTa reads "falls", "ade" as names
+        return (word, lower, CONJUNCTIONS[lower])
+    if lower in GREETINGS:
+        return (word, lower, "ITJ")
+    if lower in LIST_ENDINGS:
+        return (word, lower, "XY")
     if lower in PRONOUN_LEMMAS and (tag in PERSONAL_TAGS or lower in OBJECT_ONLY_PRONOUNS):
         return (word, PRONOUN_LEMMAS[lower], "PPER")
     if lower in SUPERLATIVE_QUANTIFIERS and tag.startswith(QUANTIFIER_TAGS):
@@ -285,7 +295,11 @@ def _word_rule(
     if lower == "was" and lemma.lower() == "wer":
         return (word, lower, tag)  # "was" is its own lemma in UD German, not "wer"
     if lower in CONJUNCTIONS:
-        return (word, lower, CONJUNCTIONS[lower])  # HanTa reads lower-cased "weil", "oder" as names
+        return (word, lower, CONJUNCTIONS[lower])
+    if lower in GREETINGS:
+        return (word, lower, "ITJ")
+    if lower in LIST_ENDINGS:
+        return (word, lower, "XY")  # HanTa reads lower-cased "weil", "oder" as names
     if lower == CURRENCY:
         return (word, lower, NAME_TAG)  # the currency code (UD PROPN), not "euer"
     if tag == FOREIGN_TAG and lower.isalpha():
