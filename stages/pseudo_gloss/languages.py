@@ -23,7 +23,14 @@ HANTA_MODEL = "morphmodel_ger.pgz"  # ships inside the HanTa package
 WORD_CACHE = 1 << 17  # distinct (word, tag) analyses kept per process
 PARTICIPLE_TAG = "VV(PP)"
 NOUN_TAG = "NN"
-UNKNOWN_TAG = "UNKNOWN"  # HanTa's tag for a morpheme it cannot place at all
+UNKNOWN_TAG = "UNKNOWN"
+# letters written out where the keyboard or Swiss spelling lacks them
+TRANSLITERATIONS = {
+    "ss": "ß",
+    "ue": "ü",
+    "oe": "ö",
+    "ae": "ä",
+}  # HanTa's tag for a morpheme it cannot place at all
 # derivational suffixes whose nouns inflect regularly (-ung|en, -heit|en, -ling|e, ...)
 NOUN_SUFFIXES = ("ung", "heit", "keit", "schaft", "ion", "tät", "ling", "nis", "ismus", "tum")
 MIN_HEAD = 3  # the shortest known noun taken as a compound's head
@@ -77,17 +84,20 @@ class HanTaComponent:
         return False
 
     def _spelling(self, word: str) -> str:
-        """``word`` with ``ss`` written ``ß`` when only that spelling is in HanTa's lexicon
-        (``spass`` -> ``spaß``, ``aussenbereich`` -> ``außenbereich``). HanTa already does this
-        for the words it knows (``fleissig`` -> ``fleißig``, ``ausschuss`` -> ``ausschuß``);
-        Swiss and keyboard-limited text writes every ``ß`` as ``ss``."""
-        if "ss" not in word or not self._unknown_morphemes(word):
+        """``word`` in the spelling HanTa's lexicon has, when only that one is in it: ``ss`` as
+        ``ß`` (``spass`` -> ``spaß``, ``aussenbereich`` -> ``außenbereich``; HanTa already does
+        this for the words it knows, ``ausschuss`` -> ``ausschuß``) and ``ae``/``oe``/``ue`` as
+        umlauts (``fuer`` -> ``für``), as Swiss and keyboard-limited text writes them."""
+        if not any(plain in word for plain in TRANSLITERATIONS) or not self._unknown_morphemes(
+            word
+        ):
             return word
-        for at in range(len(word) - 2, -1, -1):
-            if word[at : at + 2] == "ss":
-                variant = word[:at] + "ß" + word[at + 2 :]
-                if not self._unknown_morphemes(variant):
-                    return variant
+        for plain, letter in TRANSLITERATIONS.items():
+            for at in range(len(word) - len(plain), -1, -1):
+                if word[at : at + len(plain)] == plain:
+                    variant = word[:at] + letter + word[at + len(plain) :]
+                    if not self._unknown_morphemes(variant):
+                        return variant
         return word
 
     def _guessed_noun(self, word: str) -> bool:
