@@ -119,6 +119,13 @@ def test_german_rules_keep_true_plurals_and_nominalised_adjectives():
         # "des" is only ever an article; "einer der ..." a partitive genitive
         ("wir sind des öfteren hier", ["wir", "oft", "hier"]),
         ("er ist einer der besten", ["er", "beste"]),
+        ("das ist eine der besten", ["der", "beste"]),
+        # after a preposition, a der-form before a verb is a pronoun ("um das ... auszuführen")
+        (
+            "wir suchen leute um das dann auszuführen",
+            ["wir", "suchen", "leute", "der", "dann", "ausführen"],
+        ),
+        ("mit dem wagen fahren wir", ["wagen", "fahren", "wir"]),
         # superlatives take the positive; "bestimmt" 'certainly' is not the verb "bestimmen"
         ("in den nächsten tagen", ["nah", "tag"]),
         ("wir kommen bestimmt wieder", ["wir", "kommen", "bestimmt", "wieder"]),

@@ -35,6 +35,7 @@ PERSONAL_TAGS = ("PPER", "PRF")
 ARTICLE_FORMS = frozenset({"der", "die", "das", "dem", "den", "dessen", "deren", "denen"})
 NOMINAL_TAGS = ("NN", "NE", "ADJA", "ADJ(A)", "CARD", "PIAT", "PIDAT", "PPOSAT", "ART", "TRUNC")
 SUBJECT_TAGS = ("PPER", "PIS", "PDS")
+VERB_TAGS = ("VV", "VA", "VM")
 FINITE_VERB_TAGS = ("VV(FIN)", "VA(FIN)", "VM(FIN)", "VVFIN", "VAFIN", "VMFIN")
 # pronouns a partitive genitive follows: "einer der besten", "keines der Kinder"
 PARTITIVE_PRONOUNS = frozenset(
@@ -178,6 +179,8 @@ def corrected(
         previous = out[i - 1][2] if i else ""
         if tag == "ART" and lower in ARTICLE_FORMS and _pronoun_not_article(out, i, previous):
             out[i] = (word, "der", "PRELS")  # a relative or demonstrative pronoun
+        elif lower == "der" and tag in ("PRELS", "PDS") and _after_partitive(out, i):
+            out[i] = (word, "der", "ART")  # "eine der besten": a partitive genitive's article
         elif lower == "zu" and tag == "APPR" and _next_word(out, i).lower() in DEGREE_QUANTIFIERS:
             out[i] = (word, lower, "ADV")  # "zu viele": a degree adverb
         elif lower == "noch" and any(w.lower() == "weder" for w, _, _ in out[:i]):
@@ -198,15 +201,21 @@ def _pronoun_not_article(tagged: list[tuple[str, str, str]], i: int, previous: s
     "die kommen"), else with an article ("die seit 1975 ..."); "einer der ..." is partitive."""
     if i == 0 and len(tagged) > 1 and not tagged[1][2].startswith(FINITE_VERB_TAGS + ("ADV",)):
         return False
-    if tagged[i][0].lower() == "der" and i and tagged[i - 1][0].lower() in PARTITIVE_PRONOUNS:
+    if tagged[i][0].lower() == "der" and _after_partitive(tagged, i):
         return False
     following = _next_tag(tagged, i)
     if following.startswith(NOMINAL_TAGS):
         after = _next_word(tagged, i).lower()
         return following.startswith(DETERMINER_TAGS) or after in NEGATIVE_DETERMINERS
-    if previous.startswith("APPR") and not following.startswith(SUBJECT_TAGS):
-        return False  # "mit dem": after a preposition, an article unless a subject follows ("in dem ich")
+    if previous.startswith("APPR") and not following.startswith(SUBJECT_TAGS + VERB_TAGS):
+        # "mit dem": after a preposition, an article unless a subject or a verb follows ("in dem
+        # ich", "um das dann auszuführen")
+        return False
     return not _attribute_follows(tagged, i)
+
+
+def _after_partitive(tagged: list[tuple[str, str, str]], i: int) -> bool:
+    return i > 0 and tagged[i - 1][0].lower() in PARTITIVE_PRONOUNS
 
 
 def _attribute_follows(tagged: list[tuple[str, str, str]], i: int) -> bool:
