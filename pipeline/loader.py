@@ -17,7 +17,10 @@ Frame sampling happens here, per epoch, not at preparation: ``frame_stride=2, ra
 is Sign2GPT's training input (every second frame from a random start 0-3, the end trimmed by
 0-4 frames, redrawn every epoch; ryanwongsa/Sign2GPT ``dataloaders/phoenix_video_dataset.py``
 l.56-65, ``configs/phoenix2014t/phoenix_stage1_configs/PHX_example_s1_dyn_config.py`` l.28-29).
-Evaluation keeps the stride from frame 0 to the end, as there.
+Evaluation keeps the stride from frame 0 to the end, as there. ``max_frames=256`` is its
+``max_seq_len``: a longer window keeps a random, sorted subset of that many frames
+(``phoenix_video_dataset.py`` l.69-74, config l.30), in evaluation too; there the draw comes
+from numpy's global state, here from the seed and the clip's key, so evaluation repeats.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import math
 import random
 import re
+import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -121,6 +125,14 @@ def frame_window(length: int, stride: int, shift: int, rng: random.Random | None
     return np.arange(start, end, stride)
 
 
+def at_most(positions: np.ndarray, limit: int | None, rng: random.Random) -> np.ndarray:
+    """``positions`` itself, or a random sorted subset of ``limit`` of them (Sign2GPT's
+    ``np.sort(np.random.choice(selection, size=max_seq_len, replace=False))``)."""
+    if limit is None or len(positions) <= limit:
+        return positions
+    return np.sort(np.asarray(rng.sample(positions.tolist(), limit), dtype=positions.dtype))
+
+
 def select_frames(sample: dict[str, Any], fields: Sequence[str], positions: np.ndarray) -> dict:
     """The sample with its per-frame arrays (and stored frame JPEGs) cut to ``positions``."""
     out = dict(sample)
@@ -185,6 +197,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         collate: PadCollate,
         frame_stride: int = 1,
         random_shift: int = 0,
+        max_frames: int | None = None,
     ) -> None:
         super().__init__()
         self.urls, self.rank, self.world_size = urls, rank, world_size
@@ -196,6 +209,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             collate,
         )
         self.frame_stride, self.random_shift = frame_stride, random_shift
+        self.max_frames = max_frames
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -232,7 +246,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             if not self.by_shard:
                 samples = split_stream(samples, slot, slots)
             samples = (decode_sample(s) for s in samples)
-            if self.frame_stride > 1 or self.random_shift > 0:
+            if self.frame_stride > 1 or self.random_shift > 0 or self.max_frames is not None:
                 samples = (self._sampled(s, rng) for s in samples)
             if (
                 self.train and self.shuffle_buffer > 1
@@ -244,6 +258,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         length = len(sample[self.collate.fields[0]])
         drawn = rng if self.train else None
         positions = frame_window(length, self.frame_stride, self.random_shift, drawn)
+        if not self.train:  # the same subset in every evaluation
+            drawn = random.Random(self.seed * 1_000_003 + zlib.crc32(sample["__key__"].encode()))
+        positions = at_most(positions, self.max_frames, drawn)
         return select_frames(sample, self.collate.fields, positions)
 
 
@@ -287,17 +304,20 @@ def make_loader(
     dtype: str | None = None,
     frame_stride: int = 1,
     random_shift: int = 0,
+    max_frames: int | None = None,
 ):
     """A ``DataLoader`` over ``<out>/shards/<split>``; rank and world size default to
     ``torch.distributed`` when it is initialised, else to RANK/WORLD_SIZE, else a single process.
 
     The returned loader has ``batches_per_epoch`` (training: equal on every rank) and
     ``set_epoch(n)`` to reshuffle. ``frame_stride``/``random_shift`` sample frames per epoch (see
-    :func:`frame_window`); each sample then carries ``frame_positions`` into the stored clip.
+    :func:`frame_window`) and ``max_frames`` caps them (see :func:`at_most`); each sample then
+    carries ``frame_positions`` into the stored clip.
     """
-    if frame_stride < 1 or random_shift < 0:
+    if frame_stride < 1 or random_shift < 0 or (max_frames is not None and max_frames < 1):
         raise ValueError(
-            f"frame_stride must be >= 1 and random_shift >= 0, got {frame_stride}, {random_shift}"
+            "frame_stride and max_frames must be >= 1 and random_shift >= 0, got "
+            f"{frame_stride}, {max_frames}, {random_shift}"
         )
     urls, index = shard_paths(out, split)
     fields = per_frame_fields(urls) if fields is None else fields
@@ -317,6 +337,7 @@ def make_loader(
         collate=PadCollate(fields, dtype),
         frame_stride=frame_stride,
         random_shift=random_shift,
+        max_frames=max_frames,
     )
     loader = torch.utils.data.DataLoader(
         dataset,

@@ -114,11 +114,9 @@ def full_clips(prepared, split):
     return {b["__key__"][0]: b["dinov2"][0, : b["lengths"][0]] for b in loader}
 
 
-def test_sign2gpt_frame_sampling_is_redrawn_every_epoch(prepared):
-    """frame_stride=2, random_shift=4: every second frame from a start in 0-3 to an end trimmed
-    by 0-4 frames (Sign2GPT's training input), drawn again in each epoch."""
-    stored = full_clips(prepared, "train")
-    loader = make_loader(
+def sign2gpt_training_loader(prepared, **options):
+    """Sign2GPT's training frame sampling over the train split, samples in stream order."""
+    return make_loader(
         prepared,
         "train",
         batch_size=4,
@@ -126,7 +124,15 @@ def test_sign2gpt_frame_sampling_is_redrawn_every_epoch(prepared):
         shuffle_buffer=1,
         frame_stride=2,
         random_shift=4,
+        **options,
     )
+
+
+def test_sign2gpt_frame_sampling_is_redrawn_every_epoch(prepared):
+    """frame_stride=2, random_shift=4: every second frame from a start in 0-3 to an end trimmed
+    by 0-4 frames (Sign2GPT's training input), drawn again in each epoch."""
+    stored = full_clips(prepared, "train")
+    loader = sign2gpt_training_loader(prepared)
     windows = Counter()
     for epoch in range(3):
         loader.set_epoch(epoch)
@@ -153,3 +159,52 @@ def test_evaluation_keeps_the_stride_from_the_first_frame(prepared):
             length = int(batch["lengths"][row])
             assert batch["frame_positions"][row, :length].tolist() == expected
             assert torch.equal(batch["dinov2"][row, :length], stored[key][expected])
+
+
+def batch_positions(batch):
+    """Each row's key and frame positions, without padding."""
+    for row, key in enumerate(batch["__key__"]):
+        yield row, key, batch["frame_positions"][row, : int(batch["lengths"][row])].tolist()
+
+
+def test_max_frames_keeps_a_random_sorted_subset_redrawn_every_epoch(prepared):
+    """max_frames (Sign2GPT's max_seq_len) on top of its stride window: windows longer than the
+    cap keep a random sorted subset of their own positions, drawn again in each epoch."""
+    stored = full_clips(prepared, "train")
+    loader = sign2gpt_training_loader(prepared, max_frames=5)
+    subsets = {}
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            for row, key, positions in batch_positions(batch):
+                # a window of a 20+ frame clip has at least 7 frames (start <= 3, end >= n - 4)
+                assert len(positions) == 5 if len(stored[key]) >= 20 else len(positions) <= 5
+                assert positions == sorted(set(positions)) and positions[-1] < len(stored[key])
+                assert len({p % 2 for p in positions}) == 1  # all from one stride-2 window
+                assert torch.equal(batch["dinov2"][row, : len(positions)], stored[key][positions])
+                subsets.setdefault(key, set()).add(tuple(positions))
+    long_clips = [key for key, clip in stored.items() if len(clip) >= 20]
+    assert long_clips and all(len(subsets[key]) > 1 for key in long_clips)
+
+
+def test_max_frames_in_evaluation_is_the_same_subset_every_time(prepared):
+    stored = full_clips(prepared, "dev")
+
+    def evaluation():
+        loader = make_loader(
+            prepared, "dev", batch_size=2, train=False, num_workers=0, max_frames=6
+        )
+        return {key: positions for b in loader for _row, key, positions in batch_positions(b)}
+
+    first = evaluation()
+    assert first == evaluation()
+    for key, positions in first.items():
+        assert len(positions) == min(6, len(stored[key]))
+        assert positions == sorted(set(positions)) and set(positions) <= set(
+            range(len(stored[key]))
+        )
+    assert any(
+        len(stored[key]) > 6 and positions != list(range(6)) for key, positions in first.items()
+    )
+    with pytest.raises(ValueError, match="max_frames"):
+        make_loader(prepared, "dev", train=False, num_workers=0, max_frames=0)
