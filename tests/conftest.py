@@ -69,6 +69,20 @@ def one_clip_csv(clip: Path, folder: Path, text: str = "eine hand hebt sich") ->
     return annotations
 
 
+def hamer_features_of_one_clip(clip: Path, folder: Path, checkpoint, config, *flags) -> dict:
+    """The shard fields of the one sample the features stage writes when it runs hands and
+    HaMeR on ``clip`` through the CLI (which must succeed)."""
+    from pipeline.shards import iter_tar_samples
+
+    out = folder / "out"
+    annotations = one_clip_csv(clip, folder)
+    features = ("--features", "hands,hamer", "--hamer", checkpoint, "--hamer-config", config)
+    result = run_generic("features", annotations, out, *features, *flags)
+    assert result.exit_code == 0, result.output
+    ((_key, fields),) = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
+    return fields
+
+
 @pytest.fixture(scope="session")
 def phoenix_dev_csv() -> Path:
     """519 real Phoenix14T dev sentences (``name|num_frames|orth|translation``)."""

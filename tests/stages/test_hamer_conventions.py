@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.shards import decode_npy, iter_tar_samples
+from pipeline.shards import decode_npy
 from pipeline.video import ChunkInfo, open_source
 from stages.hands.detect import HandDetector
 from stages.hands.encoders import HamerEncoder
 from stages.hands.hamer import load_hamer
 from stages.hands.rows import SOURCE_HANDS
-from tests.conftest import missing, one_clip_csv, run_generic
+from tests.conftest import hamer_features_of_one_clip, missing, run_generic
 from tests.frames import decode_clip
 
 MEAN, STD = 255 * np.array([0.485, 0.456, 0.406]), 255 * np.array([0.229, 0.224, 0.225])
@@ -252,17 +252,10 @@ def test_the_papers_hamer_features_through_the_cli(
 ):
     """MediaPipe hands only (no pose-fallback boxes), HaMeR's left hands, Hands-On's copies
     and HaMeR's blur on the real clip, whose raised hand gives crops up to 887 px."""
-    annotations = one_clip_csv(real_hand_clip, tmp_path)
-    out = tmp_path / "out"
-    result = run_generic(
-        "features",
-        annotations,
-        out,
-        "--features",
-        "hands,hamer",
-        "--hamer",
+    fields = hamer_features_of_one_clip(
+        real_hand_clip,
+        tmp_path,
         hamer_reference / "hamer_tiny.ckpt",
-        "--hamer-config",
         hamer_reference / "config.json",
         "--hamer-left-hands",
         "as-network",
@@ -271,8 +264,6 @@ def test_the_papers_hamer_features_through_the_cli(
         "--hamer-blur",
         "--no-pose-fallback",
     )
-    assert result.exit_code == 0, result.output
-    ((_, fields),) = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
     hands, hamer = decode_npy(fields["hands.npy"]), decode_npy(fields["hamer.npy"])
     present = hands[:, :, 0] > 0
     assert (hands[present][:, 1] == SOURCE_HANDS).all()  # only hands MediaPipe found

@@ -19,7 +19,13 @@ from pipeline.video import ChunkInfo, open_source
 from stages.hands.detect import HandDetector
 from stages.hands.hamer import Hamer, HamerConfig, load_hamer
 from stages.hands.rows import COLUMNS, SOURCE_HANDS, SOURCE_KEYPOINTS
-from tests.conftest import one_clip_csv, prep, raised_hand_keypoints, run_generic, shared_file
+from tests.conftest import (
+    hamer_features_of_one_clip,
+    prep,
+    raised_hand_keypoints,
+    run_generic,
+    shared_file,
+)
 from tests.frames import decode_clip
 
 
@@ -132,29 +138,15 @@ def test_mediapipe_tracks_the_raised_hand_of_the_real_clip(clip_frames):
 def test_hand_features_through_the_cli(tmp_path, request, source, tiny_hamer):
     """Generated clip, keypoints and HaMeR; and the real clip with MediaPipe and the reference's HaMeR."""
     clip = request.getfixturevalue(f"{source}_hand_clip")
-    annotations = one_clip_csv(clip, tmp_path)
     if source == "synthetic":
         checkpoint, config = tiny_hamer
         flags = ["--hand-keypoints", raised_hand_keypoints(tmp_path / "keypoints", "hand_clip")]
     else:
         reference = request.getfixturevalue("hamer_reference")
         checkpoint, config, flags = reference / "hamer_tiny.ckpt", reference / "config.json", []
-    out = tmp_path / "out"
-    result = run_generic(
-        "features",
-        annotations,
-        out,
-        "--features",
-        "hands,hamer",
-        "--hamer",
-        checkpoint,
-        "--hamer-config",
-        config,
-        "--hamer-tokens",
-        *flags,
+    fields = hamer_features_of_one_clip(
+        clip, tmp_path, checkpoint, config, "--hamer-tokens", *flags
     )
-    assert result.exit_code == 0, result.output
-    ((key, fields),) = iter_tar_samples(next((out / "shards" / "test").glob("*.tar")))
     hands, hamer, shape = (
         decode_npy(fields[f]) for f in ("hands.npy", "hamer.npy", "hamer_shape.npy")
     )
