@@ -125,10 +125,10 @@ def frame_window(length: int, stride: int, shift: int, rng: random.Random | None
     return np.arange(start, end, stride)
 
 
-def at_most(positions: np.ndarray, limit: int | None, rng: random.Random) -> np.ndarray:
+def at_most(positions: np.ndarray, limit: int, rng: random.Random) -> np.ndarray:
     """``positions`` itself, or a random sorted subset of ``limit`` of them (Sign2GPT's
     ``np.sort(np.random.choice(selection, size=max_seq_len, replace=False))``)."""
-    if limit is None or len(positions) <= limit:
+    if len(positions) <= limit:
         return positions
     return np.sort(np.asarray(rng.sample(positions.tolist(), limit), dtype=positions.dtype))
 
@@ -258,9 +258,11 @@ class ShardStream(torch.utils.data.IterableDataset):
         length = len(sample[self.collate.fields[0]])
         drawn = rng if self.train else None
         positions = frame_window(length, self.frame_stride, self.random_shift, drawn)
-        if not self.train:  # the same subset in every evaluation
-            drawn = random.Random(self.seed * 1_000_003 + zlib.crc32(sample["__key__"].encode()))
-        positions = at_most(positions, self.max_frames, drawn)
+        if self.max_frames is not None:
+            if not self.train:  # the same subset in every evaluation
+                key = zlib.crc32(sample["__key__"].encode())
+                drawn = random.Random(self.seed * 1_000_003 + key)
+            positions = at_most(positions, self.max_frames, drawn)
         return select_frames(sample, self.collate.fields, positions)
 
 

@@ -265,7 +265,7 @@ def _word_rule(
     guessed_noun: Callable[[str], bool],
 ) -> tuple[str, str, str]:
     lower = word.lower()
-    if lower in CONJUNCTIONS:  # closed classes first: HanTa reads "falls", "ade" as names
+    if lower in CONJUNCTIONS:  # closed classes first: HanTa reads "weil", "falls", "ade" as names
         return (word, lower, CONJUNCTIONS[lower])
     if lower in GREETINGS:
         return (word, lower, "ITJ")
@@ -303,12 +303,6 @@ def _word_rule(
         return (word, lower, "PIS")
     if lower == "was" and lemma.lower() == "wer":
         return (word, lower, tag)  # "was" is its own lemma in UD German, not "wer"
-    if lower in CONJUNCTIONS:
-        return (word, lower, CONJUNCTIONS[lower])
-    if lower in GREETINGS:
-        return (word, lower, "ITJ")
-    if lower in LIST_ENDINGS:
-        return (word, lower, "XY")  # HanTa reads lower-cased "weil", "oder" as names
     if lower == CURRENCY:
         return (word, lower, NAME_TAG)  # the currency code (UD PROPN), not "euer"
     if tag == FOREIGN_TAG and lower.isalpha():

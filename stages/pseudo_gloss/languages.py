@@ -23,14 +23,9 @@ HANTA_MODEL = "morphmodel_ger.pgz"  # ships inside the HanTa package
 WORD_CACHE = 1 << 17  # distinct (word, tag) analyses kept per process
 PARTICIPLE_TAG = "VV(PP)"
 NOUN_TAG = "NN"
-UNKNOWN_TAG = "UNKNOWN"
+UNKNOWN_TAG = "UNKNOWN"  # HanTa's tag for a morpheme it cannot place at all
 # letters written out where the keyboard or Swiss spelling lacks them
-TRANSLITERATIONS = {
-    "ss": "ß",
-    "ue": "ü",
-    "oe": "ö",
-    "ae": "ä",
-}  # HanTa's tag for a morpheme it cannot place at all
+TRANSLITERATIONS = {"ss": "ß", "ue": "ü", "oe": "ö", "ae": "ä"}
 # derivational suffixes whose nouns inflect regularly (-ung|en, -heit|en, -ling|e, ...)
 NOUN_SUFFIXES = ("ung", "heit", "keit", "schaft", "ion", "tät", "ling", "nis", "ismus", "tum")
 MIN_HEAD = 3  # the shortest known noun taken as a compound's head
