@@ -296,11 +296,17 @@ class BeyondGlossExporter(Exporter):
                 f"{len(names)} stored frames; rerun features"
             )
         frames = [PlainArray(frame_chw(sample.fields[n], sample_id)) for n in names]
-        write_lmdb(self.target / FRAMES / split / f"{sample_id}.lmdb", {KEY: pickled(frames)})
+        write_lmdb(
+            self.inside_target(self.target / FRAMES / split / f"{sample_id}.lmdb"),
+            {KEY: pickled(frames)},
+        )
         described = PlainArray(description(sample.array("caption_emb"), sample_id))
-        write_lmdb(self.target / DESC / split / f"{sample_id}.lmdb", {KEY: pickled(described)})
+        write_lmdb(
+            self.inside_target(self.target / DESC / split / f"{sample_id}.lmdb"),
+            {KEY: pickled(described)},
+        )
         write_lzma_pickle(
-            self.target / HAMER / split / sample_id / f"{sample_id}.lzma",
+            self.inside_target(self.target / HAMER / split / sample_id / f"{sample_id}.lzma"),
             {"features": PlainArray(hamer)},
         )
         return len(names)

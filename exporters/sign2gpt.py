@@ -138,7 +138,8 @@ class Sign2GptExporter(Exporter):
         else:
             clips = self._clips_from_shards(split)
         exported = {
-            write_clip_lmdb(self.lmdb_dir / name, name, jpegs).name for name, jpegs in clips
+            write_clip_lmdb(self.inside_target(self.lmdb_dir / name), name, jpegs).name
+            for name, jpegs in clips
         }
         kept = [row for row in rows if row["id"] in exported]
         if self.csl:

@@ -190,7 +190,9 @@ class UniSignExporter(Exporter):
                 )
             keypoints, scores = mapping(pose, conf, row["width"], row["height"])
             path = self.entry(row)[1]["video_path"].replace(".mp4", ".pkl")
-            write_pickle(self.pose_dir(split) / path, pose_pickle(keypoints, scores))
+            write_pickle(
+                self.inside_target(self.pose_dir(split) / path), pose_pickle(keypoints, scores)
+            )
             written.add(row["id"])
         labels = dict(self.entry(row) for row in rows.values() if row["id"] in written)
         files = [write_gzip_pickle(self.label_path(split), labels)]

@@ -81,6 +81,8 @@ def run_export(
         log.warning("export %s: %s", name, gap)
     target.mkdir(parents=True, exist_ok=True)
     files: list[Path] = list(map(Path, done.get("files", [])))
+    # recorded before the first file, so an export killed inside its first split resumes too
+    atomic_write_json(target / RECORD, {"identity": identity, "done": done, "complete": False})
     for split in exporter.splits:
         if split in done.get("splits", []):
             log.info("export %s: split %s already written; skipped", name, split)

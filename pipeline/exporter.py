@@ -24,7 +24,15 @@ import numpy as np
 from pipeline import manifest as m
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
-from pipeline.shards import INDEX_NAME, decode_npy, iter_tar_samples
+from pipeline.shards import (
+    INDEX_NAME,
+    ShardError,
+    checked_npy,
+    read_index,
+    read_shard,
+    sample_key,
+    sample_meta,
+)
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,8 @@ class ExportSource:
         return m.source_base(self.provenance(self.manifest_stage), root)
 
     def shard_index(self, split: str) -> dict[str, Any] | None:
-        path = self.layout.shard_dir(split) / INDEX_NAME
-        return json.loads(path.read_text()) if path.is_file() else None
+        folder = self.layout.shard_dir(split)
+        return read_index(folder) if (folder / INDEX_NAME).is_file() else None
 
     def shard_fields(self, split: str) -> set[str]:
         """The fields the split's shards hold, without extensions' dots (``dinov2.npy``)."""
@@ -107,23 +115,35 @@ class ExportSource:
 
     def samples(self, split: str, fields: tuple[str, ...] = ()) -> Iterator[ShardSample]:
         """The split's samples in shard order; only ``json`` and ``fields`` (names without
-        ``.npy``; a trailing ``*`` matches a prefix, e.g. ``frame_*``) are decoded."""
+        ``.npy``; a trailing ``*`` matches a prefix, e.g. ``frame_*``) are decoded.
+
+        Shards are untrusted: each is read against its index entry, each json id must be its
+        tar key and a sample of this split's manifest, and every array must be numbers, or the
+        export stops with one line naming the shard (:class:`ShardError`)."""
         index = self.shard_index(split)
         if index is None:
             raise PrepError(f"no shards for split {split} under {self.out}; run --stage features")
         folder = self.layout.shard_dir(split)
-        for shard in index["shardlist"]:
-            for key, raw in iter_tar_samples(folder / shard["url"]):
-                yield ShardSample(key, json.loads(raw["json"]), _decoded(raw, fields))
+        known = {sample_key(row["id"]) for row in self.manifest_rows(split)}
+        for entry in index["shardlist"]:
+            for key, raw in read_shard(folder, entry):
+                meta = sample_meta(entry["url"], key, raw)
+                if key not in known:
+                    raise ShardError(
+                        f"{entry['url']}: sample {key!r} is not in the {split} manifest"
+                    )
+                yield ShardSample(key, meta, _decoded(entry["url"], key, raw, fields))
 
 
-def _decoded(raw: dict[str, bytes], fields: tuple[str, ...]) -> dict[str, Any]:
+def _decoded(
+    shard: str, key: str, raw: dict[str, bytes], fields: tuple[str, ...]
+) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     for name, data in raw.items():
         stem = name.removesuffix(".npy")
         wanted = any(stem == f or (f.endswith("*") and stem.startswith(f[:-1])) for f in fields)
         if wanted:
-            chosen[stem] = decode_npy(data) if name.endswith(".npy") else data
+            chosen[stem] = checked_npy(shard, key, name, data) if name.endswith(".npy") else data
     return chosen
 
 
@@ -141,6 +161,15 @@ class Exporter(ABC):
         self.target = target
         self.fields = settings.fields if settings.fields is not None else self.default_fields
         self.splits = list(settings.splits or source.splits)
+
+    def inside_target(self, path: Path) -> Path:
+        """``path``, refused unless it resolves inside ``--to``: names built from sample ids of
+        shards from elsewhere never write outside the export."""
+        root = self.target.resolve()
+        resolved = path.resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise PrepError(f"{self.name}: {path} would be written outside --to {self.target}")
+        return path
 
     @abstractmethod
     def check(self) -> None:

@@ -38,43 +38,70 @@ import torch
 import torch.utils.data
 
 from pipeline.layout import Layout
-from pipeline.shards import decode_npy, iter_tar_samples, read_index
+from pipeline.shards import (
+    ShardError,
+    checked_npy,
+    read_index,
+    read_shard,
+    sample_meta,
+    shard_file,
+)
 
 
 def shard_paths(out: Path | str, split: str) -> tuple[list[str], dict[str, Any]]:
-    """Absolute tar paths of a split, in index order, and the index itself."""
+    """Absolute tar paths of a split, in index order, and the index itself (each url checked to
+    be a file of the shard folder: the index may come from elsewhere)."""
     folder = Layout(Path(out)).shard_dir(split)
     index = read_index(folder)
-    return [str(folder / s["url"]) for s in index["shardlist"]], index
+    return [str(shard_file(folder, s)) for s in index["shardlist"]], index
+
+
+def read_samples(url: str, entry: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One shard's raw samples, checked against its index entry while read (size, keys in
+    order, count, plain members, json id = tar key): a cut or foreign shard is one line."""
+    for key, fields in read_shard(Path(url).parent, entry):
+        yield {"__key__": key, "__url__": url, "__meta__": sample_meta(url, key, fields), **fields}
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
     """Raw sample -> ``json`` parsed, ``*.npy`` as read-only arrays (never unpickled), rest bytes."""
     out: dict[str, Any] = {"__key__": sample["__key__"]}
+    url = sample.get("__url__", "shard")
     for name, value in sample.items():
         if name.startswith("__"):
             continue
         if name == "json":
-            out[name] = json.loads(value)
+            out[name] = sample["__meta__"] if "__meta__" in sample else json.loads(value)
         elif name.endswith(".npy"):
-            out[name[: -len(".npy")]] = decode_npy(value)
+            out[name[: -len(".npy")]] = checked_npy(url, sample["__key__"], name, value)
         else:
             out[name] = value
     return out
 
 
-def per_frame_fields(urls: Sequence[str]) -> list[str]:
+def per_frame_fields(urls: Sequence[str], entries: Sequence[dict[str, Any]]) -> list[str]:
     """The per-frame arrays the shards hold (e.g. ``dinov2``), as the first sample's json lists
     them: ``.npy`` fields not marked ``per_clip``. The default of :func:`make_loader`."""
-    for url in urls:
-        for _key, fields in iter_tar_samples(Path(url)):
-            described = json.loads(fields["json"]).get("fields", {})
+    for url, entry in zip(urls, entries):
+        for sample in read_samples(url, entry):
+            described = sample["__meta__"].get("fields", {})
             return [
                 name.removesuffix(".npy")
                 for name, info in sorted(described.items())
-                if name.endswith(".npy") and not info.get("per_clip")
+                if name.endswith(".npy") and not (isinstance(info, dict) and info.get("per_clip"))
             ]
     return []
+
+
+def with_fields(sample: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """The sample, when it holds every field the loader pads; else one line naming it."""
+    missing = [name for name in fields if name not in sample]
+    if missing:
+        raise ShardError(
+            f"{Path(sample.get('__url__', 'shard')).name}: sample {sample['__key__']!r} has no "
+            f"{', '.join(f'{m}.npy' for m in missing)}; choose fields= that every sample holds"
+        )
+    return sample
 
 
 class PadCollate:
@@ -185,6 +212,7 @@ class ShardStream(torch.utils.data.IterableDataset):
     def __init__(
         self,
         urls: list[str],
+        entries: list[dict[str, Any]],
         *,
         rank: int,
         world_size: int,
@@ -201,6 +229,7 @@ class ShardStream(torch.utils.data.IterableDataset):
     ) -> None:
         super().__init__()
         self.urls, self.rank, self.world_size = urls, rank, world_size
+        self.entries = dict(zip(urls, entries))
         self.by_shard = len(urls) >= world_size * max(num_workers, 1)
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.shuffle_buffer, self.bucket_buffer, self.collate = (
@@ -238,14 +267,10 @@ class ShardStream(torch.utils.data.IterableDataset):
                     urls
                 )  # same order on every rank
             mine = split_stream(urls, slot, slots) if self.by_shard else urls
-            samples = (
-                {"__key__": key, **fields}
-                for url in mine
-                for key, fields in iter_tar_samples(Path(url))
-            )
+            samples = (sample for url in mine for sample in read_samples(url, self.entries[url]))
             if not self.by_shard:
                 samples = split_stream(samples, slot, slots)
-            samples = (decode_sample(s) for s in samples)
+            samples = (with_fields(decode_sample(s), self.collate.fields) for s in samples)
             if self.frame_stride > 1 or self.random_shift > 0 or self.max_frames is not None:
                 samples = (self._sampled(s, rng) for s in samples)
             if (
@@ -322,12 +347,14 @@ def make_loader(
             f"{frame_stride}, {max_frames}, {random_shift}"
         )
     urls, index = shard_paths(out, split)
-    fields = per_frame_fields(urls) if fields is None else fields
+    entries = index["shardlist"]
+    fields = per_frame_fields(urls, entries) if fields is None else fields
     if not fields:
         raise ValueError(f"the {split} shards under {out} hold no per-frame .npy field to load")
     rank, world_size = current_rank(rank, world_size)
     dataset = ShardStream(
         urls,
+        entries,
         rank=rank,
         world_size=world_size,
         num_workers=num_workers,

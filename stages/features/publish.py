@@ -59,7 +59,7 @@ def publish_split(
             numbers[rank] += 1
             link_or_copy(tar, staging / name)
             keys.update(info["keys"])
-            entries.append({**{k: v for k, v in info.items() if k != "keys"}, "name": name})
+            entries.append({**info, "name": name})
         check_exactly_once(split, keys, expected_keys, quarantined_keys)
         index = wids_index(split, entries, extra)
         atomic_write_json(staging / INDEX_NAME, index)

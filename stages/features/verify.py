@@ -10,13 +10,22 @@ has (and which the manifest's frame selection gives). Nothing is trusted that is
 from __future__ import annotations
 
 import hashlib
-import json
+import tarfile
 from collections import Counter
 from pathlib import Path
 
 from pipeline import manifest as m
 from pipeline.layout import Layout
-from pipeline.shards import INDEX_NAME, decode_npy, iter_tar_samples, sample_key
+from pipeline.shards import (
+    INDEX_NAME,
+    ShardError,
+    checked_npy,
+    iter_tar_samples,
+    read_index,
+    sample_key,
+    sample_meta,
+    shard_file,
+)
 from pipeline.verify import SplitReport
 from pipeline.video import FrameSelection
 
@@ -51,7 +60,11 @@ def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitRepo
         ).num_rows:  # an empty split has no shards
             report.problem(f"no {INDEX_NAME} in {folder}")
         return report
-    index = json.loads((folder / INDEX_NAME).read_text())
+    try:
+        index = read_index(folder)
+    except ShardError as exc:
+        report.problem(str(exc))
+        return report
     manifest = {
         sample_key(r["id"]): r
         for r in m.read_table(layout.split_table(MANIFEST, split)).to_pylist()
@@ -62,7 +75,12 @@ def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitRepo
     seen: Counter[str] = Counter()
     for shard in index["shardlist"]:
         report.shards += 1
-        _check_shard(folder / shard["url"], shard, manifest, selection, seen, report)
+        try:
+            path = shard_file(folder, shard)
+        except ShardError as exc:
+            report.problem(str(exc))
+            continue
+        _check_shard(path, shard, manifest, selection, seen, report)
     listed = sum(s["nsamples"] for s in index["shardlist"])
     if index.get("samples", listed) != listed:
         report.problem(f"index says {index.get('samples')} samples, its shards list {listed}")
@@ -92,16 +110,19 @@ def _check_shard(
     report.bytes += size
     if size != entry["filesize"]:
         report.problem(f"{name}: {size} bytes, index says {entry['filesize']}")
-    count, digest = 0, hashlib.sha256()
+    count, digest, listed = 0, hashlib.sha256(), entry.get("keys")
     try:
         for key, fields in iter_tar_samples(path, digest):
+            if listed is not None and (count >= len(listed) or listed[count] != key):
+                report.problem(f"{name}: sample {count} is {key!r}, its index lists another")
             count += 1
             seen[key] += 1
             _check_sample(name, key, fields, manifest.get(key), selection, report)
-    except Exception as exc:  # a damaged tar is a finding, not a crash
-        report.problem(
-            f"{name}: unreadable after {count} samples: {type(exc).__name__}: {exc}".splitlines()[0]
-        )
+    except ShardError as exc:  # a link, a path or a cut member: a finding, not a crash
+        report.problem(str(exc))
+        digest = None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        report.problem(f"{name}: unreadable after {count} samples: {exc}".splitlines()[0])
         digest = None
     if digest is None or digest.hexdigest() != entry["sha256"]:
         report.problem(f"{name}: sha256 differs from the index (the file changed or is damaged)")
@@ -122,10 +143,10 @@ def _check_sample(
     if row is None:
         report.problem(f"{where}: not in the manifest")
         return
-    try:
-        meta = json.loads(fields["json"])
-    except (KeyError, ValueError) as exc:
-        report.problem(f"{where}: json missing or unreadable ({type(exc).__name__})")
+    try:  # json id = tar key, declared members present
+        meta = sample_meta(shard, key, fields)
+    except ShardError as exc:
+        report.problem(str(exc))
         return
     stages = meta.get("provenance", {}).get("stages", {})
     if STAGE not in stages or MANIFEST not in stages:
@@ -136,6 +157,9 @@ def _check_sample(
             f"{where}: frame_indices disagree with num_frames {row['num_frames']} and the frame selection"
         )
     times = meta.get("frame_times", [])
+    if not isinstance(times, list) or not all(isinstance(t, (int, float)) for t in times):
+        report.problem(f"{where}: frame_times are not a list of numbers")
+        times = []
     if (
         len(times) != len(frames)
         or any(b < a for a, b in zip(times, times[1:]))
@@ -144,14 +168,18 @@ def _check_sample(
         report.problem(
             f"{where}: frame_times are not one non-negative, rising time per stored frame"
         )
-    per_clip = {name for name, info in meta.get("fields", {}).items() if info.get("per_clip")}
+    per_clip = {
+        name
+        for name, info in meta.get("fields", {}).items()
+        if isinstance(info, dict) and info.get("per_clip")
+    }
     for name, data in fields.items():
         if not name.endswith(".npy") or name in per_clip:
             continue
         try:
-            array = decode_npy(data)
-        except ValueError as exc:
-            report.problem(f"{where}: {name} unreadable: {exc}")
+            array = checked_npy(shard, key, name, data)
+        except ShardError as exc:
+            report.problem(str(exc))
             continue
         if len(array) != len(frames):
             report.problem(f"{where}: {name} has {len(array)} rows for {len(frames)} frames")
