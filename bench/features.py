@@ -142,6 +142,7 @@ def loader_speed(work: Path, samples: int) -> dict:
                 "translation": "und nun die wettervorhersage " * 3,
                 "num_frames": length,
                 "frame_indices": list(range(length)),
+                "fields": {"dinov2.npy": {"dtype": "float16", "shape": [length, 384]}},
             }
             writer.write(
                 meta["id"],
