@@ -137,10 +137,8 @@ class Sign2GptExporter(Exporter):
             clips = ((row["id"], self._decoded_jpegs(row)) for row in rows)
         else:
             clips = self._clips_from_shards(split)
-        exported = {
-            write_clip_lmdb(self.inside_target(self.lmdb_dir / name), name, jpegs).name
-            for name, jpegs in clips
-        }
+        into = self.inside_target  # ids from shards of elsewhere never leave --to
+        exported = {write_clip_lmdb(into(self.lmdb_dir / n), n, jpegs).name for n, jpegs in clips}
         kept = [row for row in rows if row["id"] in exported]
         if self.csl:
             self._write_csl_table(split, kept)

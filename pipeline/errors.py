@@ -18,6 +18,12 @@ class PrepError(Exception):
     """Unusable input or configuration; the message is shown to the user as is."""
 
 
+class ShardError(PrepError):
+    """A shard or index that does not hold what prep writes. Shards may come from elsewhere,
+    so they are untrusted input: every reader checks them against the index as it reads, and
+    says what is wrong in one line naming the shard."""
+
+
 class Stopped(BaseException):
     """SIGTERM (a scheduler's time limit, ``kill``): a BaseException, so no unit records it as
     its own failure on the way out."""

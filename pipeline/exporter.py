@@ -24,15 +24,8 @@ import numpy as np
 from pipeline import manifest as m
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
-from pipeline.shards import (
-    INDEX_NAME,
-    ShardError,
-    checked_npy,
-    read_index,
-    read_shard,
-    sample_key,
-    sample_meta,
-)
+from pipeline.shard_reader import ShardError, checked_npy, read_shard, sample_meta
+from pipeline.shards import INDEX_NAME, read_index, sample_key
 
 
 @dataclass(frozen=True)

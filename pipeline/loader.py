@@ -25,7 +25,7 @@ from numpy's global state, here from the seed and the clip's key, so evaluation 
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import random
 import re
@@ -37,15 +37,18 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from pipeline import lineage
 from pipeline.layout import Layout
-from pipeline.shards import (
-    ShardError,
-    checked_npy,
-    read_index,
-    read_shard,
-    sample_meta,
+from pipeline.shard_reader import (
+    decode_sample,
+    per_frame_fields,
+    read_samples,
     shard_file,
+    with_fields,
 )
+from pipeline.shards import read_index
+
+log = logging.getLogger(__name__)
 
 
 def shard_paths(out: Path | str, split: str) -> tuple[list[str], dict[str, Any]]:
@@ -54,54 +57,6 @@ def shard_paths(out: Path | str, split: str) -> tuple[list[str], dict[str, Any]]
     folder = Layout(Path(out)).shard_dir(split)
     index = read_index(folder)
     return [str(shard_file(folder, s)) for s in index["shardlist"]], index
-
-
-def read_samples(url: str, entry: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One shard's raw samples, checked against its index entry while read (size, keys in
-    order, count, plain members, json id = tar key): a cut or foreign shard is one line."""
-    for key, fields in read_shard(Path(url).parent, entry):
-        yield {"__key__": key, "__url__": url, "__meta__": sample_meta(url, key, fields), **fields}
-
-
-def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw sample -> ``json`` parsed, ``*.npy`` as read-only arrays (never unpickled), rest bytes."""
-    out: dict[str, Any] = {"__key__": sample["__key__"]}
-    url = sample.get("__url__", "shard")
-    for name, value in sample.items():
-        if name.startswith("__"):
-            continue
-        if name == "json":
-            out[name] = sample["__meta__"] if "__meta__" in sample else json.loads(value)
-        elif name.endswith(".npy"):
-            out[name[: -len(".npy")]] = checked_npy(url, sample["__key__"], name, value)
-        else:
-            out[name] = value
-    return out
-
-
-def per_frame_fields(urls: Sequence[str], entries: Sequence[dict[str, Any]]) -> list[str]:
-    """The per-frame arrays the shards hold (e.g. ``dinov2``), as the first sample's json lists
-    them: ``.npy`` fields not marked ``per_clip``. The default of :func:`make_loader`."""
-    for url, entry in zip(urls, entries):
-        for sample in read_samples(url, entry):
-            described = sample["__meta__"].get("fields", {})
-            return [
-                name.removesuffix(".npy")
-                for name, info in sorted(described.items())
-                if name.endswith(".npy") and not (isinstance(info, dict) and info.get("per_clip"))
-            ]
-    return []
-
-
-def with_fields(sample: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    """The sample, when it holds every field the loader pads; else one line naming it."""
-    missing = [name for name in fields if name not in sample]
-    if missing:
-        raise ShardError(
-            f"{Path(sample.get('__url__', 'shard')).name}: sample {sample['__key__']!r} has no "
-            f"{', '.join(f'{m}.npy' for m in missing)}; choose fields= that every sample holds"
-        )
-    return sample
 
 
 class PadCollate:
@@ -332,6 +287,7 @@ def make_loader(
     frame_stride: int = 1,
     random_shift: int = 0,
     max_frames: int | None = None,
+    allow_stale: bool = False,
 ):
     """A ``DataLoader`` over ``<out>/shards/<split>``; rank and world size default to
     ``torch.distributed`` when it is initialised, else to RANK/WORLD_SIZE, else a single process.
@@ -340,12 +296,22 @@ def make_loader(
     ``set_epoch(n)`` to reshuffle. ``frame_stride``/``random_shift`` sample frames per epoch (see
     :func:`frame_window`) and ``max_frames`` caps them (see :func:`at_most`); each sample then
     carries ``frame_positions`` into the stored clip.
+
+    Shards older than an upstream stage's latest run (stale: e.g. pseudo-glosses redone with
+    other options, so their gloss ids no longer match ``vocab.json``) are refused unless
+    ``allow_stale=True``; ``loader.stale`` names them either way.
     """
     if frame_stride < 1 or random_shift < 0 or (max_frames is not None and max_frames < 1):
         raise ValueError(
             "frame_stride and max_frames must be >= 1 and random_shift >= 0, got "
             f"{frame_stride}, {max_frames}, {random_shift}"
         )
+    layout = Layout(Path(out))
+    stale = lineage.stale_stages(layout)
+    if not allow_stale:
+        lineage.require_fresh(layout, what=f"make_loader({str(out)!r}, {split!r})")
+    for stage, why in stale.items():
+        log.warning("make_loader: %s is stale (%s); loading anyway (allow_stale=True)", stage, why)
     urls, index = shard_paths(out, split)
     entries = index["shardlist"]
     fields = per_frame_fields(urls, entries) if fields is None else fields
@@ -382,6 +348,7 @@ def make_loader(
         loader = EpochLimited(loader, dataset, batches)
     loader.batches_per_epoch = batches
     loader.samples = samples
+    loader.stale = stale
     return loader
 
 

@@ -9,7 +9,6 @@ so the same samples always give the same bytes.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import io
 import json
@@ -21,7 +20,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from pipeline.errors import PrepError
+from pipeline.errors import PrepError, ShardError
 
 FIXED_MTIME = 946684800  # 2000-01-01: any constant works; a real date keeps tools quiet
 MEMBER_MODE = 0o444
@@ -278,103 +277,8 @@ def read_index(shard_dir: Path) -> dict[str, Any]:
     return index
 
 
-class ShardError(PrepError):
-    """A shard or index that does not hold what prep writes. Shards may come from elsewhere,
-    so they are untrusted input: every reader checks them against the index as it reads, and
-    says what is wrong in one line naming the shard."""
-
-
-def shard_file(folder: Path, entry: dict[str, Any]) -> Path:
-    """The tar an index entry names: only a plain file name inside ``folder``, never a path."""
-    url = entry.get("url") if isinstance(entry, dict) else None
-    if not isinstance(url, str) or not _plain_name(url):
-        raise ShardError(
-            f"{folder / INDEX_NAME}: shard url {url!r} is not a file name in that folder"
-        )
-    return folder / url
-
-
-def _plain_name(name: str) -> bool:
+def plain_name(name: str) -> bool:
     return bool(name) and not name.startswith(".") and not set(name) & {"/", "\\", "\0"}
-
-
-def read_shard(
-    folder: Path, entry: dict[str, Any], digest=None
-) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """The samples of one indexed shard, checked against its index entry while they are read:
-    its size before the first byte (a cut tar reads as a shorter archive), each key in order
-    (when the index lists them) and the sample count at the end."""
-    path = shard_file(folder, entry)
-    if not path.is_file():
-        raise ShardError(f"{path}: listed in {INDEX_NAME} but missing")
-    size = path.stat().st_size
-    if size != entry.get("filesize"):
-        raise ShardError(
-            f"{path}: {size} bytes, its index says {entry.get('filesize')}: the shard is "
-            "truncated or was replaced; copy it again or rerun --stage features"
-        )
-    keys, count = entry.get("keys"), 0
-    try:
-        for key, fields in iter_tar_samples(path, digest):
-            if keys is not None and (count >= len(keys) or keys[count] != key):
-                listed = keys[count] if count < len(keys) else "nothing more"
-                raise ShardError(f"{path}: sample {count} is {key!r}, its index lists {listed!r}")
-            count += 1
-            yield key, fields
-    except tarfile.TarError as exc:
-        raise ShardError(f"{path}: unreadable after {count} samples: {exc}") from None
-    if count != entry.get("nsamples"):
-        raise ShardError(f"{path}: {count} samples, its index says {entry.get('nsamples')}")
-
-
-def sample_meta(shard: Path | str, key: str, fields: dict[str, bytes]) -> dict[str, Any]:
-    """A sample's json, checked: an object whose ``id`` is the sample the tar key names, and
-    whose declared ``fields`` are all members of the sample. An id that differs from its key
-    (``../../x``) never reaches a file name."""
-    where = f"{Path(shard).name}: sample {key!r}"
-    if "json" not in fields:
-        raise ShardError(f"{where} has no json member")
-    try:
-        meta = json.loads(fields["json"])
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ShardError(f"{where}: json unreadable ({exc})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("id"), str):
-        raise ShardError(f"{where}: json is not an object with a string id")
-    try:
-        expected = sample_key(meta["id"])
-    except PrepError:
-        expected = None
-    if expected != key:
-        raise ShardError(f"{where}: json id {meta['id']!r} does not match its tar key")
-    declared = meta.get("fields", {})
-    if not isinstance(declared, dict):
-        raise ShardError(f"{where}: json fields is not an object")
-    missing = [name for name, info in sorted(declared.items()) if not _present(name, info, fields)]
-    if missing:
-        raise ShardError(f"{where}: json declares {', '.join(missing)}, not in the shard")
-    return meta
-
-
-def _present(name: str, info: Any, fields: dict[str, bytes]) -> bool:
-    """A declared field is a member; a declared pattern (``frame_*.jpg``) has its ``count``."""
-    if "*" not in name:
-        return name in fields
-    count = sum(1 for member in fields if fnmatch.fnmatchcase(member, name))
-    return count == (info.get("count", count) if isinstance(info, dict) else count)
-
-
-def checked_npy(shard: Path | str, key: str, name: str, data: bytes) -> np.ndarray:
-    """:func:`decode_npy` with a one-line error naming the shard, sample and member (an object
-    array, which only pickle could read, or a damaged header)."""
-    try:
-        array = decode_npy(data)
-    except (ValueError, EOFError, OSError) as exc:
-        raise ShardError(f"{Path(shard).name}: sample {key!r}: {name} unreadable: {exc}") from None
-    if array.dtype.kind not in "biufc":
-        raise ShardError(
-            f"{Path(shard).name}: sample {key!r}: {name} holds {array.dtype} values, not numbers"
-        )
-    return array
 
 
 class _HashingReader(io.RawIOBase):
@@ -428,7 +332,7 @@ def _check_member(path: Path, member: tarfile.TarInfo) -> None:
     if not member.isreg():
         kind = "a symlink" if member.issym() else "a hard link" if member.islnk() else "not a file"
         raise ShardError(f"{path.name}: member {member.name!r} is {kind}; shards hold plain files")
-    if not _plain_name(member.name) or "." not in member.name:
+    if not plain_name(member.name) or "." not in member.name:
         raise ShardError(
             f"{path.name}: member {member.name!r} is not a plain key.field name; "
             "shards hold no paths"

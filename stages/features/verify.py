@@ -14,22 +14,18 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import manifest as m
 from pipeline.layout import Layout
-from pipeline.shards import (
-    INDEX_NAME,
-    ShardError,
-    checked_npy,
-    iter_tar_samples,
-    read_index,
-    sample_key,
-    sample_meta,
-    shard_file,
-)
+from pipeline.shard_reader import ShardError, checked_npy, sample_meta, shard_file
+from pipeline.shards import INDEX_NAME, iter_tar_samples, read_index, sample_key
 from pipeline.verify import SplitReport
 from pipeline.video import FrameSelection
+from stages.features.sample import annotated_rows, array_columns
 
 STAGE = "features"
+STALE_HINT = "the shards are older than it; rerun --stage features with --overwrite"
 MANIFEST = "manifest"
 
 
@@ -72,6 +68,7 @@ def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitRepo
     selection = FrameSelection(
         **m.read_provenance(layout.split_table(MANIFEST, split)).get("frame_selection", {})
     )
+    tables = {sample_key(r["id"]): r for r in annotated_rows(layout, split)[0]}
     seen: Counter[str] = Counter()
     for shard in index["shardlist"]:
         report.shards += 1
@@ -80,7 +77,7 @@ def verify_split(layout: Layout, split: str, quarantined: set[str]) -> SplitRepo
         except ShardError as exc:
             report.problem(str(exc))
             continue
-        _check_shard(path, shard, manifest, selection, seen, report)
+        _check_shard(path, shard, manifest, tables, selection, seen, report)
     listed = sum(s["nsamples"] for s in index["shardlist"])
     if index.get("samples", listed) != listed:
         report.problem(f"index says {index.get('samples')} samples, its shards list {listed}")
@@ -98,6 +95,7 @@ def _check_shard(
     path: Path,
     entry: dict,
     manifest: dict,
+    tables: dict,
     selection: FrameSelection,
     seen: Counter,
     report: SplitReport,
@@ -118,6 +116,8 @@ def _check_shard(
             count += 1
             seen[key] += 1
             _check_sample(name, key, fields, manifest.get(key), selection, report)
+            if key in tables and key in manifest:
+                _check_columns(name, key, fields, tables[key], report)
     except ShardError as exc:  # a link, a path or a cut member: a finding, not a crash
         report.problem(str(exc))
         digest = None
@@ -183,3 +183,32 @@ def _check_sample(
             continue
         if len(array) != len(frames):
             report.problem(f"{where}: {name} has {len(array)} rows for {len(frames)} frames")
+
+
+def _check_columns(shard: str, key: str, fields: dict, expected: dict, report: SplitReport) -> None:
+    """Every exported column in the sample by value against the table it came from now (the
+    manifest's, pseudo-gloss ids, captions, a plug-in's arrays): shards made before an
+    upstream stage was rerun disagree here even where their lineage was not recorded."""
+    try:
+        meta = sample_meta(shard, key, fields)
+    except ShardError:
+        return  # already reported by _check_sample
+    arrays = array_columns()
+    for column, value in expected.items():
+        if column in arrays:
+            field = arrays[column]
+            if value is None:
+                differs = field in fields
+            else:
+                try:
+                    held = (
+                        checked_npy(shard, key, field, fields[field]) if field in fields else None
+                    )
+                except ShardError as exc:
+                    report.problem(str(exc))
+                    continue
+                differs = held is None or not np.array_equal(held, np.asarray(value, np.float32))
+        else:
+            differs = meta.get(column) != value
+        if differs:
+            report.problem(f"{shard}: {key}: {column} differs from its table: {STALE_HINT}")

@@ -22,7 +22,7 @@ from pipeline.errors import PrepError
 from pipeline.export import ExportSettings, ExportSource
 from pipeline.layout import Layout
 from pipeline.loader import make_loader
-from pipeline.shards import ShardError
+from pipeline.shard_reader import ShardError
 from tests.conftest import prep
 
 Members = list[tuple[tarfile.TarInfo, bytes]]

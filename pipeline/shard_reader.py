@@ -1,0 +1,156 @@
+"""Reading shards, which may come from elsewhere and so are untrusted input: each shard is
+checked against its index entry as it is read (size first, keys in order, count), every member
+must be a plain ``key.field`` file, a sample's json must name the sample its tar key names, and
+arrays must be numbers. Whatever is wrong becomes one :class:`ShardError` line naming the shard;
+``prep verify``, the exporters and the loader all read through here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import tarfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from pipeline.errors import PrepError, ShardError
+from pipeline.shards import INDEX_NAME, decode_npy, iter_tar_samples, plain_name, sample_key
+
+
+def shard_file(folder: Path, entry: dict[str, Any]) -> Path:
+    """The tar an index entry names: only a plain file name inside ``folder``, never a path."""
+    url = entry.get("url") if isinstance(entry, dict) else None
+    if not isinstance(url, str) or not plain_name(url):
+        raise ShardError(
+            f"{folder / INDEX_NAME}: shard url {url!r} is not a file name in that folder"
+        )
+    return folder / url
+
+
+def read_shard(
+    folder: Path, entry: dict[str, Any], digest=None
+) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples of one indexed shard, checked against its index entry while they are read:
+    its size before the first byte (a cut tar reads as a shorter archive), each key in order
+    (when the index lists them) and the sample count at the end."""
+    path = shard_file(folder, entry)
+    if not path.is_file():
+        raise ShardError(f"{path}: listed in {INDEX_NAME} but missing")
+    size = path.stat().st_size
+    if size != entry.get("filesize"):
+        raise ShardError(
+            f"{path}: {size} bytes, its index says {entry.get('filesize')}: the shard is "
+            "truncated or was replaced; copy it again or rerun --stage features"
+        )
+    keys, count = entry.get("keys"), 0
+    try:
+        for key, fields in iter_tar_samples(path, digest):
+            if keys is not None and (count >= len(keys) or keys[count] != key):
+                listed = keys[count] if count < len(keys) else "nothing more"
+                raise ShardError(f"{path}: sample {count} is {key!r}, its index lists {listed!r}")
+            count += 1
+            yield key, fields
+    except tarfile.TarError as exc:
+        raise ShardError(f"{path}: unreadable after {count} samples: {exc}") from None
+    if count != entry.get("nsamples"):
+        raise ShardError(f"{path}: {count} samples, its index says {entry.get('nsamples')}")
+
+
+def sample_meta(shard: Path | str, key: str, fields: dict[str, bytes]) -> dict[str, Any]:
+    """A sample's json, checked: an object whose ``id`` is the sample the tar key names, and
+    whose declared ``fields`` are all members of the sample. An id that differs from its key
+    (``../../x``) never reaches a file name."""
+    where = f"{Path(shard).name}: sample {key!r}"
+    if "json" not in fields:
+        raise ShardError(f"{where} has no json member")
+    try:
+        meta = json.loads(fields["json"])
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ShardError(f"{where}: json unreadable ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("id"), str):
+        raise ShardError(f"{where}: json is not an object with a string id")
+    try:
+        expected = sample_key(meta["id"])
+    except PrepError:
+        expected = None
+    if expected != key:
+        raise ShardError(f"{where}: json id {meta['id']!r} does not match its tar key")
+    declared = meta.get("fields", {})
+    if not isinstance(declared, dict):
+        raise ShardError(f"{where}: json fields is not an object")
+    missing = [name for name, info in sorted(declared.items()) if not _present(name, info, fields)]
+    if missing:
+        raise ShardError(f"{where}: json declares {', '.join(missing)}, not in the shard")
+    return meta
+
+
+def _present(name: str, info: Any, fields: dict[str, bytes]) -> bool:
+    """A declared field is a member; a declared pattern (``frame_*.jpg``) has its ``count``."""
+    if "*" not in name:
+        return name in fields
+    count = sum(1 for member in fields if fnmatch.fnmatchcase(member, name))
+    return count == (info.get("count", count) if isinstance(info, dict) else count)
+
+
+def checked_npy(shard: Path | str, key: str, name: str, data: bytes) -> np.ndarray:
+    """:func:`decode_npy` with a one-line error naming the shard, sample and member (an object
+    array, which only pickle could read, or a damaged header)."""
+    try:
+        array = decode_npy(data)
+    except (ValueError, EOFError, OSError) as exc:
+        raise ShardError(f"{Path(shard).name}: sample {key!r}: {name} unreadable: {exc}") from None
+    if array.dtype.kind not in "biufc":
+        raise ShardError(
+            f"{Path(shard).name}: sample {key!r}: {name} holds {array.dtype} values, not numbers"
+        )
+    return array
+
+
+def read_samples(url: str, entry: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One shard's raw samples, checked against its index entry while read (size, keys in
+    order, count, plain members, json id = tar key): a cut or foreign shard is one line."""
+    for key, fields in read_shard(Path(url).parent, entry):
+        yield {"__key__": key, "__url__": url, "__meta__": sample_meta(url, key, fields), **fields}
+
+
+def with_fields(sample: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """The sample, when it holds every field the loader pads; else one line naming it."""
+    missing = [name for name in fields if name not in sample]
+    if missing:
+        raise ShardError(
+            f"{Path(sample.get('__url__', 'shard')).name}: sample {sample['__key__']!r} has no "
+            f"{', '.join(f'{m}.npy' for m in missing)}; choose fields= that every sample holds"
+        )
+    return sample
+
+
+def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """Raw sample -> ``json`` parsed, ``*.npy`` as read-only arrays (never unpickled), rest bytes."""
+    out: dict[str, Any] = {"__key__": sample["__key__"]}
+    url = sample.get("__url__", "shard")
+    for name, value in sample.items():
+        if name.startswith("__"):
+            continue
+        if name == "json":
+            out[name] = sample["__meta__"] if "__meta__" in sample else json.loads(value)
+        elif name.endswith(".npy"):
+            out[name[: -len(".npy")]] = checked_npy(url, sample["__key__"], name, value)
+        else:
+            out[name] = value
+    return out
+
+
+def per_frame_fields(urls: Sequence[str], entries: Sequence[dict[str, Any]]) -> list[str]:
+    """The per-frame arrays the shards hold (e.g. ``dinov2``), as the first sample's json lists
+    them: ``.npy`` fields not marked ``per_clip``. The default of :func:`make_loader`."""
+    for url, entry in zip(urls, entries):
+        for sample in read_samples(url, entry):
+            described = sample["__meta__"].get("fields", {})
+            return [
+                name.removesuffix(".npy")
+                for name, info in sorted(described.items())
+                if name.endswith(".npy") and not (isinstance(info, dict) and info.get("per_clip"))
+            ]
+    return []
