@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 import manifests
-from pipeline import registry
+from pipeline import lineage, registry
 from pipeline.config import RunConfig, default_workers, launched_together, resolve_rank
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
@@ -86,6 +86,9 @@ def execute(name: str, options: dict[str, Any], run_config: RunConfig) -> bool:
     summary = run_stage(stage)
     if summary is not None:
         typer.echo(format_summary(summary, stage.summary_highlights))
+        for later, why in lineage.made_stale_by(stage.layout, name).items():
+            refresh = lineage.refresh_command(stage.layout, later)
+            typer.echo(f"prep: warning: {later} is now stale ({why}): {refresh}", err=True)
         check_quarantine_share(
             summary, run_config.max_quarantine_share, stage.layout.quarantine_table(name)
         )

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
+from pipeline import __version__, lineage
 from pipeline.errors import PrepError
 from pipeline.exporter import Exporter, ExportSettings, ExportSource
 from pipeline.storage import atomic_write_bytes, atomic_write_json
@@ -57,11 +57,26 @@ def exporter_class(name: str) -> type[Exporter]:
 
 
 def run_export(
-    name: str, out: Path, target: Path, settings: ExportSettings, overwrite: bool = False
+    name: str,
+    out: Path,
+    target: Path,
+    settings: ExportSettings,
+    overwrite: bool = False,
+    *,
+    allow_stale: bool = False,
 ) -> Path:
-    """Export ``out`` into ``target`` with exporter ``name``; returns ``EXPORT.md``."""
+    """Export ``out`` into ``target`` with exporter ``name``; returns ``EXPORT.md``. Stale
+    outputs (an upstream stage rerun after them) are refused unless ``allow_stale``; then
+    ``EXPORT.md`` names them."""
     exporter_cls = exporter_class(name)
     source = ExportSource(out)
+    stale = lineage.stale_stages(source.layout)
+    if not allow_stale:
+        lineage.require_fresh(source.layout, what=f"prep export {name}")
+    for stage, why in stale.items():
+        log.warning(
+            "export %s: %s is stale (%s); exported anyway (--allow-stale)", name, stage, why
+        )
     unknown = sorted(set(settings.splits or ()) - set(source.splits))
     if unknown:
         raise PrepError(
@@ -92,7 +107,8 @@ def run_export(
         atomic_write_json(target / RECORD, {"identity": identity, "done": done, "complete": False})
     files += exporter.finish()
     readme = target / README
-    atomic_write_bytes(readme, export_readme(exporter, source, identity, files).encode("utf-8"))
+    text = export_readme(exporter, source, identity, files, stale)
+    atomic_write_bytes(readme, text.encode("utf-8"))
     done = {"splits": exporter.splits, "files": [str(f) for f in files]}
     atomic_write_json(target / RECORD, {"identity": identity, "done": done, "complete": True})
     return readme
@@ -139,7 +155,11 @@ def resumable_splits(target: Path, identity: dict[str, Any], overwrite: bool) ->
 
 
 def export_readme(
-    exporter: Exporter, source: ExportSource, identity: dict[str, Any], files: list[Path]
+    exporter: Exporter,
+    source: ExportSource,
+    identity: dict[str, Any],
+    files: list[Path],
+    stale: dict[str, str] | None = None,
 ) -> str:
     stages = "\n".join(
         f"- {stage}: version {info['version']}, configuration {info['config_hash']}"
@@ -153,8 +173,18 @@ def export_readme(
         f"for [{exporter.trainer}](https://github.com/{exporter.trainer}).\n\n"
         f"Dataset: {source.dataset}. Splits: {', '.join(exporter.splits)}. "
         f"Fields: {', '.join(exporter.fields) or 'none'}.\n\n"
-        f"## From the prep run\n\n{stages}\n\n"
+        f"## From the prep run\n\n{stages}\n\n{_stale_note(stale or {})}"
         f"## Files\n\n{listed}\n\n"
         f"## Differences from the paper's inputs\n\n{gaps}\n\n"
         f"## Training on them\n\n{exporter.instructions().strip()}\n"
+    )
+
+
+def _stale_note(stale: dict[str, str]) -> str:
+    if not stale:
+        return ""
+    listed = "\n".join(f"- {stage}: {why}" for stage, why in stale.items())
+    return (
+        "**Exported with `--allow-stale`**: these outputs were made before an upstream stage was "
+        f"rerun, so they disagree with the tables beside them:\n\n{listed}\n\n"
     )

@@ -22,6 +22,10 @@ def export_command(
     ),
     splits: Optional[str] = typer.Option(None, help="Comma list of splits (default: all)."),
     overwrite: bool = typer.Option(False, help="Write over a non-empty --to."),
+    allow_stale: bool = typer.Option(
+        False,
+        help="Export outputs made before an upstream stage was rerun (recorded in EXPORT.md).",
+    ),
 ) -> None:
     """Write the files a trainer's own code reads (its labels, features, config keys) from a
     prepared run, streaming, resumable split by split; EXPORT.md says how to train on them."""
@@ -34,7 +38,12 @@ def export_command(
     with handled_errors():
         settings = ExportSettings(fields=listed(fields), splits=listed(splits))
         readme = run_export(
-            format_name, out.expanduser().resolve(), to.expanduser().resolve(), settings, overwrite
+            format_name,
+            out.expanduser().resolve(),
+            to.expanduser().resolve(),
+            settings,
+            overwrite,
+            allow_stale=allow_stale,
         )
     typer.echo(str(readme))
 

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
+from pipeline import __version__, lineage
 from pipeline.distributed import RankGroup, held_lock, launched_group
 from pipeline.errors import PrepError
 from pipeline.layout import OLD_PREFIX, TMP_PREFIX
@@ -182,6 +182,7 @@ def merge(
                 "stage_version": stage.version,
                 "config_hash": chash,
                 "plan_fingerprint": fingerprint,
+                lineage.SUMMARY_KEY: lineage.record(stage.layout, stage.name),
             }
         )
         atomic_write_json(stage.layout.summary(stage.name), summary)

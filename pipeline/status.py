@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import lineage, registry
 from pipeline import manifest as m
 from pipeline.errors import PrepError
 from pipeline.layout import DONE_MARKER, UNIT_QUARANTINE, UNIT_STATS, Layout
@@ -37,9 +38,31 @@ def status(out: Path) -> list[SplitStatus]:
     if not units_root.is_dir():
         raise PrepError(f"nothing has run under {out} (no _units/ folder)")
     rows = []
-    for stage_dir in sorted(p for p in units_root.iterdir() if p.is_dir()):
-        rows += stage_status(layout, stage_dir.name)
+    ran = {p.name for p in units_root.iterdir() if p.is_dir()}
+    for stage in [*(s for s in registry.names() if s in ran), *sorted(ran - set(registry.names()))]:
+        rows += stage_status(layout, stage)
     return rows
+
+
+def stage_states(out: Path) -> list[tuple[str, str]]:
+    """Every registered stage in run order: done, stale (naming the upstream that changed
+    after it and the command that redoes it), partial (units committed of planned) or not run."""
+    layout = Layout(out)
+    stale = lineage.stale_stages(layout)
+    states = []
+    for stage in registry.names():
+        if stage in stale:
+            state = f"stale: {stale[stage]}; {lineage.refresh_command(layout, stage)}"
+        elif layout.summary(stage).is_file():
+            state = "done"
+        elif layout.plan_record(stage).is_file():
+            rows = stage_status(layout, stage)
+            done, total = sum(r.units_done for r in rows), sum(r.units_total for r in rows)
+            state = f"partial: {done}/{total} units"
+        else:
+            state = "not run"
+        states.append((stage, state))
+    return states
 
 
 def stage_status(layout: Layout, stage: str) -> list[SplitStatus]:
@@ -88,7 +111,7 @@ def _errors(layout: Layout, stage: str) -> dict[str, str]:
     return {split: text for split, (_, text) in found.items()}
 
 
-def format_status(rows: list[SplitStatus]) -> str:
+def format_status(rows: list[SplitStatus], states: list[tuple[str, str]] = ()) -> str:
     lines = [
         f"{'stage':<14} {'split':<6} {'units':>9} {'samples':>8} {'clips/s':>8} {'frames/s':>9}  quarantined / last error"
     ]
@@ -102,4 +125,6 @@ def format_status(rows: list[SplitStatus]) -> str:
             f"{r.stage:<14} {r.split:<6} {f'{r.units_done}/{r.units_total}':>9} {r.samples:>8} {rate:>8.1f} "
             f"{frame_rate:>9}  {quarantined}{error}"
         )
+    if states:
+        lines += ["", *(f"{stage:<14} {state}" for stage, state in states)]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import lineage
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
 
@@ -55,6 +56,10 @@ def verify(out: Path, max_quarantine_share: float = 0.2) -> list[SplitReport]:
                     f"see {layout.quarantine_table(stage.name)}"
                 )
             reports.append(report)
+    for stage, why in lineage.stale_stages(layout).items():
+        report = SplitReport("all", stage=stage)
+        report.problem(f"stale: {why}; {lineage.refresh_command(layout, stage)}")
+        reports.append(report)
     return reports
 
 
