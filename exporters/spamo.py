@@ -1,9 +1,15 @@
 """``prep export --format spamo``: the annotation dicts and per-clip feature files SpaMo
 (eddie-euijun-hwang/SpaMo, NAACL 2025) trains from; it never sees a frame.
 
-Read at eddie-euijun-hwang/SpaMo aee7f8b (2025-07-09, as its forks carry it; the stored
-snapshot of the repository itself is the August 2024 pre-release fb1d495, whose
-``h14t_dataset.py`` reads the same files):
+The export targets SpaMo at commit aee7f8b6ea8201b710690adcce6f46260dd11bba (2025-07-09,
+"ckpt_link", by its author), read in the fork Mohamed-Mohamed-Ibrahim/SpaMo, whose head it is
+(croco-corp/SpaMo-PJM and Kowshik-006/SpaMo-BdSL build on it). The official repository
+eddie-euijun-hwang/SpaMo, as stored, ends at fb1d495 (2024-08-16, "Remove privacy"): another
+layout, with a top-level ``h14t_dataset.py`` (class ``h14t_dataset.Phoenix14T``) and
+``t5_slt.py`` and no ``configs/``, ``dataset/`` or ``scripts/``. Its ``h14t_dataset.py:31,
+38-39,43-44`` read the same info and feature files, but the dataset class ``spamo-data.yaml``
+names and the ``configs/finetune.yaml`` it merges over exist only at aee7f8b
+(:meth:`SpamoExporter.instructions` says so in ``EXPORT.md``). Read at aee7f8b:
 
 - ``dataset/p14t.py:61-65``: ``<anno_root>/<mode>_info_ml.npy`` through
   ``np.load(allow_pickle=True).item()``: a dict. ``:201-203``: ``len(data) - 1`` clips,
@@ -219,7 +225,9 @@ class SpamoExporter(Exporter):
             sample_id = sample.meta["id"]
             for field, folder in zip(self.fields, folders):
                 rows = np.asarray(sample.array(field), np.float32)
-                write_npy(folder / f"{sample_id}.npy", rows.reshape(len(rows), -1))
+                write_npy(
+                    self.inside_target(folder / f"{sample_id}.npy"), rows.reshape(len(rows), -1)
+                )
             written.add(sample_id)
         if skipped:
             log.warning("spamo: %d %s clips without %s left out", skipped, split, self.fields)
@@ -343,7 +351,12 @@ class SpamoExporter(Exporter):
 
     def instructions(self) -> str:
         return (
-            f"In a checkout of eddie-euijun-hwang/SpaMo, train with its own config and "
+            "The files follow SpaMo at commit aee7f8b6ea8201b710690adcce6f46260dd11bba "
+            "(2025-07-09), the head of the fork Mohamed-Mohamed-Ibrahim/SpaMo; the official "
+            "eddie-euijun-hwang/SpaMo's head (fb1d495, 2024-08-16) has another layout "
+            "(`h14t_dataset.py`, no `configs/` or `scripts/`), where the dataset class and "
+            "config named here do not exist. In a checkout of that commit, train with its own "
+            "config and "
             f"`{CONFIG}` merged over it (later `-c` files win): `python main.py -c "
             f"configs/finetune.yaml {self.target / CONFIG} -e bleu`. The fragment points "
             "`data.params.train`, `validation` (dev, where SpaMo's config validates on test) and "
