@@ -8,15 +8,25 @@ arrays must be numbers. Whatever is wrong becomes one :class:`ShardError` line n
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import os
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from pipeline.errors import PrepError, ShardError
-from pipeline.shards import INDEX_NAME, decode_npy, iter_tar_samples, plain_name, sample_key
+from pipeline.shards import (
+    INDEX_NAME,
+    _check_member,
+    decode_npy,
+    iter_tar_samples,
+    plain_name,
+    sample_key,
+)
 
 
 def shard_file(folder: Path, entry: dict[str, Any]) -> Path:
@@ -36,14 +46,7 @@ def read_shard(
     its size before the first byte (a cut tar reads as a shorter archive), each key in order
     (when the index lists them) and the sample count at the end."""
     path = shard_file(folder, entry)
-    if not path.is_file():
-        raise ShardError(f"{path}: listed in {INDEX_NAME} but missing")
-    size = path.stat().st_size
-    if size != entry.get("filesize"):
-        raise ShardError(
-            f"{path}: {size} bytes, its index says {entry.get('filesize')}: the shard is "
-            "truncated or was replaced; copy it again or rerun --stage features"
-        )
+    checked_size(path, entry)
     keys, count = entry.get("keys"), 0
     try:
         for key, fields in iter_tar_samples(path, digest):
@@ -154,3 +157,81 @@ def per_frame_fields(urls: Sequence[str], entries: Sequence[dict[str, Any]]) -> 
                 if name.endswith(".npy") and not (isinstance(info, dict) and info.get("per_clip"))
             ]
     return []
+
+
+def checked_size(path: Path, entry: dict[str, Any]) -> None:
+    """The shard's size against its index entry, before any byte is read."""
+    if not path.is_file():
+        raise ShardError(f"{path}: listed in {INDEX_NAME} but missing")
+    size = path.stat().st_size
+    if size != entry.get("filesize"):
+        raise ShardError(
+            f"{path}: {size} bytes, its index says {entry.get('filesize')}: the shard is "
+            "truncated or was replaced; copy it again or rerun --stage features"
+        )
+
+
+def checked_sha256(path: Path, entry: dict[str, Any]) -> None:
+    """The whole file's sha256 against its index entry (a replaced shard of the same size)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    if entry.get("sha256") and digest.hexdigest() != entry["sha256"]:
+        raise ShardError(
+            f"{path}: sha256 {digest.hexdigest()[:16]}..., its index says "
+            f"{str(entry['sha256'])[:16]}...: the shard was altered or replaced"
+        )
+
+
+@dataclass(frozen=True)
+class ShardTable:
+    """Where each sample's members lie in one shard, read from its tar headers alone and checked
+    against the index entry (size, plain members, keys in order, count), so samples can be read
+    in any order with one ``pread`` per member."""
+
+    path: Path
+    keys: tuple[str, ...]
+    members: tuple[tuple[tuple[str, int, int], ...], ...]  # per sample: (field, offset, size)
+
+    @classmethod
+    def scan(cls, path: Path, entry: dict[str, Any]) -> "ShardTable":
+        checked_size(path, entry)
+        keys: list[str] = []
+        members: list[list[tuple[str, int, int]]] = []
+        try:
+            with tarfile.open(path, "r:") as tar:
+                for member in tar:
+                    _check_member(path, member)
+                    key, _, field = member.name.partition(".")
+                    if not keys or keys[-1] != key:
+                        keys.append(key)
+                        members.append([])
+                    members[-1].append((field, member.offset_data, member.size))
+        except tarfile.TarError as exc:
+            raise ShardError(f"{path}: unreadable after {len(keys)} samples: {exc}") from None
+        listed = entry.get("keys")
+        for count, key in enumerate(keys):
+            if listed is not None and (count >= len(listed) or listed[count] != key):
+                expected = listed[count] if count < len(listed) else "nothing more"
+                raise ShardError(f"{path}: sample {count} is {key!r}, its index lists {expected!r}")
+        if len(keys) != entry.get("nsamples"):
+            raise ShardError(f"{path}: {len(keys)} samples, its index says {entry.get('nsamples')}")
+        return cls(path, tuple(keys), tuple(tuple(m) for m in members))
+
+    def sample(self, handle: int, position: int) -> dict[str, Any]:
+        """The raw sample at ``position`` (read through the open file descriptor ``handle``),
+        with its json checked (object, id = tar key, declared members present)."""
+        key = self.keys[position]
+        fields = {}
+        for field, offset, size in self.members[position]:
+            data = os.pread(handle, size, offset)
+            if len(data) != size:
+                raise ShardError(f"{self.path}: sample {key!r}: {field} cut short")
+            fields[field] = data
+        url = str(self.path)
+        return {"__key__": key, "__url__": url, "__meta__": sample_meta(url, key, fields), **fields}
+
+    def size_of(self, position: int, field: str) -> int:
+        """A member's byte size (for a fixed row width, an order-preserving stand-in for T)."""
+        return next((size for name, _, size in self.members[position] if name == field), 0)

@@ -1,0 +1,242 @@
+"""Where the loader reads a prepared run from: a local folder, or ``https://``/``http://``,
+``s3://``/``gs://`` (and any other fsspec protocol, through the ``remote`` extra) or
+``pipe:COMMAND`` as webdataset spells it (the command prints a file to stdout; ``{path}`` in it
+is replaced by the file's path under the run, e.g. ``pipe:curl -sf https://host/run/{path}``).
+
+Remote reading is local reading with a cache in front (MosaicML Streaming's ``local``/``remote``
+pair, litdata's cache): a shard is downloaded whole into the cache folder, its size and sha256
+are checked against the index before any sample is read, and only then is it renamed into place,
+so a dropped connection never yields part of a shard. A failed transfer is tried again from the
+start with exponential backoff, a bounded number of times, then ends as one line. The cache is
+bounded in bytes: the least recently used shards go first (a reader that still has one open
+keeps reading it; POSIX unlinking leaves open files readable).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import http.client
+import json
+import logging
+import os
+import shlex
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.errors import PrepError, ShardError
+from pipeline.layout import Layout
+from pipeline.shard_reader import checked_sha256, shard_file
+from pipeline.shards import INDEX_NAME, read_index
+
+log = logging.getLogger(__name__)
+
+REMOTE_EXTRA = "pip install 'prep[remote]'"
+CHUNK = 1 << 20
+TRANSIENT = (OSError, http.client.HTTPException, urllib.error.URLError, EOFError)
+
+
+class TransferError(PrepError):
+    """A download that kept failing after every retry."""
+
+
+def is_remote(out: Path | str) -> bool:
+    text = str(out)
+    return text.startswith("pipe:") or ("://" in text and not text.startswith("file://"))
+
+
+def open_root(
+    out: Path | str,
+    *,
+    cache_dir: Path | str | None = None,
+    cache_bytes: int = 20 * 10**9,
+    retries: int = 5,
+    checksums: bool = True,
+):
+    """The local or remote root of a prepared run (``out`` of ``prep run``)."""
+    if not is_remote(out):
+        return LocalRoot(Path(str(out).removeprefix("file://")), checksums=checksums)
+    cache = Path(cache_dir) if cache_dir else default_cache(str(out))
+    return RemoteRoot(str(out), cache, cache_bytes=cache_bytes, retries=retries)
+
+
+def default_cache(url: str) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "prep" / "shards"
+    return base / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+class LocalRoot:
+    """A prepared run on a local disk: shards are read in place (sha256 checked when a process
+    first opens each one, unless ``checksums=False``)."""
+
+    remote = False
+
+    def __init__(self, path: Path, *, checksums: bool = True) -> None:
+        self.path, self.checksums = path, checksums
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def read_index(self, split: str) -> dict[str, Any]:
+        return read_index(Layout(self.path).shard_dir(split))
+
+    def shard(self, split: str, entry: dict[str, Any]) -> Path:
+        path = shard_file(Layout(self.path).shard_dir(split), entry)
+        if self.checksums:
+            checked_sha256(path, entry)
+        return path
+
+
+class RemoteRoot:
+    """A prepared run behind a URL or a ``pipe:`` command, read through a bounded local cache."""
+
+    remote = True
+
+    def __init__(self, url: str, cache: Path, *, cache_bytes: int, retries: int) -> None:
+        self.url, self.cache, self.cache_bytes, self.retries = url, cache, cache_bytes, retries
+        if url.startswith("pipe:") and "{path}" not in url:
+            raise PrepError(f"{url}: a pipe: root needs {{path}} where each file's path goes")
+
+    def __str__(self) -> str:
+        return self.url
+
+    def read_index(self, split: str) -> dict[str, Any]:
+        relative = f"shards/{split}/{INDEX_NAME}"
+        data = self._with_retries(relative, lambda: self._fetch(relative, None))
+        try:
+            index = json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ShardError(
+                f"{self._address(relative)} is not a JSON shard index: {exc}"
+            ) from None
+        if not isinstance(index, dict) or not isinstance(index.get("shardlist"), list):
+            raise ShardError(f"{self._address(relative)} has no shardlist: not a shard index")
+        return index
+
+    def shard(self, split: str, entry: dict[str, Any]) -> Path:
+        """The cached copy of a shard, downloaded and checked first when absent."""
+        name = shard_file(Path(split), entry).name  # a plain file name, never a path
+        target = self.cache / split / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.with_name(f".{name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one download per shard across workers
+            if target.is_file() and target.stat().st_size == entry.get("filesize"):
+                os.utime(target)  # recently used
+                return target
+            self._make_room(int(entry.get("filesize") or 0))
+            relative = f"shards/{split}/{name}"
+            partial = target.with_name(f".{name}.part")
+            self._with_retries(relative, lambda: self._download(relative, partial, entry))
+            os.replace(partial, target)
+        return target
+
+    def _download(self, relative: str, partial: Path, entry: dict[str, Any]) -> None:
+        digest = hashlib.sha256()
+        with open(partial, "wb") as sink:
+            self._fetch(relative, lambda chunk: (digest.update(chunk), sink.write(chunk)))
+        size, expected = partial.stat().st_size, entry.get("filesize")
+        if size != expected:
+            raise EOFError(f"got {size} of {expected} bytes")
+        if entry.get("sha256") and digest.hexdigest() != entry["sha256"]:
+            partial.unlink()
+            raise ShardError(
+                f"{self._address(relative)}: sha256 {digest.hexdigest()[:16]}..., its index says "
+                f"{str(entry['sha256'])[:16]}...: the shard was altered or replaced"
+            )
+
+    def _with_retries(self, relative: str, action: Callable[[], Any]) -> Any:
+        """``action`` until it succeeds; transient failures again after 0.1, 0.2, 0.4 ... s."""
+        for attempt in range(self.retries + 1):
+            try:
+                return action()
+            except TRANSIENT as exc:
+                last = exc
+                if isinstance(exc, urllib.error.HTTPError) and exc.code in (403, 404, 410):
+                    break  # not there: trying again will not help
+                log.warning(
+                    "%s: %s; try %d of %d",
+                    self._address(relative),
+                    exc,
+                    attempt + 1,
+                    self.retries + 1,
+                )
+                time.sleep(min(0.1 * 2**attempt, 5.0))
+        raise TransferError(
+            f"{self._address(relative)}: download failed after {attempt + 1} tries: "
+            f"{str(last).splitlines()[0] if str(last) else type(last).__name__}"
+        )
+
+    def _address(self, relative: str) -> str:
+        if self.url.startswith("pipe:"):
+            return self.url.replace("{path}", relative)
+        return f"{self.url.rstrip('/')}/{relative}"
+
+    def _fetch(self, relative: str, sink: Callable[[bytes], Any] | None) -> bytes | None:
+        """The file's bytes (``sink`` None) or stream them to ``sink``; short reads raise."""
+        address = self._address(relative)
+        if address.startswith("pipe:"):
+            return _fetch_pipe(address[len("pipe:") :], relative, sink)
+        if address.startswith(("http://", "https://")):
+            return _fetch_http(address, sink)
+        return _fetch_fsspec(address, sink)
+
+    def _make_room(self, incoming: int) -> None:
+        """Evict least recently used shards until ``incoming`` more bytes fit the bound."""
+        if incoming > self.cache_bytes:
+            raise PrepError(
+                f"a {incoming}-byte shard does not fit the loader cache of {self.cache_bytes} "
+                "bytes; raise cache_bytes"
+            )
+        files = [p for p in self.cache.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        files.sort(key=lambda p: p.stat().st_mtime)
+        used = sum(p.stat().st_size for p in files)
+        while files and used + incoming > self.cache_bytes:
+            oldest = files.pop(0)
+            used -= oldest.stat().st_size
+            oldest.unlink(missing_ok=True)
+
+
+def _stream(handle, sink: Callable[[bytes], Any] | None, expected: int | None) -> bytes | None:
+    parts, got = [], 0
+    while chunk := handle.read(CHUNK):
+        got += len(chunk)
+        sink(chunk) if sink is not None else parts.append(chunk)
+    if expected is not None and got != expected:
+        raise EOFError(f"connection dropped after {got} of {expected} bytes")
+    return None if sink is not None else b"".join(parts)
+
+
+def _fetch_http(address: str, sink) -> bytes | None:
+    with urllib.request.urlopen(address, timeout=60) as response:
+        length = response.headers.get("Content-Length")
+        return _stream(response, sink, int(length) if length else None)
+
+
+def _fetch_fsspec(address: str, sink) -> bytes | None:
+    try:
+        import fsspec
+    except ImportError:
+        raise PrepError(
+            f"{address}: reading s3://, gs:// and the like needs fsspec: {REMOTE_EXTRA}"
+        ) from None
+    try:
+        handle = fsspec.open(address, "rb").open()
+    except (ImportError, ValueError) as exc:  # e.g. s3fs/gcsfs missing: fsspec says which
+        raise PrepError(f"{address}: {exc}".splitlines()[0]) from None
+    with handle:
+        return _stream(handle, sink, getattr(handle, "size", None))
+
+
+def _fetch_pipe(command: str, relative: str, sink) -> bytes | None:
+    """webdataset's ``pipe:`` URL: run the command, its stdout is the file; a failed exit is a
+    failed transfer."""
+    words = command.replace("{path}", shlex.quote(relative))
+    with subprocess.Popen(words, shell=True, stdout=subprocess.PIPE) as process:
+        data = _stream(process.stdout, sink, None)
+    if process.returncode != 0:
+        raise OSError(f"pipe command exited with {process.returncode}")
+    return data
