@@ -10,15 +10,20 @@ class DecodeError(Exception):
     """A frame or file could not be decoded; the message is a one-line reason."""
 
 
+TIME_TOLERANCE_S = 1e-6  # below any frame clock's tick; absorbs float rounding of tick * base
+
+
 def segment_slice(times: np.ndarray, start: float | None, end: float | None) -> tuple[int, int]:
-    """Frames [first, stop) of a segment given in seconds on the clip's time line: the frame
-    nearest ``start`` up to, not including, the frame nearest ``end`` (whole clip when not given).
-    Works on real frame times, so a variable frame rate cuts the right seconds."""
+    """Frames [first, stop) of a segment given in seconds on the clip's time line: those whose
+    presentation time lies in [start, end), as ``ffmpeg -ss start -to end`` and the ``trim``
+    filter keep them (whole clip when not given). Works on real frame times, so a variable frame
+    rate cuts the right seconds, and a frame shown before ``start`` never slips in."""
     if len(times) == 0:
         return 0, 0
-    half = float(np.median(np.diff(times))) / 2 if len(times) > 1 else 0.0
-    first = 0 if start is None else int(np.searchsorted(times, start - half - 1e-9, "left"))
-    stop = len(times) if end is None else int(np.searchsorted(times, end - half - 1e-9, "left"))
+    first = 0 if start is None else int(np.searchsorted(times, start - TIME_TOLERANCE_S, "left"))
+    stop = (
+        len(times) if end is None else int(np.searchsorted(times, end - TIME_TOLERANCE_S, "left"))
+    )
     return first, max(first, stop)
 
 

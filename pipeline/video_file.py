@@ -1,16 +1,22 @@
 """Video files read by presentation time: a frame's identity is its place among the frames the
 stream presents, checked against its timestamp, never assumed from a frame rate.
 
-One demux pass (no decoding) indexes the presented frames (:func:`index_stream`): packets an
-edit list discards are left out, timestamps that restart or jump back (MPEG-TS files joined byte
-for byte) are unwrapped onto one time line, and variable frame rates keep their real times.
-Reading decodes forward with PyAV (FFmpeg, with dav1d for AV1) and hands over exactly the
-frames asked for, seeking to a keyframe only where the timestamps are monotonic. A stream that
-does not deliver the frames its index promises raises :class:`DecodeError`, never pads.
+The video stream is the one ``ffmpeg`` picks without ``-map`` (:func:`best_video_stream`). One
+demux pass indexes its presented frames (:func:`index_stream`), decoding only the first frame to
+learn how it is displayed: packets an edit list discards are left out, timestamps that restart
+or jump back (MPEG-TS files joined byte for byte) are unwrapped onto one time line, decode
+timestamps a demuxer leaves out (Matroska's first packets) are filled in, and variable frame
+rates keep their real times. An AVI stores no presentation times: its frames are presented in
+the order the decoder returns them. Reading decodes forward with PyAV (FFmpeg, with dav1d for
+AV1) and hands over exactly the frames asked for, displayed and converted as ``ffmpeg`` shows
+them (:mod:`pipeline.video_display`), seeking to a keyframe only where the timestamps are
+monotonic. A stream that does not deliver the frames its index promises raises
+:class:`DecodeError`, never pads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +27,13 @@ import av
 import numpy as np
 
 from pipeline.video_common import DecodeError, first_line, segment_slice
+from pipeline.video_display import (
+    RgbConverter,
+    best_video_stream,
+    display_filters,
+    display_matrix,
+    displayed_size,
+)
 
 SEEK_MIN_SKIP = 48  # frames the decoder would otherwise decode for nothing before a seek pays
 
@@ -30,17 +43,27 @@ class UnsupportedCodec(DecodeError):
 
 
 @dataclass(frozen=True)
+class StreamInfo:
+    """What a file's chosen video stream is, beside its frames."""
+
+    stream: int  # its index among the file's streams (``ffmpeg -map 0:<stream>``)
+    time_base: Fraction
+    codec: str
+    width: int  # as displayed: after the display matrix turned it
+    height: int
+    average_rate: Fraction | None
+    filters: tuple  # what ffmpeg's autorotate inserts (see pipeline.video_display)
+    decode_order: bool  # frames are presented in decode order; ``pts`` holds decode times
+
+
+@dataclass(frozen=True)
 class StreamIndex:
-    """The presented frames of a file's first video stream, in presentation order."""
+    """The presented frames of a file's chosen video stream, in presentation order."""
 
     pts: np.ndarray  # int64: each frame's own timestamp, in time_base units
     times: np.ndarray  # float64: seconds from the first presented frame, one monotonic time line
     keyframes: np.ndarray  # bool: a decoder can start at this frame
-    time_base: Fraction
-    codec: str
-    width: int
-    height: int
-    average_rate: Fraction | None
+    info: StreamInfo
     restarts: int  # times the timestamps went back or jumped far ahead (unwrapped in ``times``)
 
     @property
@@ -53,8 +76,8 @@ class StreamIndex:
 
     @property
     def fps(self) -> float:
-        if self.average_rate:
-            return float(self.average_rate)
+        if self.info.average_rate:
+            return float(self.info.average_rate)
         span = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
         return (len(self.times) - 1) / span if span > 0 else 0.0
 
@@ -72,7 +95,7 @@ def _open(path: Path, threads: int = 1):
     if not container.streams.video:
         container.close()
         raise DecodeError(f"unreadable video {path.name}: no video stream")
-    stream = container.streams.video[0]
+    stream = best_video_stream(container.streams.video)
     name = codec_name(stream)
     if stream.codec_context is None or not _has_decoder(name):
         container.close()
@@ -127,27 +150,26 @@ def _cached_index(path: str, size: int, mtime_ns: int) -> StreamIndex:
     return _index(Path(path))
 
 
+DECODE_ORDER_FORMATS = ("avi",)  # containers that store no presentation time per frame
+
+
 def _index(path: Path) -> StreamIndex:
     container, stream = _open(path)
-    pts, dts, keys = [], [], []
+    pts, dts, keys, first = [], [], [], None
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.is_discard:  # flush packets; an edit list's hidden frames
                 continue
-            stamp = packet.pts if packet.pts is not None else packet.dts
-            if stamp is None:
+            if packet.pts is None and packet.dts is None:
                 raise DecodeError(f"cannot index {path.name}: a packet without timestamps")
-            pts.append(stamp)
-            dts.append(packet.dts if packet.dts is not None else stamp)
+            pts.append(packet.pts)
+            dts.append(packet.dts)
             keys.append(packet.is_keyframe)
-        context = stream.codec_context
-        info = (
-            stream.time_base,
-            codec_name(stream),
-            context.width,
-            context.height,
-            stream.average_rate,
-        )
+            if first is None:
+                first = _first_frame(stream, packet)
+        if first is None:
+            first = _first_frame(stream, None)
+        info = _stream_info(container, stream, first)
     except DecodeError:
         raise
     except av.FFmpegError as exc:  # a damaged container fails while demuxing
@@ -156,22 +178,71 @@ def _index(path: Path) -> StreamIndex:
         container.close()
     if not pts:
         raise DecodeError(f"video has no frames: {path.name}")
-    return _presented(
-        np.asarray(pts, np.int64), np.asarray(dts, np.int64), np.asarray(keys, bool), *info
+    return _presented(pts, dts, np.asarray(keys, bool), info)
+
+
+def _first_frame(stream, packet) -> av.VideoFrame | None:
+    """The first decoded frame, fed one packet at a time while indexing (None flushes): it
+    carries the display matrix, which PyAV shows on frames only. A packet that does not decode
+    is left to the reader, which meets it again and says what is wrong with it."""
+    try:
+        frames = stream.decode(packet)
+    except av.FFmpegError:
+        return None
+    return frames[0] if frames else None
+
+
+def _stream_info(container, stream, first: av.VideoFrame | None) -> StreamInfo:
+    context = stream.codec_context
+    filters = display_filters(display_matrix(first)) if first is not None else ()
+    width, height = displayed_size(context.width, context.height, filters)
+    rate = Fraction(stream.average_rate) if stream.average_rate else None
+    decode_order = any(name in DECODE_ORDER_FORMATS for name in container.format.name.split(","))
+    time_base = Fraction(stream.time_base)
+    return StreamInfo(
+        stream.index, time_base, codec_name(stream), width, height, rate, filters, decode_order
     )
 
 
-def _presented(pts, dts, keys, time_base, codec, width, height, rate) -> StreamIndex:
-    """Packets (decode order) -> frames (presentation order), restarts unwrapped."""
-    offsets, restarts = _unwrap_offsets(dts, time_base)
-    order = np.argsort(pts + offsets, kind="stable")
-    line = (pts + offsets)[order]
-    times = (line - line[0]).astype(np.float64) * float(time_base)
-    rate = Fraction(rate) if rate else None
-    arrays = pts[order], times, keys[order]
+def _presented(pts: list, dts: list, keys: np.ndarray, info: StreamInfo) -> StreamIndex:
+    """Packets (decode order) -> frames (presentation order), restarts unwrapped. Where packets
+    carry no presentation times (an AVI; libavformat then guesses them from the decode order),
+    frames are presented in decode order at their decode times, as ffmpeg's best-effort
+    timestamps present them."""
+    decode = _filled_dts(dts, pts)
+    by_decode = info.decode_order or all(stamp is None for stamp in pts)
+    if by_decode:
+        info = dataclasses.replace(info, decode_order=True)
+        stamps = decode
+    else:
+        stamps = np.asarray([p if p is not None else d for p, d in zip(pts, decode)], np.int64)
+    offsets, restarts = _unwrap_offsets(decode, info.time_base)
+    order = np.argsort(stamps + offsets, kind="stable")
+    line = (stamps + offsets)[order]
+    times = (line - line[0]).astype(np.float64) * float(info.time_base)
+    arrays = stamps[order], times, keys[order]
     for array in arrays:
         array.setflags(write=False)  # an index is shared by every segment of its file
-    return StreamIndex(*arrays, Fraction(time_base), codec, width, height, rate, restarts)
+    return StreamIndex(*arrays, info, restarts)
+
+
+def _filled_dts(dts: list, pts: list) -> np.ndarray:
+    """Decode timestamps with the holes a demuxer leaves filled in. Matroska stores none, and
+    libavformat derives them from the presentation times once its reorder buffer is full, so
+    with B-frames the first packets have none: they count back from the first known one at the
+    usual step (as a decoder's clock would run), and a hole further on continues the packet
+    before it. Without any decode time, the presentation times stand in."""
+    known = [i for i, stamp in enumerate(dts) if stamp is not None]
+    if not known:
+        return np.asarray(pts, np.int64)
+    values = np.asarray([stamp if stamp is not None else 0 for stamp in dts], np.int64)
+    steps = np.diff(values[known])
+    step = int(np.median(steps[steps > 0])) if (steps > 0).any() else 1
+    values[: known[0]] = values[known[0]] - step * np.arange(known[0], 0, -1)
+    for position in range(known[0] + 1, len(values)):
+        if dts[position] is None:
+            values[position] = values[position - 1] + step
+    return values
 
 
 def _unwrap_offsets(
@@ -206,16 +277,14 @@ class VideoFileSource:
         self._first, stop = segment_slice(self.index.times, start, end)
         self.num_frames = stop - self._first
         self.fps = self.index.fps
-        self.width, self.height = self.index.width, self.index.height
-        self.codec, self.timing = self.index.codec, self.index.timing
-        self._container = self._frames = None
+        info = self.index.info
+        self.width, self.height, self.stream_index = info.width, info.height, info.stream
+        self.codec, self.timing = info.codec, self.index.timing
+        self._container = self._frames = self._rgb = None
         self._next = 0  # presented-frame number of the frame ``self._frames`` yields next
-        self._keys = np.flatnonzero(
-            self.index.keyframes
-        )  # presented-frame numbers a seek can land on
-        self._seekable = (
-            not self.index.restarts
-        )  # a seek needs one clock; off after a seek misled us
+        self._keys = np.flatnonzero(self.index.keyframes)  # where a seek can land
+        # a seek needs one presentation clock; off, too, after a seek misled us
+        self._seekable = not (self.index.restarts or info.decode_order)
 
     def timestamps(self, indices: Sequence[int]) -> np.ndarray:
         """Seconds from the segment's first frame, from the stream's own timestamps."""
@@ -260,13 +329,13 @@ class VideoFileSource:
                 raise DecodeError(
                     f"{self.path.name} presents more frames than its {len(self.index.pts)} indexed"
                 )
-            if frame.pts is not None and frame.pts != self.index.pts[current]:
+            if self._stamped(frame) and frame.pts != self.index.pts[current]:
                 raise DecodeError(
                     f"{self.path.name}: frame {current} presents at pts {frame.pts}, "
                     f"its index says {self.index.pts[current]}"
                 )
             if current == number:
-                image = frame.to_ndarray(format="rgb24")
+                image = self._rgb(frame)
                 if image.shape[:2] != (self.height, self.width):
                     raise DecodeError(
                         f"{self.path.name}: frame size changes at frame {current} to {image.shape[:2]}"
@@ -275,6 +344,10 @@ class VideoFileSource:
         raise DecodeError(
             f"{self.path.name} ends after {self._next} of {len(self.index.pts)} indexed frames"
         )
+
+    def _stamped(self, frame) -> bool:
+        """Whether the frame's pts is one its index holds (an AVI's are libavformat's guesses)."""
+        return frame.pts is not None and not self.index.info.decode_order
 
     def _position_for(self, number: int) -> None:
         """Restart, seek or go on, so that the decoder's next frame is at most ``number``."""
@@ -309,6 +382,7 @@ class VideoFileSource:
         self.close()
         self._container, self._stream = _open(self.path, self._threads)
         self._frames, self._next = self._stream_frames(), 0
+        self._rgb = RgbConverter(self.index.info.filters, self.index.info.time_base)
 
     def _stream_frames(self) -> Iterator:
         return self._container.decode(self._stream)

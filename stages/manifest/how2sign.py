@@ -5,7 +5,9 @@ The re-aligned files are tab-separated despite their ``.csv`` name; their times 
 the full video ``VIDEO_NAME``. The release also ships one clip per sentence
 (``SENTENCE_NAME.mp4``), preferred when present: the clip is then the whole sample and the times
 are not applied to it (they would count from the start of the full video, not of the clip).
-Without the clip, the full video ``VIDEO_NAME.mp4`` is cut by the re-aligned times, and the probe
+Without the clip, the full video ``VIDEO_NAME.mp4`` is cut by the re-aligned times, keeping the
+frames presented in [start, end) as ``ffmpeg -ss -to`` does (the release publishes no script
+that cut its clips: how2sign/how2sign-data holds only ``download_how2sign.sh``), and the probe
 quarantines a time past its end (``segment_out_of_range``). A row with neither file is
 quarantined as ``video_unavailable`` (the train file has more rows than the release has train clips).
 The release calls its dev split ``val``; the manifest calls it ``dev``.

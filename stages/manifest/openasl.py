@@ -3,7 +3,11 @@ make, found by name anywhere under ``--root``; ``bbox-v1.0.json`` is optional.
 
 A row's sample is its clip ``{vid}.mp4`` (what ``prep/crop_video.py`` writes: already cut and
 cropped to the signer), or else the downloaded YouTube video ``{yid}.mp4`` cut by the row's
-``start``/``end``. Only a sample cut from the full video carries the signer box of
+``start``/``end``: the frames presented in [start, end), what chevalierNoir/OpenASL
+``prep/crop_video.py:75`` keeps with ``ffmpeg -ss start -to end -i {yid}.mp4``
+(:func:`pipeline.video_common.segment_slice`). That command re-encodes at the source's nominal
+frame rate, so on a variable-frame-rate download its clip may repeat or drop frames that the cut
+here keeps as presented. Only a sample cut from the full video carries the signer box of
 ``bbox-v1.0.json``, as ``crop`` = [x0, y0, x1, y1] in fractions of the frame's width and height
 (the clip has had it applied). A row with neither video is quarantined as ``video_unavailable``.
 

@@ -2,18 +2,19 @@
 
 Isolated signs: each instance is one sample whose id is its ``video_id``, whose ``gloss`` and
 ``translation`` are the class's gloss (an English word or phrase). The JSON's frame numbers
-count from 1 at 25 fps; ``frame_end`` -1 means to the end. How they apply depends on how the
-start kit made the file (``start_kit/preprocess.py``): an instance from YouTube with a real end
-frame was cut out already, so its file is the sample whole; every other file is the video as
-downloaded, and the frames ``frame_start``..``frame_end`` become a segment in seconds that
-selects exactly those frames. Many source links are dead: an instance without its video is
+count from 1; ``frame_end`` -1 means to the end. They are frame numbers, never times: the start
+kit's ``preprocess.py`` keeps ``frames[frame_start - 1 : frame_end]`` of the frames OpenCV
+decodes, one after another, and never reads the JSON's ``fps``. How they apply depends on how
+the start kit made the file: an instance from YouTube with a real end frame was cut out already,
+so its file is the sample whole; every other file is the video as downloaded, and the frames
+``frame_start``..``frame_end`` are the sample (the probe turns them into the seconds of those
+frames' own timestamps). Many source links are dead: an instance without its video is
 quarantined as ``video_unavailable``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from manifests import Descriptor
@@ -82,9 +83,9 @@ def _instance(
     split = SPLITS.get(split.strip(), split.strip())
     if not gloss:
         return rejected(sample, split, m.MISSING_FIELD, f"{where}: its entry has no gloss")
-    segment = _segment(inst)
-    if isinstance(segment, str):
-        return rejected(sample, split, m.INVALID_FIELD, f"{where}: {segment}")
+    frames = _frame_range(inst)
+    if isinstance(frames, str):
+        return rejected(sample, split, m.INVALID_FIELD, f"{where}: {frames}")
     problem = id_problem(sample)
     if problem:  # before the lookup: such a name is no file of the release
         return rejected(sample, split, m.UNSAFE_ID, problem)
@@ -100,19 +101,20 @@ def _instance(
         gloss,
         gloss=gloss,
         signer=None if signer is None else str(signer),
-        start=segment[0],
-        end=segment[1],
+        frame_range=frames,
     )
 
 
-def _segment(inst: dict) -> tuple[float | None, float | None] | str:
-    """(start, end) in seconds, None for the file's own start or end; a string says what is wrong.
+def _frame_range(inst: dict) -> list[int | None] | None | str:
+    """[first, stop) of the file's presented frames (from 0; stop None: to the end), None for
+    the whole file, or a string saying what is wrong.
 
-    Frame n (from 1) of the JSON's 25 fps decoding starts at (n - 1) / fps; the segment runs from
-    frame_start's start to frame_end's end, so the manifest's nearest-frame rule
-    (:func:`pipeline.video_common.segment_slice`) selects frames frame_start..frame_end.
+    ``preprocess.py`` (dxli94/WLASL start_kit/preprocess.py:86-87, 54) keeps
+    ``frames[frame_start - 1 : frame_end]``; a YouTube instance whose ``frame_end`` is a real
+    frame was cut to those frames into its file (l.89-99), any other is copied whole (l.89-91,
+    105-116), and its frame numbers then count in that file.
     """
-    first, last, fps = inst.get("frame_start"), inst.get("frame_end"), inst.get("fps")
+    first, last = inst.get("frame_start"), inst.get("frame_end")
     for field, value in (("frame_start", first), ("frame_end", last)):
         if not isinstance(value, int) or isinstance(value, bool):
             return f"{field}={value!r} is not a whole number"
@@ -120,11 +122,7 @@ def _segment(inst: dict) -> tuple[float | None, float | None] | str:
         return f"frames {first}..{last} are not a range from 1 (frame_end -1: to the end)"
     url = inst.get("url") if isinstance(inst.get("url"), str) else ""
     if ("youtube" in url or "youtu.be" in url) and last > 1:
-        return None, None  # preprocess.py cut frames frame_start..frame_end into the file itself
+        return None  # preprocess.py cut frames frame_start..frame_end into the file itself
     if first == 1 and last == -1:
-        return None, None
-    low, high = m.FPS_RANGE
-    number = isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps)
-    if not number or not low <= fps <= high:
-        return f"fps={fps!r} cannot time frames {first}..{last}"
-    return (None if first == 1 else (first - 1) / fps), (None if last == -1 else last / fps)
+        return None
+    return [first - 1, None if last == -1 else last]
