@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.models import OptionInfo
 
 from pipeline import registry
+from pipeline.config import ValueRule
 from pipeline.errors import PrepError
 from pipeline.registry import StageOption
 
@@ -77,3 +81,29 @@ def with_stage_options(command: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__annotations__ = {p.name: p.annotation for p in own + generated}
     del wrapper.__wrapped__  # typer must see the generated signature, not the original one
     return wrapper
+
+
+def value_rules(command: Callable[..., Any]) -> dict[str, ValueRule]:
+    """What each option of ``command`` accepts, read from its typer declaration: the annotation's
+    type (``Optional[int]`` -> int) and the option's ``min``/``max``. A config file's values are
+    checked against these (:func:`pipeline.config.check_option_values`), so the file and the
+    flags cannot accept different things."""
+    rules = {}
+    for parameter in inspect.signature(command, eval_str=True).parameters.values():
+        kind = _plain_kind(parameter.annotation)
+        if kind is None:
+            continue
+        option = parameter.default if isinstance(parameter.default, OptionInfo) else None
+        low, high = (option.min, option.max) if option is not None else (None, None)
+        rules[parameter.name] = ValueRule(kind, low, high)
+    return rules
+
+
+def _plain_kind(annotation: Any) -> type | None:
+    """int, float, bool, str or Path from an annotation that may add ``Optional``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Union and len(args) == 1:
+        annotation = args[0]
+    if isinstance(annotation, type) and issubclass(annotation, Path):
+        return Path
+    return annotation if annotation in (int, float, bool, str) else None

@@ -12,12 +12,16 @@ Environment variables read here (and nowhere else):
   barrier (default 86400: ranks that resume with little left wait for the others' units).
 - ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``: set to ``1`` at CLI start unless already set
   (:func:`enforce_offline`), so nothing reaches the network at run time.
+- ``PREP_LOG_LEVEL``: DEBUG, INFO (default), WARNING, ERROR or CRITICAL.
+
+A variable set to something else (``RANK=abc``) stops the run with one line naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -84,14 +88,95 @@ def merge_options(
     return merged
 
 
+@dataclasses.dataclass(frozen=True)
+class ValueRule:
+    """What one option accepts: its type (``int``, ``float``, ``bool``, ``str`` or ``Path``) and
+    range, as its command-line flag declares them (:func:`pipeline.cli_options.value_rules`)."""
+
+    kind: type
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def check_option_values(
+    options: Mapping[str, Any], rules: Mapping[str, ValueRule], defaults: Mapping[str, Any]
+) -> None:
+    """Every option in ``defaults`` holds a value of its flag's type and range, or None where
+    its default is None; a config file's value that does not is one error line naming its key.
+
+    Flags were converted by typer already; a file's values arrive as TOML/YAML/JSON typed them
+    (``"false"`` is a string, ``1e400`` infinite), so each is checked, never coerced.
+    """
+    for key, value in options.items():
+        rule = rules.get(key)
+        if rule is None or key not in defaults or (value is None and defaults[key] is None):
+            continue
+        problem = value_problem(value, rule)
+        if problem:
+            raise PrepError(f"config key {key}: {problem}")
+
+
+def value_problem(value: Any, rule: ValueRule) -> str | None:
+    """Why ``value`` does not fit ``rule``, or None."""
+    if rule.kind is Path:
+        fits_path = isinstance(value, (str, os.PathLike))
+        return None if fits_path else f"expected a path, got {_shown(value)}"
+    fits = isinstance(value, rule.kind) and (rule.kind is bool or not isinstance(value, bool))
+    if rule.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        fits = True
+    if not fits:
+        return f"expected {EXPECTED.get(rule.kind, rule.kind.__name__)}, got {_shown(value)}"
+    if rule.kind is float and not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    if rule.minimum is not None and value < rule.minimum:
+        return f"expected at least {rule.minimum}, got {value!r}"
+    if rule.maximum is not None and value > rule.maximum:
+        return f"expected at most {rule.maximum}, got {value!r}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def environment_number(
+    env: Mapping[str, str], name: str, default: str, kind: type = int, minimum: float = 0
+) -> Any:
+    """``env[name]`` (or ``default``) as an int or a finite float of at least ``minimum``; a
+    launcher or a user who set it to something else gets one line naming the variable."""
+    text = env.get(name, default).strip()
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        expected = "an integer" if kind is int else "a number"
+        raise PrepError(f"environment variable {name} must be {expected}, got {text!r}")
+    if value < minimum:
+        raise PrepError(f"environment variable {name} must be at least {minimum}, got {text!r}")
+    return value
+
+
 def rank_from_environment(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     """(rank, world_size) from torchrun/accelerate, else from a Slurm array, else (0, 1)."""
     env = os.environ if env is None else env
     if "WORLD_SIZE" in env:
-        return int(env.get("RANK", "0")), int(env["WORLD_SIZE"])
+        rank = environment_number(env, "RANK", "0")
+        return rank, environment_number(env, "WORLD_SIZE", "1", minimum=1)
     if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+        first = environment_number(env, "SLURM_ARRAY_TASK_MIN", "0")
+        task = environment_number(env, "SLURM_ARRAY_TASK_ID", "0")
+        return task - first, environment_number(env, "SLURM_ARRAY_TASK_COUNT", "1", minimum=1)
     return 0, 1
 
 
@@ -102,19 +187,19 @@ def launched_together(rank: int, world_size: int, env: Mapping[str, str] | None 
     that differ mean the ranks run apart.
     """
     env = os.environ if env is None else env
-    if "MASTER_ADDR" not in env or int(env.get("WORLD_SIZE", "1")) <= 1:
+    if "MASTER_ADDR" not in env or environment_number(env, "WORLD_SIZE", "1") <= 1:
         return False
-    return (rank, world_size) == (int(env.get("RANK", "0")), int(env["WORLD_SIZE"]))
+    return (rank, world_size) == rank_from_environment(env)
 
 
 def local_rank_from_environment(env: Mapping[str, str] | None = None) -> int | None:
     env = os.environ if env is None else env
-    return int(env["LOCAL_RANK"]) if env.get("LOCAL_RANK", "").strip() else None
+    return environment_number(env, "LOCAL_RANK", "") if env.get("LOCAL_RANK", "").strip() else None
 
 
 def barrier_timeout_seconds(env: Mapping[str, str] | None = None) -> float:
     env = os.environ if env is None else env
-    return float(env.get("PREP_DIST_TIMEOUT", "86400"))
+    return environment_number(env, "PREP_DIST_TIMEOUT", "86400", kind=float, minimum=1)
 
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -132,14 +217,30 @@ def enforce_offline(env: MutableMapping[str, str] | None = None) -> dict[str, st
     return missing
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    text = env.get("PREP_LOG_LEVEL", "INFO")
+    if text.strip().upper() not in LOG_LEVELS:
+        raise PrepError(
+            f"environment variable PREP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {text!r}"
+        )
+    return text.strip().upper()
+
+
 def default_workers(env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    return int(env.get("PREP_WORKERS", "1"))
+    return environment_number(env, "PREP_WORKERS", "1", minimum=1)
 
 
 def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """Explicit flags win; otherwise the launcher's environment decides."""
+    """Explicit flags win; otherwise the launcher's environment decides. Every variable read
+    here is checked now, before any work starts, though some are read later by workers."""
     env_rank, env_world = rank_from_environment()
+    local_rank_from_environment()
+    barrier_timeout_seconds()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:

@@ -88,7 +88,8 @@ class FrameSource(Protocol):
 
 
 class FrameFolderSource:
-    """A folder of numbered images (PNG/JPEG), decoded with OpenCV in a thread pool."""
+    """A folder of numbered images (PNG/JPEG), decoded with OpenCV in a thread pool; its frames
+    are :func:`list_frame_files`, and two sequences interleaved in it are a :class:`DecodeError`."""
 
     def __init__(
         self,
@@ -101,6 +102,9 @@ class FrameFolderSource:
         self.files = list_frame_files(folder)
         if not self.files:
             raise DecodeError(f"no frames in {folder.name}")
+        interleaved = interleaved_frames(self.files)
+        if interleaved:
+            raise DecodeError(interleaved)
         self.fps = float(fps)
         first, stop = segment_slice(np.arange(len(self.files)) / self.fps, start, end)
         self.files = self.files[first:stop]
@@ -138,6 +142,16 @@ def decode_image(path: Path) -> np.ndarray:
 
 _DIGITS = re.compile(r"(\d+)(?=\.[^.]+$)")
 
+# Files operating systems leave beside data: macOS AppleDouble ``._<name>`` (a PNG's resource fork
+# is named ``._images0001.png``) and Finder's ``.DS_Store``, Windows' ``Thumbs.db`` and
+# ``desktop.ini``. They are never a frame or a corpus file, whatever their suffix.
+SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
+def is_system_file(name: str) -> bool:
+    """Whether ``name`` is one of :data:`SYSTEM_FILES` or an AppleDouble ``._`` file."""
+    return name.startswith("._") or name in SYSTEM_FILES
+
 
 def frame_number(path: Path) -> int | None:
     """The number at the end of a frame's file name (``images0042.png`` -> 42)."""
@@ -146,19 +160,51 @@ def frame_number(path: Path) -> int | None:
 
 
 def list_frame_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder in frame order; stray non-image files are ignored."""
+    """The frames of a frame folder in frame order: its numbered images.
+
+    An image without a number (``thumbnail.png``) has no place in the sequence, so it is never a
+    frame; neither are system files (:func:`is_system_file`) nor files of other types.
+    """
     if not folder.is_dir():
         return []
-    images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    return sorted(images, key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
+    frames = [
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not is_system_file(p.name)
+        and frame_number(p) is not None
+        and p.is_file()
+    ]
+    return sorted(frames, key=lambda p: (frame_number(p), p.name))
+
+
+def interleaved_frames(files: Sequence[Path]) -> str | None:
+    """Why ``files`` are not one sequence, or None: two naming patterns (``cam1_0001.png`` and
+    ``cam2_0001.png``) or one number twice (``img01.png`` and ``img001.png``) would interleave
+    two clips into one, and which one is meant is the user's call."""
+    patterns: dict[str, Path] = {}
+    numbers: dict[int, Path] = {}
+    for path in files:
+        match = _DIGITS.search(path.name)
+        if match is None:
+            continue
+        pattern = f"{path.name[: match.start()]}#{path.name[match.end() :]}"
+        patterns.setdefault(pattern, path)
+        if len(patterns) > 1:
+            first, second = sorted(p.name for p in patterns.values())[:2]
+            return f"two numbered sequences in one folder: {first} and {second}"
+        number = int(match.group(1))
+        if number in numbers:
+            return f"frame number {number} twice: {numbers[number].name} and {path.name}"
+        numbers[number] = path
+    return None
 
 
 def numbering_gaps(files: Sequence[Path]) -> list[int]:
-    """Frame numbers missing between the first and last file (empty for unnumbered files)."""
-    numbers = [frame_number(p) for p in files]
-    if not numbers or any(n is None for n in numbers):
+    """Frame numbers missing between the first and last file (unnumbered files are ignored)."""
+    present = {n for n in (frame_number(p) for p in files) if n is not None}
+    if not present:
         return []
-    present = set(numbers)  # type: ignore[arg-type]
     return [n for n in range(min(present), max(present) + 1) if n not in present]
 
 
