@@ -38,6 +38,7 @@ SEGMENT_OUT_OF_RANGE = "segment_out_of_range"
 VIDEO_UNAVAILABLE = "video_unavailable"  # annotated, but its clip or video is not under --root
 NO_CAPTIONS = "no_captions"  # a downloaded video without a caption file: nothing to translate
 AMBIGUOUS_FILES = "ambiguous_files"  # two caption files (or two videos) for one video id
+AMBIGUOUS_FRAMES = "ambiguous_frames"  # a frame folder holding two numbered sequences
 
 FPS_RANGE = (1, 240)  # a frame rate outside it is a typo or a broken header
 
@@ -63,6 +64,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("frame_timing", pa.string()),  # constant, variable, or restarts (timestamps unwrapped)
         ("source_id", pa.string()),  # the corpus's own id, verbatim, where ``id`` had to differ
         ("crop", pa.list_(pa.float64())),  # signer box x0 y0 x1 y1 (fractions), applied on read
+        ("video_stream", pa.int32()),  # the file's stream that was read (ffmpeg's choice)
     ]
 )
 

@@ -22,6 +22,7 @@ from pipeline.table_stage import MergedTables, MergeResult, TableStage, UnitTabl
 from pipeline.video import FrameSelection
 from stages.manifest.candidates import check_candidates
 from stages.manifest.probe import ProbeContext, probe
+from stages.manifest.text import TEXT_NORMALISATION
 
 # what every later stage may read of a manifest row (the features stage copies them into shards)
 MANIFEST_FIELDS = (
@@ -96,7 +97,11 @@ class ManifestStage(TableStage):
     """Reads a corpus as distributed and probes every sample: the table every stage reads."""
 
     name = "manifest"
-    version = 3  # 3: source_id (a corpus's own id where the safe id differs); 2: frame timing
+    # 6: video_stream (ffmpeg's stream choice), displayed sizes, [start, end) segments, WLASL
+    # frame numbers; 5: frame folders (system files ignored, unnumbered images never frames, two
+    # sequences quarantined); 4: text in one normal form (NFC, no invisibles); 3: source_id (a
+    # corpus's own id where the safe id differs); 2: frame timing
+    version = 6
     options_class = ManifestOptions
     schema = m.MANIFEST_SCHEMA
     exports = Export(MANIFEST_FIELDS)
@@ -125,7 +130,7 @@ class ManifestStage(TableStage):
         if not root.exists():
             raise PrepError(f"--root does not exist: {root}")
         base, candidates = self.reader(root, self.descriptor)
-        return base, check_candidates(candidates, base)
+        return base, check_candidates(candidates, base, self.descriptor.language)
 
     def plan(self) -> Planned:
         base_dir, candidates = self._read()
@@ -164,6 +169,7 @@ class ManifestStage(TableStage):
             {
                 "frame_selection": self.options.selection().as_dict(),
                 "base_from_root": Path(base_from_root).as_posix(),  # m.source_base reverses it
+                "text_normalisation": TEXT_NORMALISATION,
             }
         )
         figures = {

@@ -18,21 +18,54 @@ _PARSER_FIELD_LIMIT = (
 )  # let csv read it whole, so the row can be rejected by itself
 
 
+# byte order marks of the encodings an annotation file may not use (UTF-32 first: its
+# little-endian mark begins with UTF-16's)
+FOREIGN_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+UTF8_BOM = b"\xef\xbb\xbf"
+SNIFFED_BYTES = 4096
+# text in UTF-16 or UTF-32 has a NUL in every second or fourth byte of ASCII; UTF-8 text has none
+NUL_SHARE = 0.25
+
+
 def _read(path: Path) -> bytes:
+    """The file's bytes without a UTF-8 byte order mark; a file in another encoding is refused
+    with the one-line reason, not read as broken UTF-8 (a header "lacking" every column)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise PrepError(f"cannot read {path}: {exc.strerror}") from exc
-    return raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+    problem = encoding_problem(raw)
+    if problem:
+        raise PrepError(f"{path.name} {problem}: save it as UTF-8")
+    return raw[len(UTF8_BOM) :] if raw.startswith(UTF8_BOM) else raw
 
 
-def csv_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str | None]]:
+def encoding_problem(raw: bytes) -> str | None:
+    """Why ``raw`` is not UTF-8 text, when its first bytes say so (a UTF-16/32 byte order mark,
+    or NUL bytes where text has none), else None."""
+    for bom, encoding in FOREIGN_BOMS:
+        if raw.startswith(bom):
+            return f"is {encoding} (byte order mark)"
+    head = raw[:SNIFFED_BYTES]
+    if head and head.count(0) >= NUL_SHARE * len(head):
+        return f"is not UTF-8 text ({head.count(0)} NUL bytes in its first {len(head)}: UTF-16?)"
+    return None
+
+
+def csv_rows(
+    path: Path, delimiter: str = ","
+) -> Iterator[tuple[int, list[str] | None, str | None]]:
     """(first line number, fields, problem) per CSV record, parsed by a real CSV parser: a quoted
     field may span lines. ``problem`` names invalid UTF-8 (``undecodable``), an oversized field
     or a row the parser rejects (``invalid: ...``); the rows after it are still read."""
     text = _read(path).decode("utf-8", errors="surrogateescape")
     csv.field_size_limit(max(csv.field_size_limit(), _PARSER_FIELD_LIMIT))
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     start = 1
     while True:
         try:

@@ -12,10 +12,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from pipeline import manifest as m
+from stages.manifest.text import normalised
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
 SAFE_SPLIT = re.compile(r"^[a-z0-9_\-]+$")
 UNASSIGNED_SPLIT = "unassigned"  # where samples with no usable split name are counted
+# an id names files (``<id>.pose``, ``<id>.npy``, ``<id>.jpg`` folders) and a file name has at
+# most 255 bytes on ext4, XFS and NTFS: the cap leaves room for any suffix an exporter adds
+MAX_ID_CHARS = 200
 
 
 def candidate(
@@ -37,6 +41,11 @@ def id_problem(sample_id: str) -> str | None:
     """Why an id cannot name files and shard keys, or None when it is safe."""
     if not sample_id:
         return "empty id"
+    if len(sample_id) > MAX_ID_CHARS:
+        return (
+            f"id {sample_id[:40]!r}... has {len(sample_id)} characters, over the cap of "
+            f"{MAX_ID_CHARS} (it names files, limited to 255 bytes)"
+        )
     if "/" in sample_id or "\\" in sample_id:
         return f"id {sample_id!r} contains a path separator"
     if ".." in sample_id or sample_id.startswith("."):
@@ -61,17 +70,23 @@ def _inside(path: Path, root: Path) -> bool:
     return path.is_relative_to(root) or path.resolve().is_relative_to(root.resolve())
 
 
-def check_candidates(candidates: Iterable[dict], root: Path | None = None) -> list[dict]:
+def check_candidates(
+    candidates: Iterable[dict], root: Path | None = None, language: str | None = None
+) -> list[dict]:
     """Reject unsafe ids, splits and paths, empty text and duplicate ids (the first occurrence wins).
 
-    A split name that is not a plain name never reaches a path: its samples are counted under
-    ``unassigned``. Absolute paths are checked against ``root`` (refused without one).
+    Every reader's text enters the manifest here, so its text and gloss are put in the one
+    normal form (:mod:`stages.manifest.text`) first; ``language`` is the dataset's, for
+    samples that name none. A split name that is not a plain name never reaches a path: its
+    samples are counted under ``unassigned``. Absolute paths are checked against ``root``
+    (refused without one).
     """
     seen: dict[str, str] = {}
     checked = []
     for cand in sorted(
         candidates, key=lambda c: m.split_order(c["split"])
     ):  # stable: keeps file order
+        _normalise_text(cand, cand.get("language") or language)
         split_issue = _contain_split(cand)
         if cand["reject"] is None:
             cand["reject"] = _first_problem(cand, seen, root, split_issue)
@@ -80,6 +95,14 @@ def check_candidates(candidates: Iterable[dict], root: Path | None = None) -> li
         seen.setdefault(cand["id"], cand["split"])
         checked.append(cand)
     return checked
+
+
+def _normalise_text(cand: dict, language: str | None) -> None:
+    """The translation and gloss in normal form; a gloss left empty by it is no gloss."""
+    cand["translation"] = normalised(cand["translation"], language)
+    gloss = normalised(cand.get("gloss"), language)
+    if "gloss" in cand:
+        cand["gloss"] = gloss if gloss and gloss.strip() else None
 
 
 def _contain_split(cand: dict) -> str | None:

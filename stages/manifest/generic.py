@@ -1,5 +1,9 @@
 """Any corpus: a CSV (header row) or JSONL file with id, path, text, language, split per sample.
 
+The file is UTF-8 (a byte order mark is fine); a CSV is comma-separated, or separated by ``;``
+(spreadsheets in German and other locales write it), a tab or ``|`` when its header has every
+column under that delimiter and not under the comma.
+
 Optional fields: gloss, signer, fps, start, end (seconds, for segments of a longer video).
 ``fps`` (1-240) times frame folders; a video file's frames are timed by its own timestamps.
 Paths are relative to the annotation file's folder, or absolute inside it: one that leaves
@@ -9,6 +13,7 @@ that folder is quarantined (``path_escapes_root``), so an annotation file cannot
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -19,6 +24,9 @@ from stages.manifest.candidates import candidate, rejected
 
 REQUIRED = ("id", "path", "text", "language", "split")
 NUMERIC = ("fps", "start", "end")
+OTHER_DELIMITERS = (";", "\t", "|")
+
+log = logging.getLogger(__name__)
 
 
 def read_generic(root: Path, descriptor: object = None) -> tuple[Path, list[dict]]:
@@ -38,14 +46,38 @@ def read_generic(root: Path, descriptor: object = None) -> tuple[Path, list[dict
     return root.parent, [_candidate(where, record, ok) for where, record, ok in records]
 
 
-def _csv_records(path: Path):
-    rows = csv_rows(path)
-    header = next((fields for _, fields, problem in rows if problem is None), None)
+def _header(path: Path, delimiter: str) -> list[str] | None:
+    rows = csv_rows(path, delimiter)
+    return next((fields for _, fields, problem in rows if problem is None), None)
+
+
+def _missing(header: list[str]) -> list[str]:
+    return [f for f in REQUIRED if f not in header]
+
+
+def _delimiter(path: Path) -> str:
+    """The comma, or the one other delimiter under which the header has more of the required
+    columns (all of them, or the error names that delimiter and what it still lacks)."""
+    header = _header(path, ",")
     if header is None:
         raise PrepError(f"{path.name} is empty or has no readable header row")
-    missing = [f for f in REQUIRED if f not in header]
-    if missing:
-        raise PrepError(f"{path.name}: header lacks column(s) {', '.join(missing)}")
+    if not _missing(header):
+        return ","
+    best, fewest = ",", _missing(header)
+    for delimiter in OTHER_DELIMITERS:
+        missing = _missing(_header(path, delimiter) or [])
+        if len(missing) < len(fewest):
+            best, fewest = delimiter, missing
+    if fewest:
+        named = "" if best == "," else f" (read with {best!r} as delimiter)"
+        raise PrepError(f"{path.name}: header{named} lacks column(s) {', '.join(fewest)}")
+    log.info("%s is separated by %r, not commas: read so", path.name, best)
+    return best
+
+
+def _csv_records(path: Path):
+    rows = csv_rows(path, _delimiter(path))
+    header = next((fields for _, fields, problem in rows if problem is None), None)
     for number, fields, problem in rows:
         where = f"{path.name} line {number}"
         if problem and problem.startswith("invalid"):

@@ -18,11 +18,12 @@ from pipeline.video import (
     DecodeError,
     FrameFolderSource,
     FrameSelection,
+    interleaved_frames,
     iter_clip,
     list_frame_files,
     numbering_gaps,
 )
-from pipeline.video_file import UnsupportedCodec, VideoFileSource
+from pipeline.video_file import UnsupportedCodec, VideoFileSource, index_stream
 
 DEEP_CHECK_BATCH = 16  # see pipeline.video.iter_clip on batch sizes
 MIN_FPS, MAX_FPS = m.FPS_RANGE
@@ -112,6 +113,7 @@ def _probe(cand: dict, ctx: ProbeContext) -> dict:
         "frame_timing": getattr(source, "timing", "constant"),
         "source_id": cand.get("source_id"),
         "crop": None if crop is None else [float(v) for v in crop],
+        "video_stream": getattr(source, "stream_index", None),
     }
 
 
@@ -120,7 +122,10 @@ def _probe_folder(
 ) -> tuple[FrameFolderSource, str]:
     files = list_frame_files(folder)
     if not files:
-        raise Rejection(m.MISSING_FRAMES, f"no frame images at {cand['source_path']}")
+        raise Rejection(m.MISSING_FRAMES, f"no numbered frame images at {cand['source_path']}")
+    interleaved = interleaved_frames(files)
+    if interleaved:
+        raise Rejection(m.AMBIGUOUS_FRAMES, interleaved)
     gaps = numbering_gaps(files)
     if gaps:
         shown = ", ".join(str(n) for n in gaps[:5]) + (" …" if len(gaps) > 5 else "")
@@ -143,6 +148,8 @@ def _probe_video(
     path: Path, fps: float | None, cand: dict, ctx: ProbeContext
 ) -> tuple[VideoFileSource, str]:
     try:
+        if cand.get("frame_range") is not None:
+            _frames_to_seconds(path, cand)
         source = VideoFileSource(path, fps, cand.get("start"), cand.get("end"))
         _check_segment(source, cand)
         _spot_check(source, deep=ctx.deep_check)
@@ -169,6 +176,22 @@ def _check_segment(source: VideoFileSource, cand: dict) -> None:
                 m.SEGMENT_OUT_OF_RANGE,
                 f"segment {name} {value:g} s is past the video's end at {length:.3f} s",
             )
+
+
+def _frames_to_seconds(path: Path, cand: dict) -> None:
+    """A segment given in frame numbers (WLASL's ``frame_range``: [first, stop) of the presented
+    frames) becomes the row's ``start`` and ``end`` in seconds, the first frame's own timestamp
+    and that of the frame after the last, so every later stage cuts exactly those frames. As
+    with times, a range may end one frame past the video; further is a wrong annotation."""
+    first, stop = cand["frame_range"]
+    times = index_stream(path).times
+    if first >= len(times) or (stop is not None and stop > len(times) + 1):
+        shown = f"{first + 1}..{'end' if stop is None else stop}"
+        raise Rejection(
+            m.SEGMENT_OUT_OF_RANGE, f"frames {shown} are past the video's {len(times)} frames"
+        )
+    cand["start"] = float(times[first]) if first else None
+    cand["end"] = float(times[stop]) if stop is not None and stop < len(times) else None
 
 
 def _spot_check(source: Any, deep: bool) -> None:

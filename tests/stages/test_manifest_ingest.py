@@ -3,12 +3,15 @@
 import csv
 import json
 import shutil
+import unicodedata
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pipeline import synthetic
 from pipeline.manifest import read_provenance
+from stages.manifest.text import TEXT_NORMALISATION
 from tests.conftest import (
     HAND_CLIP_FPS,
     manifest_rows,
@@ -99,6 +102,47 @@ def test_phoenix_inner_folder_stray_file_and_video_column_folder(phoenix_root, t
     assert rows[first.name]["num_frames"] == len(list(first.glob("*.png")))
     assert rows[second.name]["source_path"].endswith(f"{second.name}/1")
     assert rows[second.name]["num_frames"] == len(list(nested.glob("*.png")))
+
+
+def test_official_layouts_enter_text_in_normal_form(tmp_path):
+    """Phoenix14T's CSVs and CSL-Daily's pickle take the normal form every reader's text takes:
+    NFC, no soft hyphens or zero-width characters, half-width digits in Chinese."""
+    german = [
+        replace(
+            sample,
+            translation=unicodedata.normalize("NFD", "im süden schnee\u00adfall re\u200bgen"),
+            gloss="SUED\u200b SCHNEE",
+        )
+        for sample in phoenix_samples(2, 2)
+    ]
+    root = synthetic.write_phoenix14t(tmp_path / "phoenix", german, size=(8, 10))
+    out = tmp_path / "out_phoenix"
+    result = prep(*result_args("phoenix14t", root, out))
+    assert result.exit_code == 0, result.output
+    rows = [r for split in ("train", "dev", "test") for r in manifest_rows_if_any(out, split)]
+    assert {(r["translation"], r["gloss"]) for r in rows} == {
+        ("im süden schneefall regen", "SUED SCHNEE")
+    }
+    meta = read_provenance(out / "manifest" / f"{rows[0]['split']}.parquet")
+    assert meta["text_normalisation"] == TEXT_NORMALISATION
+    chinese = [
+        replace(sample, translation="今天有１２３个人，很好")
+        for sample in synthetic.default_samples("zh", clips=2, frames=(2, 2))
+    ]
+    root = synthetic.write_csl_daily(tmp_path / "csl", chinese, size=(8, 8))
+    out = tmp_path / "out_csl"
+    result = prep(*result_args("csl-daily", root, out))
+    assert result.exit_code == 0, result.output
+    rows = [r for split in ("train", "dev", "test") for r in manifest_rows_if_any(out, split)]
+    assert {r["translation"] for r in rows} == {"今天有123个人，很好"}
+
+
+def result_args(dataset: str, root: Path, out: Path) -> list:
+    return ["run", "--stage", "manifest", "--dataset", dataset, "--root", root, "--out", out]
+
+
+def manifest_rows_if_any(out: Path, split: str) -> list[dict]:
+    return manifest_rows(out, split) if (out / "manifest" / f"{split}.parquet").is_file() else []
 
 
 def test_csl_daily_layout_known_defect_and_nested_frames(csl_root, tmp_path):
