@@ -102,7 +102,7 @@ class PseudoGlossStage(TableStage):
     """Sign2GPT's pseudo-glosses of every translation, a train vocabulary and prototypes."""
 
     name = "pseudo-gloss"
-    version = 4  # 4: ud-rules-4; 3: treebank quality, Sign2GPT's gloss filter; 2: UD conventions
+    version = 5  # 5: ud-rules-5; 4: ud-rules-4; 3: treebank quality, Sign2GPT's gloss filter; 2: UD conventions
     options_class = PseudoGlossOptions
     schema = SCHEMA
     requires = ("manifest",)

@@ -10,8 +10,10 @@ lower-case words by their ending (``frostfrei`` a noun, ``breiten`` before ``sic
 adjective). It lemmatises predicative participles as adjectives (``begeistert``) where UD German
 GSD, after TIGER, gives the verb, reads foreign words (FM) and some conjunctions (``weil``,
 ``oder``) as names or stray tags, and takes a der-form before another determiner for an
-article. The rules look at the word and at the tags around it: the input has no commas to find
-a clause by, so a clause's start is known only at the sentence's start.
+article. It reads ``den`` as the name ``Den`` (Den Haag) and, after it, a plural noun it does
+not know in lower case as a verb (``in den hochlagen`` -> ``hochliegen``). The rules look at the
+word and at the tags around it: the input has no commas to find a clause by, so a clause's
+start is known only at the sentence's start.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ PRONOUN_LEMMAS = {
 PERSONAL_TAGS = ("PPER", "PRF")
 # forms a relative or demonstrative pronoun shares with the article ("des" is only an article)
 ARTICLE_FORMS = frozenset({"der", "die", "das", "dem", "den", "dessen", "deren", "denen"})
+# the tags a der-form may have; any other (HanTa: "den" NE, the name "Den") is a misreading
+DER_FORM_TAGS = ("ART", "PRELS", "PDS", "PRELAT", "PDAT")
+# verb tags a noun HanTa does not know in lower case gets ("hochlagen": VV(FIN), "hochliegen")
+LEXICAL_VERB_TAGS = ("VV(FIN)", "VV(INF)", "VVFIN", "VVINF")
 NOMINAL_TAGS = ("NN", "NE", "ADJA", "ADJ(A)", "CARD", "PIAT", "PIDAT", "PPOSAT", "ART", "TRUNC")
 SUBJECT_TAGS = ("PPER", "PIS", "PDS")
 VERB_TAGS = ("VV", "VA", "VM")
@@ -163,14 +169,17 @@ def corrected(
     noun_lemma: Callable[[str], str] = str,
     participle_lemma: Callable[[str], str | None] = lambda word: None,
     guessed_noun: Callable[[str], bool] = lambda word: False,
+    noun_reading: Callable[[str], str | None] = lambda word: None,
 ) -> list[tuple[str, str, str]]:
     """HanTa's ``(word, lemma, tag)`` triples with the corrections above applied: first those
     that need the word alone, then those that read the corrected tag of the next word.
 
     ``noun_lemma`` gives HanTa's lemma of a capitalised noun form (for the dative plural rule);
     ``participle_lemma`` the verb a word is the past participle of, if HanTa can read it so;
-    ``guessed_noun`` whether HanTa's noun analysis of a word rests on a stem it does not know."""
+    ``guessed_noun`` whether HanTa's noun analysis of a word rests on a stem it does not know;
+    ``noun_reading`` the noun lemma of a word HanTa can read, capitalised, as a noun."""
     out = [_word_rule(word, lemma, tag, noun_lemma, guessed_noun) for word, lemma, tag in tagged]
+    _nouns_after_articles(out, noun_reading)
     if out and out[0][0].lower() in OPENING_CONJUNCTIONS:
         out[0] = (out[0][0], out[0][0].lower(), "KON")  # "aber die Bundesbank ...": a conjunction
     for i, (word, lemma, tag) in enumerate(list(out)):
@@ -192,6 +201,25 @@ def corrected(
             if verb:
                 out[i] = (word, verb, tag)
     return out
+
+
+def _nouns_after_articles(
+    tagged: list[tuple[str, str, str]], noun_reading: Callable[[str], str | None]
+) -> None:
+    """A preposition, a der-form and a lexical verb ("in den hochlagen", HanTa: "hochliegen")
+    is no German phrase (a relative clause puts its verb last): the verb form is a noun HanTa
+    knows only capitalised, and the der-form its article (decided by the rules that follow)."""
+    for i in range(1, len(tagged) - 1):
+        word, _, tag = tagged[i + 1]
+        if not (
+            tagged[i - 1][2].startswith(PREPOSITION_TAGS)
+            and tagged[i][0].lower() in ARTICLE_FORMS
+            and tag in LEXICAL_VERB_TAGS
+        ):
+            continue
+        lemma = noun_reading(word.lower())
+        if lemma is not None:
+            tagged[i + 1] = (word, lemma, NOUN_TAG)
 
 
 def _pronoun_not_article(tagged: list[tuple[str, str, str]], i: int, previous: str) -> bool:
@@ -269,6 +297,9 @@ def _word_rule(
         return (word, lower, CONJUNCTIONS[lower])
     if lower in GREETINGS:
         return (word, lower, "ITJ")
+    if lower in ARTICLE_FORMS and tag not in DER_FORM_TAGS:
+        # never a name ("den" is not "Den" of Den Haag): an article, or in context a pronoun
+        return (word, "der", "PRELS" if lower in RELATIVE_ONLY_FORMS else "ART")
     if lower in LIST_ENDINGS:
         return (word, lower, "XY")
     if lower in PRONOUN_LEMMAS and (tag in PERSONAL_TAGS or lower in OBJECT_ONLY_PRONOUNS):

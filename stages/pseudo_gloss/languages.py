@@ -62,6 +62,7 @@ class HanTaComponent:
         self.participle_lemma = functools.lru_cache(maxsize=WORD_CACHE)(self._participle_lemma)
         self.guessed_noun = functools.lru_cache(maxsize=WORD_CACHE)(self._guessed_noun)
         self.spelling = functools.lru_cache(maxsize=WORD_CACHE)(self._spelling)
+        self.noun_reading = functools.lru_cache(maxsize=WORD_CACHE)(self._noun_reading)
         noun_tag = self.tagger.tag2int[NOUN_TAG]
         self.known_noun_stems = self.tagger.LP_m_t[noun_tag]
 
@@ -113,6 +114,15 @@ class HanTaComponent:
             stem[i:] in self.known_noun_stems for i in range(1, len(stem) - MIN_HEAD + 1)
         )
 
+    def _noun_reading(self, word: str) -> str | None:
+        """HanTa's noun lemma of ``word`` when it reads the capitalised form as a noun at all:
+        lower case hides nouns it knows only capitalised ("hochlagen" a verb, "Hochlagen" the
+        plural of "Hochlage")."""
+        noun = word.capitalize()
+        if not any(tag == NOUN_TAG for tag, _ in self.tagger.tag_word(noun, casesensitive=True)):
+            return None
+        return self.noun_lemma(noun)
+
     def _participle_lemma(self, word: str) -> str | None:
         """The verb HanTa reads ``word`` as the past participle of, if that is one of its readings."""
         readings = dict(self.tagger.tag_word(word, cutoff=PARTICIPLE_MARGIN, casesensitive=False))
@@ -132,6 +142,7 @@ class HanTaComponent:
             self.noun_lemma,
             self.participle_lemma,
             self.guessed_noun,
+            self.noun_reading,
         )
         for token, (_word, lemma, tag) in zip(doc, tagged):
             token.tag_, token.pos_, token.lemma_ = tag, stts_to_upos(tag), lemma
