@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -13,8 +12,8 @@ import typer
 import manifests
 import recipes
 from pipeline import registry
-from pipeline.cli_options import with_stage_options
-from pipeline.config import merge_options
+from pipeline.cli_options import value_rules, with_stage_options
+from pipeline.config import check_option_values, merge_options
 from pipeline.errors import DEBUG, PrepError, handled_errors, stop_on_sigterm
 from pipeline.execution import all_defaults, build_run_config, build_stage, execute, run_all
 from pipeline.export_commands import export_command, list_exports
@@ -43,6 +42,8 @@ def global_options(
     if debug:
         unfilter_native_stderr()
         logging.getLogger().setLevel(logging.DEBUG)
+    for name, why in registry.broken().items():  # a broken plug-in costs one line, not prep
+        typer.echo(f"prep: warning: plug-in stage {name} is left out: {why}", err=True)
 
 
 RUNNER = "Runner"
@@ -72,16 +73,21 @@ def run(
     recipe: Optional[str] = typer.Option(None, help=RECIPE_HELP),
     rank: Optional[int] = typer.Option(
         None,
+        min=0,
         help="This process's rank (default: RANK or SLURM_ARRAY_TASK_ID, else 0).",
         rich_help_panel=RUNNER,
     ),
     world_size: Optional[int] = typer.Option(
         None,
+        min=1,
         help="Number of ranks (default: WORLD_SIZE or SLURM_ARRAY_TASK_COUNT, else 1).",
         rich_help_panel=RUNNER,
     ),
     workers: Optional[int] = typer.Option(
-        None, help="Worker processes per rank (default: PREP_WORKERS or 1).", rich_help_panel=RUNNER
+        None,
+        min=1,
+        help="Worker processes per rank (default: PREP_WORKERS or 1).",
+        rich_help_panel=RUNNER,
     ),
     overwrite: Optional[bool] = typer.Option(
         None,
@@ -97,11 +103,14 @@ def run(
     ),
     retries: Optional[int] = typer.Option(
         None,
+        min=0,
         help="Retries of a failed unit before the run fails (default: 1).",
         rich_help_panel=RUNNER,
     ),
     max_quarantine_share: Optional[float] = typer.Option(
         None,
+        min=0,
+        max=1,
         help="Exit 1 when a stage quarantines more than this share of a split's samples; outputs are kept (default: 0.2).",
         rich_help_panel=RUNNER,
     ),
@@ -124,11 +133,20 @@ def run(
         **stage_options,
     }
     with handled_errors():
-        options = merged_options(flags, config, all_defaults())
+        options = checked_options(flags, config)
         run_config = build_run_config(options)
         names = registry.resolve(options["stage"])
         require_needs(options, names)
         run_all(names, options, run_config)
+
+
+def checked_options(flags: dict[str, Any], config: Optional[Path]) -> dict[str, Any]:
+    """Defaults < recipe < config file < flags, each value checked against the type and range
+    its ``prep run`` flag declares: a config file holds the same keys, so the same rules."""
+    defaults = all_defaults()
+    options = merged_options(flags, config, defaults)
+    check_option_values(options, value_rules(run), defaults)
+    return options
 
 
 @app.command()
@@ -242,11 +260,12 @@ def status(
     out: Path = typer.Option(..., help="The output folder of a run, finished or not."),
 ) -> None:
     """Per stage and split: units done of planned, samples, quarantined by reason, throughput, last error."""
-    from pipeline.status import format_status
+    from pipeline.status import format_status, stage_states
     from pipeline.status import status as read_status
 
     with handled_errors():
-        typer.echo(format_status(read_status(out.expanduser().resolve())))
+        where = out.expanduser().resolve()
+        typer.echo(format_status(read_status(where), stage_states(where)))
 
 
 @app.command()
@@ -289,7 +308,7 @@ def doctor(
 
     flags = {"stage": stage, "dataset": dataset, "root": root, "recipe": recipe, **stage_options}
     with handled_errors():
-        options = merged_options(flags, config, all_defaults())
+        options = checked_options(flags, config)
         names = registry.resolve(options["stage"] or "all")
         checks = recipe_checks(options, names) + run_checks(options, names)
     typer.echo(format_checks(checks, names))
@@ -325,7 +344,7 @@ def plan(
 
     flags = {"out": out, "stage": stage, "recipe": recipe, **stage_options}
     with handled_errors():
-        options = merged_options(flags, config, all_defaults())
+        options = checked_options(flags, config)
         if options["out"] is None:
             raise PrepError("--out is required (as a flag or in --config)")
         if devices < 1:
@@ -357,10 +376,13 @@ add_stage_commands()
 
 
 def main() -> None:
-    from pipeline.config import enforce_offline
+    from pipeline.config import enforce_offline, log_level
 
     enforce_offline()  # before anything imports huggingface_hub, which reads it once
-    level = os.environ.get("PREP_LOG_LEVEL", "INFO").upper()
+    try:
+        level = log_level()
+    except PrepError as exc:  # before logging is set up: one line, not a traceback
+        raise SystemExit(f"prep: error: {exc}") from None
     logging.basicConfig(level=level, format="prep: %(message)s", stream=sys.stderr)
     stop_on_sigterm()
     filter_native_stderr()

@@ -38,11 +38,17 @@ class StageOption:
 
 @functools.cache
 def registered() -> dict[str, type[Stage]]:
-    """Every installed stage by name, in the order ``--stage all`` runs them."""
+    """Every usable installed stage by name, in the order ``--stage all`` runs them. A plug-in
+    that fails to import or validate is left out and listed by :func:`broken`: one lab's broken
+    package must not stop ``prep status`` on runs that never used it."""
     found: dict[str, type[Stage]] = {}
     sources: dict[str, str] = {}
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        stage = _load(entry)
+        try:
+            stage = _load(entry)
+        except PrepError as exc:
+            _BROKEN[entry.name] = f"{_distribution(entry)}: {exc}"
+            continue
         if stage.name in found and found[stage.name] is not stage:
             raise PrepError(
                 f"two packages register stage {stage.name!r}: {sources[stage.name]} and {entry.value}"
@@ -53,15 +59,47 @@ def registered() -> dict[str, type[Stage]]:
             f"no stage is registered under the {ENTRY_POINT_GROUP!r} entry point; "
             "reinstall prep (pip install -e .)"
         )
-    return {name: found[name] for name in _run_order(found)}
+    return {name: found[name] for name in _run_order(_usable(found))}
+
+
+_BROKEN: dict[str, str] = {}  # entry point name -> "distribution: why", filled by registered()
+
+
+def broken() -> dict[str, str]:
+    """Plug-in stages left out because they fail to import or validate: name -> one line."""
+    registered()
+    return dict(_BROKEN)
+
+
+def _distribution(entry: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(entry, "dist", None)
+    return f"distribution {dist.name}" if dist is not None else f"entry point {entry.value}"
+
+
+def _usable(found: dict[str, type[Stage]]) -> dict[str, type[Stage]]:
+    """Stages whose requirements are all usable (a stage needing a broken one is broken too)."""
+    while True:
+        lacking = {
+            name: [r for r in stage.requires if r not in found] for name, stage in found.items()
+        }
+        lacking = {name: missing for name, missing in lacking.items() if missing}
+        if not lacking:
+            return found
+        for name, missing in lacking.items():
+            why = "unusable" if any(m in _BROKEN for m in missing) else "not installed"
+            _BROKEN[name] = (
+                f"{found[name].__module__}: requires {', '.join(missing)}, which is {why}"
+            )
+            found = {k: v for k, v in found.items() if k != name}
 
 
 def _load(entry: importlib.metadata.EntryPoint) -> type[Stage]:
     try:
         stage = entry.load()
-    except ImportError as exc:
+    except Exception as exc:  # whatever a lab's module raises on import
         raise PrepError(
-            f"stage entry point {entry.name} = {entry.value} fails to import: {exc}"
+            f"stage entry point {entry.name} = {entry.value} fails to import: "
+            f"{type(exc).__name__}: {exc}".splitlines()[0]
         ) from exc
     if not (isinstance(stage, type) and issubclass(stage, Stage)):
         raise PrepError(f"stage entry point {entry.name} = {entry.value} is not a Stage subclass")
@@ -103,6 +141,8 @@ def names() -> list[str]:
 
 def get(name: str) -> type[Stage]:
     stages = registered()
+    if name in broken():
+        raise PrepError(f"stage {name} is unusable: {_BROKEN[name]}")
     if name not in stages:
         raise PrepError(f"unknown stage {name!r}; choose one of {', '.join(stages)}")
     return stages[name]
@@ -111,7 +151,12 @@ def get(name: str) -> type[Stage]:
 def resolve(stage: str) -> list[str]:
     """The stages a ``--stage`` value names: one, or ``all`` of them in run order."""
     if stage == "all":
+        if broken():
+            name, why = next(iter(broken().items()))
+            raise PrepError(f"--stage all needs every stage; {name} is unusable: {why}")
         return names()
+    if stage in broken():
+        raise PrepError(f"stage {stage} is unusable: {_BROKEN[stage]}")
     if stage not in registered():
         raise PrepError(f"unknown stage {stage!r}; choose one of {', '.join(names())} or all")
     return [stage]

@@ -205,6 +205,30 @@ def test_two_packages_registering_one_stage_name_is_an_error(tmp_path):
     assert "toy_duration_stage:OtherManifest" in result.stderr
 
 
+def test_a_plugin_that_fails_to_import_costs_one_line(tmp_path, corpus):
+    env = install_plugin(tmp_path / "plugin")
+    stage = tmp_path / "plugin" / "toy_duration_stage.py"
+    stage.write_text("import a_module_this_lab_forgot_to_list\n" + stage.read_text())
+    warning = (
+        "prep: warning: plug-in stage clip-duration is left out: distribution toy-duration-stage: "
+        "stage entry point clip-duration = toy_duration_stage:DurationStage fails to import: "
+        "ModuleNotFoundError: No module named 'a_module_this_lab_forgot_to_list'"
+    )
+    assert run_prep("status", "--help", env=env).returncode == 0
+    out = tmp_path / "out"
+    flags = ["--dataset", "phoenix14t", "--root", corpus, "--out", out, "--quiet"]
+    manifest = run_prep("run", "--stage", "manifest", *flags, env=env)
+    assert manifest.returncode == 0, manifest.stderr
+    assert warning in manifest.stderr and "Traceback" not in manifest.stderr
+    status = run_prep("status", "--out", out, env=env)
+    assert status.returncode == 0 and "manifest" in status.stdout
+    for stage in ("clip-duration", "all"):
+        needed = run_prep("run", "--stage", stage, *flags, env=env)
+        assert needed.returncode == 1 and "Traceback" not in needed.stderr
+        last = needed.stderr.strip().splitlines()[-1]
+        assert last.startswith("prep: error: ") and "clip-duration is unusable" in last, last
+
+
 def shard_jsons(folder: Path) -> list[dict]:
     samples = []
     for shard in sorted(folder.glob("*.tar")):
