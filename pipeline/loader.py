@@ -45,6 +45,7 @@ import torch
 import torch.utils.data
 
 from pipeline import lineage
+from pipeline.errors import PrepError
 from pipeline.layout import Layout
 from pipeline.loader_frames import (  # noqa: F401  (the loader's public names, as before)
     PadCollate,
@@ -63,6 +64,7 @@ from pipeline.loader_plan import (
     epoch_order,
     resumed_start,
     sample_rng,
+    worker_slot,
 )
 from pipeline.remote import open_root
 from pipeline.shard_reader import (
@@ -74,12 +76,6 @@ from pipeline.shard_reader import (
 
 log = logging.getLogger(__name__)
 OPEN_SHARDS = 64  # file descriptors a loader process keeps open at most
-
-
-def worker_slot() -> tuple[int, int]:
-    """This loader worker's number and how many there are (0 of 1 in the main process)."""
-    info = torch.utils.data.get_worker_info()
-    return (info.id, info.num_workers) if info is not None else (0, 1)
 
 
 class ShardStream(torch.utils.data.IterableDataset):
@@ -253,9 +249,15 @@ class ResumableLoader:
             collate_fn=as_is,
             pin_memory=torch.cuda.is_available(),
         )
-        for batch in loader:
-            self.dataset.skip += 1
-            yield batch
+        try:
+            for batch in loader:
+                self.dataset.skip += 1
+                yield batch
+        except PrepError as exc:  # from a worker, torch adds its traceback: keep our one line
+            lines = str(exc).strip().splitlines()
+            if len(lines) == 1:
+                raise
+            raise type(exc)(lines[-1].split(": ", 1)[-1]) from None
         self._finished = True
 
     def state_dict(self) -> dict[str, Any]:

@@ -165,3 +165,11 @@ def current_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
     from pipeline.config import resolve_rank
 
     return resolve_rank(rank, world_size)
+
+
+def worker_slot() -> tuple[int, int]:
+    """This loader worker's number and how many there are (0 of 1 in the main process)."""
+    import torch.utils.data
+
+    info = torch.utils.data.get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)

@@ -21,10 +21,13 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,13 +73,18 @@ def default_cache(url: str) -> Path:
 
 
 class LocalRoot:
-    """A prepared run on a local disk: shards are read in place (sha256 checked when a process
-    first opens each one, unless ``checksums=False``)."""
+    """A prepared run on a local disk: shards are read in place, each one's sha256 checked the
+    first time any process of this loader opens it (unless ``checksums=False``): loader workers
+    leave a mark per checked shard in a private temporary folder, so one hash serves them all."""
 
     remote = False
 
     def __init__(self, path: Path, *, checksums: bool = True) -> None:
         self.path, self.checksums = path, checksums
+        self.checked: set[Path] = set()
+        self.marks = Path(tempfile.mkdtemp(prefix="prep-checked-")) if checksums else None
+        if self.marks is not None:
+            weakref.finalize(self, shutil.rmtree, self.marks, True)
 
     def __str__(self) -> str:
         return str(self.path)
@@ -86,9 +94,20 @@ class LocalRoot:
 
     def shard(self, split: str, entry: dict[str, Any]) -> Path:
         path = shard_file(Layout(self.path).shard_dir(split), entry)
-        if self.checksums:
-            checked_sha256(path, entry)
+        if self.checksums and path not in self.checked:
+            self._check_once(path, entry)
+            self.checked.add(path)
         return path
+
+    def _check_once(self, path: Path, entry: dict[str, Any]) -> None:
+        mark = self.marks / hashlib.sha256(str(path).encode()).hexdigest()
+        if mark.exists():
+            return
+        with open(mark.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for this one's verdict
+            if not mark.exists():
+                checked_sha256(path, entry)
+                mark.touch()
 
 
 class RemoteRoot:

@@ -148,3 +148,16 @@ def test_without_fsspec_the_error_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "fsspec", None)
     with pytest.raises(PrepError, match=r"pip install 'prep\[remote\]'"):
         make_loader("s3://bucket/run", "train", cache_dir=tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_a_local_shard_with_other_bytes_of_the_same_size_fails_its_checksum(tmp_path):
+    out = write_run(tmp_path / "out")
+    shard = sorted((out / "shards" / "train").glob("*.tar"))[-1]
+    data = bytearray(shard.read_bytes())
+    data[700] ^= 0xFF  # inside the first member's payload: the tar still reads
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match=f"^{out}/shards/train/{shard.name}: sha256 .* says") as e:
+        batches(out, num_workers=2)
+    assert "\n" not in str(e.value)  # a worker's error keeps its one line
+    assert len(batches(out, num_workers=2, checksums=False)) > 0  # checksums=False reads it
