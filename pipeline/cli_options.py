@@ -47,7 +47,12 @@ def help_text(option: StageOption) -> str:
 def parameter(option: StageOption) -> inspect.Parameter:
     typed = Optional[option.kind]  # noqa: UP007 (typer reads this annotation)
     default = typer.Option(
-        None, *declarations(option), help=help_text(option), rich_help_panel=panel(option)
+        None,
+        *declarations(option),
+        help=help_text(option),
+        rich_help_panel=panel(option),
+        min=option.low,
+        max=option.high,
     )
     return inspect.Parameter(
         option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typed

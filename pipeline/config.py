@@ -37,6 +37,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# ``prep run``'s own settings: no stage may declare an option of these names
+RUN_SETTINGS = frozenset(
+    {"stage", "dataset", "root", "out", "config", "recipe", "rank", "world_size", "workers"}
+    | {"overwrite", "quiet", "retries", "max_quarantine_share"}
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """What every stage shares: where to read, where to write, and which share of the work."""

@@ -6,6 +6,7 @@ from pipeline.config import local_rank_from_environment
 from pipeline.errors import PrepError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISION_CHOICES = PRECISIONS  # what --precision accepts (the options dataclasses declare it)
 DEVICE_HELP = "auto, cpu or cuda[:N]."  # the --device of every stage that runs a model
 PRECISION_HELP = "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

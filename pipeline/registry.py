@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import RunConfig
+from pipeline.config import RUN_SETTINGS, RunConfig
 from pipeline.errors import PrepError
-from pipeline.stage import Stage
+from pipeline.stage import Stage, check_options
 
 ENTRY_POINT_GROUP = "prep.stages"
 
@@ -34,6 +34,13 @@ class StageOption:
     help: str
     flag: str | None
     stages: tuple[str, ...]
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def declaration(self) -> tuple:
+        """What several stages sharing the option must declare alike."""
+        return (self.kind, self.default, self.help, self.flag, self.low, self.high, self.choices)
 
 
 @functools.cache
@@ -190,20 +197,35 @@ def options() -> dict[str, StageOption]:
                 field.metadata.get("help", ""),
                 field.metadata.get("flag"),
                 (stage.name,),
+                field.metadata.get("min"),
+                field.metadata.get("max"),
+                field.metadata.get("choices"),
             )
+            if field.name in RUN_SETTINGS:
+                raise PrepError(
+                    f"option {field.name} of stage {stage.name} ({stage.__module__}) is a run "
+                    f"setting of prep itself (prep run --{field.name.replace('_', '-')}); "
+                    "a stage cannot declare it: rename the stage's option"
+                )
             known = merged.get(field.name)
             if known is None:
                 merged[field.name] = current
                 continue
-            if (known.kind, known.default) != (current.kind, current.default):
+            if known.declaration() != current.declaration():
                 raise PrepError(
                     f"option {field.name} is declared by {', '.join(known.stages)} "
-                    f"({known.kind.__name__}, default {known.default!r}) and by {stage.name} "
-                    f"({current.kind.__name__}, default {current.default!r}); a shared option "
-                    "needs one type and default"
+                    f"({_described(known)}) and by {stage.name} ({_described(current)}); "
+                    "a shared option needs one type, default, help and range: rename one"
                 )
             merged[field.name] = dataclasses.replace(known, stages=known.stages + (stage.name,))
     return merged
+
+
+def _described(option: StageOption) -> str:
+    found = f"{option.kind.__name__}, default {option.default!r}, help {option.help[:40]!r}"
+    if option.low is not None or option.high is not None or option.choices:
+        found += f", range {option.low}..{option.high}, choices {option.choices}"
+    return found
 
 
 def _plain_type(hint: Any, stage: str, field: str) -> type:
@@ -228,6 +250,7 @@ def build(name: str, values: Mapping[str, Any], run: RunConfig) -> Stage:
     fields = dataclasses.fields(stage.options_class)
     try:
         chosen = stage.options_class(**{f.name: values[f.name] for f in fields if f.name in values})
+        check_options(chosen)
     except (TypeError, ValueError) as exc:
         raise PrepError(f"invalid options for stage {name}: {exc}") from exc
     return stage(chosen, run)

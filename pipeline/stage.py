@@ -66,15 +66,45 @@ class Planned:
     context: Any = None
 
 
-def option(default: Any, help: str, *, flag: str | None = None, runtime: bool = False) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    runtime: bool = False,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A field of a stage's options dataclass, with what ``prep run --help`` shows for it.
 
     ``flag`` overrides the generated declaration (e.g. ``"--deep-check/--spot-check"``);
     ``runtime`` marks options that never change outputs (batch sizes): they are not part of
-    the configuration hash, so changing them does not make finished units stale.
+    the configuration hash, so changing them does not make finished units stale. ``min``,
+    ``max`` and ``choices`` are the values it accepts: the flag, a config file and the
+    constructed options are all held to them (:func:`check_options`); a rule between several
+    fields goes in the dataclass's ``__post_init__``, raising ``ValueError`` with one line.
     """
     metadata = {"help": help, "flag": flag, "runtime": runtime}
+    metadata.update(min=min, max=max, choices=choices)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_options(options: Any) -> None:
+    """Every field of a constructed options dataclass within its declared ``min``/``max`` and
+    among its ``choices`` (``None`` stays allowed where it is the default); ``ValueError``
+    naming the flag otherwise. :func:`pipeline.registry.build` calls it for every stage."""
+    for field in dataclasses.fields(options):
+        value, rules = getattr(options, field.name), field.metadata
+        if value is None or isinstance(value, bool):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        low, high, choices = rules.get("min"), rules.get("max"), rules.get("choices")
+        if low is not None and value < low or high is not None and value > high:
+            span = f"{'' if low is None else low}..{'' if high is None else high}"
+            raise ValueError(f"{flag} must be in {span}, got {value!r}")
+        if choices and value not in choices:
+            raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +141,7 @@ class Stage(ABC):
     collects_exports: ClassVar[bool] = False  # runs after every stage with exports, reads them
     writes_manifest: ClassVar[bool] = False  # the one stage whose tables are the manifest
     position: ClassVar[int] = 100  # order among stages the dependencies leave free
+    uses_gpu: ClassVar[bool] = False  # loads models: ``prep launch slurm`` asks GPUs for it
     cost_unit: ClassVar[str] = "frame"  # what ``prep plan`` counts: "frame" or "clip"
     piloted: ClassVar[bool] = True  # False: ``prep plan`` uses the stage's own unit timings
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions ``prep doctor`` lists

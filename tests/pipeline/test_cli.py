@@ -117,3 +117,23 @@ def test_console_script_and_demo_run_end_to_end(tmp_path):
         "outputs:" in result.stdout
         and (tmp_path / "demo" / "prepared" / "manifest" / "train.parquet").is_file()
     )
+
+
+def test_stage_option_values_are_checked_where_they_are_declared(phoenix_root, tmp_path):
+    """``option(min=, max=, choices=)`` on the options dataclass: a flag, a config file and
+    the constructed options are held to the same rule, before any work starts."""
+    out = tmp_path / "out"
+    where = ["--dataset", "phoenix14t", "--root", phoenix_root, "--out", out, "--quiet"]
+    pooling = prep("run", "--stage", "features", *where, "--dinov2-pooling", "max")
+    assert pooling.exit_code == 1 and "Traceback" not in pooling.output
+    assert (
+        "invalid options for stage features: --dinov2-pooling must be one of cls, patch-mean, "
+        "cls+patch-mean, got 'max'" in pooling.output
+    )
+    assert not out.exists()
+    config = tmp_path / "prep.toml"
+    config.write_text("jpeg_quality = 101\n")
+    quality = prep("run", "--stage", "features", *where, "--config", config)
+    assert quality.exit_code == 1 and "config key jpeg_quality" in quality.output
+    batch = prep("run", "--stage", "features", *where, "--batch-size", 0)
+    assert batch.exit_code != 0 and not out.exists()

@@ -9,6 +9,7 @@ The toy stage below lives only in this test: it is written into a folder with a
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tarfile
@@ -237,3 +238,44 @@ def shard_jsons(folder: Path) -> list[dict]:
                 if member.name.endswith(".json"):
                     samples.append(json.loads(tar.extractfile(member).read()))
     return samples
+
+
+def test_a_plugin_option_named_like_a_run_setting_is_refused(tmp_path):
+    """Declaring ``workers`` once made every plain ``prep run`` use the plug-in's default."""
+    env = install_plugin(tmp_path / "plugin")
+    stage = tmp_path / "plugin" / "toy_duration_stage.py"
+    stage.write_text(
+        stage.read_text().replace(
+            'min_seconds: float = option(0.0, "Quarantine',
+            'workers: int = option(3, "Threads.")\n    min_seconds: float = option(0.0, "Quarantine',
+        )
+    )
+    result = run_prep("run", "--help", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "option workers of stage clip-duration (toy_duration_stage) is a run setting" in (
+        result.stderr
+    )
+
+
+def test_a_plugin_sharing_an_option_with_other_help_is_refused(tmp_path):
+    env = install_plugin(tmp_path / "plugin")
+    stage = tmp_path / "plugin" / "toy_duration_stage.py"
+    stage.write_text(
+        stage.read_text().replace(
+            'min_seconds: float = option(0.0, "Quarantine',
+            'unit_size: int = option(200, "Clips per unit.", min=1)\n'
+            '    min_seconds: float = option(0.0, "Quarantine',
+        )
+    )
+    result = run_prep("status", "--help", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "option unit_size is declared by manifest" in result.stderr
+    assert "and by clip-duration (int, default 200, help 'Clips per unit.'" in result.stderr
+
+
+def test_every_run_setting_is_reserved():
+    from pipeline import cli, registry
+    from pipeline.config import RUN_SETTINGS
+
+    own = set(inspect.signature(cli.run).parameters) - set(registry.options())
+    assert own == RUN_SETTINGS
