@@ -23,7 +23,9 @@ from tests.conftest import REPO
 SAMPLES = 45
 
 
-def write_run(out: Path, samples: int = SAMPLES, split: str = "train", shard_bytes=4000) -> Path:
+def write_run(
+    out: Path, samples: int = SAMPLES, split: str = "train", shard_bytes=4000, prefix="clip"
+) -> Path:
     """A prepared run's shards, written directly (as bench/features.py does): float16 [T, 8]
     clips, T from 4 to 30, a few samples per shard."""
     folder = out / "shards" / split
@@ -33,7 +35,7 @@ def write_run(out: Path, samples: int = SAMPLES, split: str = "train", shard_byt
         for i in range(samples):
             length = int(rng.integers(4, 31))
             meta = {
-                "id": f"clip{i:04d}",
+                "id": f"{prefix}{i:04d}",
                 "num_frames": length,
                 "fields": {"dinov2.npy": {"dtype": "float16", "shape": [length, 8]}},
             }
