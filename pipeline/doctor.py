@@ -14,10 +14,10 @@ import dataclasses
 import importlib.metadata
 import importlib.util
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract import Check
 from pipeline.errors import PrepError
 from pipeline.models import locate_model
 
@@ -36,28 +36,6 @@ FRAMEWORK_LIBRARIES = (
     "webdataset",
     "wids",
 )
-NOT_USED = "-"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the report; ``needed`` checks that fail make the configuration unable to run."""
-
-    area: str
-    component: str
-    ok: bool
-    detail: str
-    needed: bool = False
-    fix: str = ""
-    applies: bool = True  # False: not configured or not used here (shown as "-")
-
-    @property
-    def status(self) -> str:
-        if not self.applies:
-            return NOT_USED
-        if self.ok:
-            return "ok"
-        return "MISSING" if self.needed else "unavailable"
 
 
 def package_version(name: str) -> str | None:

@@ -18,19 +18,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pipeline.config import RunConfig
+from pipeline.contract import Check, FrameReader, RunOutputs, Section, SplitReport
 from pipeline.journal import UnitJournal
 from pipeline.layout import Layout
 from pipeline.storage import canonical_json
-
-if TYPE_CHECKING:  # only for annotations: these modules import nothing of stages either
-    from pipeline.doctor import Check
-    from pipeline.report.data import RunOutputs
-    from pipeline.report.frames import FrameReader
-    from pipeline.report.html import Section
-    from pipeline.verify import SplitReport
 
 
 @dataclass(frozen=True)

@@ -5,36 +5,12 @@ limit: a split of mostly unreadable clips is not one to train on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import lineage
+from pipeline.contract import SplitReport
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
-
-MAX_LISTED = 20
-
-
-@dataclass
-class SplitReport:
-    split: str
-    stage: str = ""
-    shards: int = 0
-    samples: int = 0
-    bytes: int = 0
-    quarantined: int = 0  # samples the stage quarantined, beside its outputs
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def quarantine_share(self) -> float:
-        total = self.samples + self.quarantined
-        return self.quarantined / total if total else 0.0
-
-    def problem(self, text: str) -> None:
-        if len(self.problems) < MAX_LISTED:
-            self.problems.append(text)
-        elif len(self.problems) == MAX_LISTED:
-            self.problems.append("… further problems not listed")
 
 
 def verify(out: Path, max_quarantine_share: float = 0.2) -> list[SplitReport]:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.contract import Section
+
 esc = html.escape
 
 STYLE = """
@@ -46,14 +48,6 @@ window.addEventListener("load", function () {
   document.body.setAttribute("data-images-broken", broken.length);
 });
 """
-
-
-@dataclass
-class Section:
-    slug: str
-    title: str
-    body: str
-    ran: bool = True
 
 
 def not_run(slug: str, title: str, why: str) -> Section:
