@@ -35,6 +35,7 @@ from pipeline.table_stage import (
     quarantine_row,
 )
 from pipeline.video import DecodeError, open_source
+from stages.hand_captions import original_numerics as original
 from stages.hand_captions.backends import make_captioner
 from stages.hand_captions.chunking import CAPTION_JOINS, chunks_of
 from stages.hand_captions.commands import convert_captioner
@@ -155,6 +156,12 @@ class HandCaptionsOptions:
     )
     device: str = option("auto", DEVICE_HELP)
     precision: str = option("auto", PRECISION_HELP, choices=PRECISION_CHOICES)
+    captioner_precision: str | None = option(
+        None, original.PRECISION_HELP, choices=PRECISION_CHOICES
+    )
+    captioner_compute: str = option("auto", original.COMPUTE_HELP, choices=original.COMPUTES)
+    image_backend: str = option("torchvision", original.BACKEND_HELP, choices=original.BACKENDS)
+    caption_text: str = option("collapsed", original.TEXT_HELP, choices=original.TEXTS)
     trust_remote_code: bool = option(
         False, "Let transformers run a model folder's own Python code (default: off)."
     )

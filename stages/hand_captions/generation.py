@@ -10,8 +10,11 @@ from pipeline.errors import PrepError
 from pipeline.models import ModelLocation
 
 
-def load_pretrained(auto_class: Any, location: ModelLocation, options: Any, what: str):
-    """``auto_class.from_pretrained`` from the local folder on the chosen device and precision."""
+def load_pretrained(
+    auto_class: Any, location: ModelLocation, options: Any, what: str, precision: str | None = None
+):
+    """``auto_class.from_pretrained`` from the local folder on the chosen device and precision
+    (``precision``, else ``--precision``)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -20,7 +23,7 @@ def load_pretrained(auto_class: Any, location: ModelLocation, options: Any, what
         model = auto_class.from_pretrained(
             location.folder,
             local_files_only=True,
-            dtype=torch_dtype(options.precision, device),
+            dtype=torch_dtype(precision or options.precision, device),
             trust_remote_code=options.trust_remote_code,
         )
     except (ValueError, KeyError) as exc:
@@ -40,9 +43,10 @@ def left_padded(tokenizer: Any) -> Any:
 
 
 def greedy_generate(
-    model: Any, inputs: Any, tokenizer: Any, max_new_tokens: int
+    model: Any, inputs: Any, tokenizer: Any, max_new_tokens: int, text: str = "collapsed"
 ) -> list[tuple[str, int]]:
-    """(text, generated token count) per row of a batch, deterministic (no sampling)."""
+    """(text, generated token count) per row of a batch, deterministic (no sampling); the text
+    kept as ``text`` says (:func:`kept_text`)."""
     import torch
 
     inputs = inputs.to(model.device)
@@ -62,9 +66,15 @@ def greedy_generate(
     results = []
     for row in new_tokens:
         length = next((i for i, token in enumerate(row) if token in stops), len(row))
-        text = tokenizer.decode(row[:length], skip_special_tokens=True)
-        results.append((" ".join(text.split()), length))
+        decoded = tokenizer.decode(row[:length], skip_special_tokens=True)
+        results.append((kept_text(decoded, text), length))
     return results
+
+
+def kept_text(decoded: str, how: str) -> str:
+    """Every whitespace run collapsed to one space (prep's default), or only the ends stripped,
+    as BeyondGloss keeps its captions (describe_segments.py l.117: ``batch_decode(...)[0].strip()``)."""
+    return decoded.strip() if how == "stripped" else " ".join(decoded.split())
 
 
 def end_tokens(model: Any, tokenizer: Any) -> set[int]:

@@ -7,6 +7,7 @@ import importlib.util
 
 from pipeline.errors import PrepError
 from stages.hand_captions.captioners import Caption, ChunkRequest
+from stages.hand_captions.generation import kept_text
 from stages.hand_captions.grid import grid_image
 from stages.hand_captions.vlm import VisionLanguageCaptioner
 
@@ -18,6 +19,12 @@ class VllmCaptioner(VisionLanguageCaptioner):
         if importlib.util.find_spec("vllm") is None:
             raise PrepError(
                 "--captioner vllm needs vLLM on a GPU machine: pip install vllm; or use --captioner transformers"
+            )
+        if options.captioner_compute == "original":
+            raise PrepError(
+                "--captioner-compute original needs --captioner transformers: vLLM runs its own "
+                "kernels (pass --captioner-compute auto to accept captions that part from the "
+                "original's in fp16)"
             )
         super().__init__(options)
         self.engine = self.sampling = None
@@ -62,6 +69,8 @@ class VllmCaptioner(VisionLanguageCaptioner):
             inputs = [{"prompt": prompt, "multi_modal_data": {"video": r.frames}} for r in requests]
         outputs = self.engine.generate(inputs, self.sampling, use_tqdm=False)
         return [
-            Caption(" ".join(o.outputs[0].text.split()), len(o.outputs[0].token_ids))
+            Caption(
+                kept_text(o.outputs[0].text, self.options.caption_text), len(o.outputs[0].token_ids)
+            )
             for o in outputs
         ]

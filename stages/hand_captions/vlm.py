@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.errors import PrepError
 from pipeline.models import locate_model
 from stages.hand_captions.captioners import Caption, CaptionerIdentity, ChunkRequest
 from stages.hand_captions.generation import greedy_generate, left_padded, load_pretrained
 from stages.hand_captions.grid import grid_image
+from stages.hand_captions.original_numerics import require_llava_clip, use_original_compute
 from stages.hand_captions.prompts import DEFAULT_PROMPT, prompt_hash, resolve_prompt
 
 
@@ -40,6 +42,28 @@ def video_metadata(request: ChunkRequest) -> dict[str, Any]:
     }
 
 
+def image_processor(folder: Any, backend: str, reference: str, trust_remote_code: bool = False):
+    """``AutoProcessor`` keywords for ``--image-backend``: ``pil`` swaps in transformers' PIL
+    image processor, which resizes as BeyondGloss's ``Image.resize`` does (ShareGPT4Video
+    mm_utils.py l.142-146); ``torchvision`` keeps transformers' default (its fast processor
+    where torchvision is installed), within one grey level of it. Only the image processor:
+    video processors have no PIL backend."""
+    if backend != "pil":
+        return {}
+    from transformers import AutoImageProcessor
+
+    try:
+        loaded = AutoImageProcessor.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=trust_remote_code, backend="pil"
+        )
+    except (ImportError, ValueError, OSError) as exc:
+        raise PrepError(
+            f"--image-backend pil: {reference} has no PIL image processor "
+            f"({str(exc).splitlines()[0]}); pass --image-backend torchvision"
+        ) from None
+    return {"image_processor": loaded}
+
+
 class VisionLanguageCaptioner:
     """What both VideoLLM backends share: the model found offline, the prompt and its hash."""
 
@@ -60,6 +84,8 @@ class VisionLanguageCaptioner:
             prompt_hash(self.prompt),
             self.mode,
         )
+        if options.captioner_compute == "original":
+            require_llava_clip(self.location.folder, options.captioner_model)
         self.model = self.processor = None
 
     def __getstate__(self) -> dict:
@@ -83,11 +109,23 @@ class TransformersCaptioner(VisionLanguageCaptioner):
             self.location.folder,
             local_files_only=True,
             trust_remote_code=self.options.trust_remote_code,
+            **image_processor(
+                self.location.folder,
+                self.options.image_backend,
+                self.options.captioner_model,
+                self.options.trust_remote_code,
+            ),
         )
         left_padded(self.processor.tokenizer)
         self.model = load_pretrained(
-            AutoModelForImageTextToText, self.location, self.options, "--captioner-model"
+            AutoModelForImageTextToText,
+            self.location,
+            self.options,
+            "--captioner-model",
+            self.options.captioner_precision,
         )
+        if self.options.captioner_compute == "original":
+            use_original_compute(self.model, self.location.reference)
 
     def __call__(self, requests: list[ChunkRequest]) -> list[Caption]:
         self.load()
@@ -109,6 +147,10 @@ class TransformersCaptioner(VisionLanguageCaptioner):
                 return_tensors="pt",
             )
         generated = greedy_generate(
-            self.model, inputs, self.processor.tokenizer, self.options.max_new_tokens
+            self.model,
+            inputs,
+            self.processor.tokenizer,
+            self.options.max_new_tokens,
+            self.options.caption_text,
         )
         return [Caption(text, tokens) for text, tokens in generated]

@@ -270,6 +270,7 @@ def test_beyondgloss_captions_on_the_real_hand_clip(tmp_path, real_hand_clip):
         "--text-encoder": write_tiny_mbart(tmp_path / "mbart"),
     }
     budgets = ["--max-new-tokens", 6, "--refine-max-new-tokens", 6]
+    budgets += ["--captioner-compute", "auto"]  # "original" reproduces a converted LLaVA only
     flags = [a for pair in models.items() for a in pair] + budgets
     result = run_generic("hand-captions", annotations, out, "--recipe", "beyondgloss", *flags)
     assert result.exit_code == 0, result.output
@@ -285,6 +286,7 @@ def test_beyondgloss_captions_on_the_real_hand_clip(tmp_path, real_hand_clip):
         "max_new_tokens",
         "refine_max_new_tokens",
         "text_encoder",
+        "captioner_compute",
     }
     assert meta["options"]["caption_join"] == "plain"
     assert meta["options"]["refine_prompt"] == "beyondgloss"

@@ -73,9 +73,9 @@ def llama3_tokenizer():
     )
 
 
-def write_clip(folder: Path, seed: int) -> Path:
+def write_clip(folder: Path, seed: int, vision: dict = VISION) -> Path:
     """A whole CLIPModel folder with an old-style preprocessor_config.json, like the hub's
-    openai/clip-vit-large-patch14-336."""
+    openai/clip-vit-large-patch14-336 (``vision``: the tower's geometry)."""
     import torch
     from transformers import CLIPConfig, CLIPModel
 
@@ -83,16 +83,17 @@ def write_clip(folder: Path, seed: int) -> Path:
     text |= {"num_attention_heads": 2, "vocab_size": 100}
     torch.manual_seed(seed)
     CLIPModel(
-        CLIPConfig(vision_config=VISION, text_config=text, projection_dim=16)
+        CLIPConfig(vision_config=vision, text_config=text, projection_dim=16)
     ).save_pretrained(folder)
-    preprocessing = {"crop_size": EDGE, "size": EDGE, "do_center_crop": True, "resample": 3}
+    edge = vision["image_size"]
+    preprocessing = {"crop_size": edge, "size": edge, "do_center_crop": True, "resample": 3}
     preprocessing |= {"do_normalize": True, "do_resize": True, "image_mean": CLIP_MEAN}
     preprocessing |= {"image_std": CLIP_STD, "feature_extractor_type": "CLIPFeatureExtractor"}
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessing))
     return folder
 
 
-def original_weights(vocab: int) -> dict:
+def original_weights(vocab: int, vision: dict = VISION) -> dict:
     """LlavaLlamaForCausalLM's state dict: Llama's own names (it subclasses LlamaForCausalLM,
     llava_llama.py l.41-49), the projector as nn.Sequential, image_newline, and a copy of the
     vision tower that the original reads only with unfreeze_mm_vision_tower."""
@@ -101,17 +102,19 @@ def original_weights(vocab: int) -> dict:
 
     torch.manual_seed(1)
     weights = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, **LLAMA)).state_dict()
-    hidden, vision = LLAMA["hidden_size"], LLAVA_FIELDS["mm_hidden_size"]
-    for name, shape in {"0": (hidden, vision), "2": (hidden, hidden)}.items():
+    hidden, features = LLAMA["hidden_size"], vision["hidden_size"]
+    for name, shape in {"0": (hidden, features), "2": (hidden, hidden)}.items():
         weights[f"model.mm_projector.{name}.weight"] = torch.randn(shape) * 0.2
         weights[f"model.mm_projector.{name}.bias"] = torch.randn(hidden) * 0.2
     weights["model.image_newline"] = torch.randn(hidden)
-    for key, tensor in CLIPVisionModel(CLIPVisionConfig(**VISION)).state_dict().items():
+    for key, tensor in CLIPVisionModel(CLIPVisionConfig(**vision)).state_dict().items():
         weights[f"model.vision_tower.vision_tower.vision_model.{key}"] = tensor  # 4.x's names
     return {k: v.contiguous() for k, v in weights.items()}
 
 
-def write_original(folder: Path, *, fmt: str = "safetensors", unfreeze: bool = False) -> Path:
+def write_original(
+    folder: Path, *, fmt: str = "safetensors", unfreeze: bool = False, vision: dict = VISION
+) -> Path:
     """config.json, tokenizer, generation_config.json and the weights in two shards + index."""
     import torch
     from safetensors.torch import save_file
@@ -119,6 +122,12 @@ def write_original(folder: Path, *, fmt: str = "safetensors", unfreeze: bool = F
     folder.mkdir(parents=True)
     tokenizer = llama3_tokenizer()
     tokenizer.save_pretrained(folder)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    settings["tokenizer_class"] = "PreTrainedTokenizerFast"  # as Llama 3's, which 4.x loads
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2))
+    saved = json.loads((folder / "tokenizer.json").read_text())  # merges as "a b" strings, as
+    saved["model"]["merges"] = [" ".join(pair) for pair in saved["model"]["merges"]]  # Llama 3's
+    (folder / "tokenizer.json").write_text(json.dumps(saved, ensure_ascii=False, indent=2))
     ids = tokenizer.convert_tokens_to_ids
     config = {**LLAMA, **LLAVA_FIELDS, "vocab_size": len(tokenizer)}
     config["unfreeze_mm_vision_tower"] = unfreeze
@@ -127,7 +136,7 @@ def write_original(folder: Path, *, fmt: str = "safetensors", unfreeze: bool = F
     ends = [ids("<|end_of_text|>"), ids("<|eot_id|>")]
     generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": ends}
     (folder / "generation_config.json").write_text(json.dumps(generation))
-    weights = original_weights(len(tokenizer))
+    weights = original_weights(len(tokenizer), vision)
     names = sorted(weights)
     prefix, suffix = (
         ("model", ".safetensors") if fmt == "safetensors" else ("pytorch_model", ".bin")
@@ -136,8 +145,10 @@ def write_original(folder: Path, *, fmt: str = "safetensors", unfreeze: bool = F
     for number, chunk in enumerate((names[: len(names) // 2], names[len(names) // 2 :]), 1):
         shard = f"{prefix}-{number:05d}-of-00002{suffix}"
         part = {k: weights[k] for k in chunk}
-        save = save_file if fmt == "safetensors" else torch.save
-        save(part, str(folder / shard))
+        if fmt == "safetensors":  # with the metadata transformers 4 requires of a shard
+            save_file(part, str(folder / shard), {"format": "pt"})
+        else:
+            torch.save(part, str(folder / shard))
         weight_map |= dict.fromkeys(chunk, shard)
     index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
     (folder / f"{prefix}{suffix}.index.json").write_text(json.dumps(index))
