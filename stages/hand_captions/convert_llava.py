@@ -38,7 +38,10 @@ reproduces it:
   (the converter does the same, l.80-82).
 
 Not reproduced: the original cuts the embedded sequence at ``tokenizer_model_max_length``
-(llava_arch.py l.272-276); captioning prompts stay far below it.
+(llava_arch.py l.272-276); captioning prompts stay far below it. In fp32 the folder gives the
+original's logits; in fp16, as BeyondGloss runs it, transformers 5 rounds the CLIP attention and
+the projector's first bias differently, which ``--captioner-compute original`` undoes
+(:mod:`stages.hand_captions.original_numerics`; ``--recipe beyondgloss`` sets it).
 """
 
 from __future__ import annotations
