@@ -92,9 +92,9 @@ class LocalRoot:
     def read_index(self, split: str) -> dict[str, Any]:
         return read_index(Layout(self.path).shard_dir(split))
 
-    def shard(self, split: str, entry: dict[str, Any]) -> Path:
+    def shard(self, split: str, entry: dict[str, Any], checksum: bool = True) -> Path:
         path = shard_file(Layout(self.path).shard_dir(split), entry)
-        if self.checksums and path not in self.checked:
+        if checksum and self.checksums and path not in self.checked:
             self._check_once(path, entry)
             self.checked.add(path)
         return path
@@ -136,8 +136,9 @@ class RemoteRoot:
             raise ShardError(f"{self._address(relative)} has no shardlist: not a shard index")
         return index
 
-    def shard(self, split: str, entry: dict[str, Any]) -> Path:
-        """The cached copy of a shard, downloaded and checked first when absent."""
+    def shard(self, split: str, entry: dict[str, Any], checksum: bool = True) -> Path:
+        """The cached copy of a shard, downloaded and checked first when absent (always
+        checked: ``checksum`` is for local roots)."""
         name = shard_file(Path(split), entry).name  # a plain file name, never a path
         target = self.cache / split / name
         target.parent.mkdir(parents=True, exist_ok=True)

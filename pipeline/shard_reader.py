@@ -199,17 +199,12 @@ class ShardTable:
         checked_size(path, entry)
         keys: list[str] = []
         members: list[list[tuple[str, int, int]]] = []
-        try:
-            with tarfile.open(path, "r:") as tar:
-                for member in tar:
-                    _check_member(path, member)
-                    key, _, field = member.name.partition(".")
-                    if not keys or keys[-1] != key:
-                        keys.append(key)
-                        members.append([])
-                    members[-1].append((field, member.offset_data, member.size))
-        except tarfile.TarError as exc:
-            raise ShardError(f"{path}: unreadable after {len(keys)} samples: {exc}") from None
+        for name, offset, size in plain_members(path) or tarfile_members(path):
+            key, _, field = name.partition(".")
+            if not keys or keys[-1] != key:
+                keys.append(key)
+                members.append([])
+            members[-1].append((field, offset, size))
         listed = entry.get("keys")
         for count, key in enumerate(keys):
             if listed is not None and (count >= len(listed) or listed[count] != key):
@@ -235,3 +230,65 @@ class ShardTable:
     def size_of(self, position: int, field: str) -> int:
         """A member's byte size (for a fixed row width, an order-preserving stand-in for T)."""
         return next((size for name, _, size in self.members[position] if name == field), 0)
+
+
+def tarfile_members(path: Path) -> Iterator[tuple[str, int, int]]:
+    """Every member's name, data offset and size, through :mod:`tarfile`, each checked to be a
+    plain ``key.field`` file (a link, a folder or a path is one line)."""
+    count = 0
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                _check_member(path, member)
+                count += 1
+                yield member.name, member.offset_data, member.size
+    except tarfile.TarError as exc:
+        raise ShardError(f"{path}: unreadable after {count} members: {exc}") from None
+
+
+GNU_MAGIC, BLOCK = b"ustar  \x00", 512
+
+
+def plain_members(path: Path) -> list[tuple[str, int, int]] | None:
+    """:func:`tarfile_members` for the tars prep writes (GNU format, regular files, long names
+    as ``././@LongLink``), read from the raw 512-byte headers: twenty times faster than
+    :mod:`tarfile`, which matters when a loader process indexes every shard. Anything else (a
+    bad header checksum, a link, PAX headers, a cut file, a name that is not plain) returns
+    None, and :func:`tarfile_members` reads the shard and names the problem."""
+    found: list[tuple[str, int, int]] = []
+    with open(path, "rb") as handle:
+        descriptor, offset, long_name = handle.fileno(), 0, None
+        end = os.fstat(descriptor).st_size
+        while offset + BLOCK <= end:
+            header = os.pread(descriptor, BLOCK, offset)
+            if header == bytes(BLOCK):
+                return found
+            size = _header_size(header)
+            if size is None or offset + BLOCK + size > end:
+                return None
+            kind, data = header[156:157], offset + BLOCK
+            offset = data + -(-size // BLOCK) * BLOCK
+            if kind == b"L" and long_name is None:
+                long_name = os.pread(descriptor, size, data).rstrip(b"\0")
+                continue
+            if kind not in (b"0", b"\0"):
+                return None
+            raw = long_name if long_name is not None else header[:100].split(b"\0", 1)[0]
+            long_name = None
+            name = raw.decode("utf-8", "surrogateescape")
+            if not plain_name(name) or "." not in name:
+                return None
+            found.append((name, data, size))
+    return None  # no end-of-archive block: let tarfile say what is wrong
+
+
+def _header_size(header: bytes) -> int | None:
+    """The member size of a well-formed GNU header (checksum right), else None."""
+    if header[257:265] != GNU_MAGIC or header[124] & 0x80:
+        return None
+    try:
+        size = int(header[124:136].rstrip(b"\0 ").strip() or b"0", 8)
+        stored = int(header[148:156].rstrip(b"\0 ").strip() or b"0", 8)
+    except ValueError:
+        return None
+    return size if stored == sum(header) - sum(header[148:156]) + 8 * 32 else None
