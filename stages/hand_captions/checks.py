@@ -107,5 +107,6 @@ def doctor_checks(options: Mapping[str, Any], needed: bool) -> list[Check]:
         checks.append(refine_check(str(refine), needed))
     checks.append(text_encoder_check(options["text_encoder"], needed))
     if captioner in VIDEO_LLM_CAPTIONERS:
-        checks.append(device_check(options["device"], options["precision"], needed))
+        precision = options.get("captioner_precision") or options["precision"]  # the captioner's
+        checks.append(device_check(options["device"], precision, needed))
     return checks
