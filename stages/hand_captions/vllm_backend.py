@@ -20,11 +20,12 @@ class VllmCaptioner(VisionLanguageCaptioner):
             raise PrepError(
                 "--captioner vllm needs vLLM on a GPU machine: pip install vllm; or use --captioner transformers"
             )
-        if options.captioner_compute == "original":
+        if options.captioner_compute == "original" or options.image_backend == "pil":
             raise PrepError(
-                "--captioner-compute original needs --captioner transformers: vLLM runs its own "
-                "kernels (pass --captioner-compute auto to accept captions that part from the "
-                "original's in fp16)"
+                "--captioner-compute original and --image-backend pil need --captioner "
+                "transformers: vLLM runs its own kernels and image processing (pass "
+                "--captioner-compute auto --image-backend torchvision to accept captions that "
+                "part from the original's in fp16)"
             )
         super().__init__(options)
         self.engine = self.sampling = None
