@@ -49,6 +49,7 @@ from pipeline.errors import PrepError
 from pipeline.layout import Layout
 from pipeline.loader_frames import (  # noqa: F401  (the loader's public names, as before)
     PadCollate,
+    as_is,
     at_most,
     frame_window,
     sampled,
@@ -66,11 +67,10 @@ from pipeline.loader_plan import (
     sample_rng,
     worker_slot,
 )
-from pipeline.remote import open_root
+from pipeline.remote import Prefetcher, first_fields, open_root
 from pipeline.shard_reader import (
     ShardTable,
     decode_sample,
-    per_frame_fields,
     with_fields,
 )
 
@@ -121,6 +121,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.sizes: np.ndarray | None = None
         self._tables: dict[int, ShardTable] = {}
         self._open: dict[int, int] = {}
+        self._prefetch: Prefetcher | None = None
+        self._reading = -1
 
     def plan(self) -> Pass:
         """This place's deal (a pure function of the index, seed, epoch, start and world)."""
@@ -157,21 +159,29 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_open"] = {}  # descriptors stay with their process
+        state["_open"], state["_prefetch"] = {}, None  # these stay with their process
         return state
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = worker_slot()
         batches = self.plan().batches(self.rank)
+        mine = range(self.skip + worker, len(batches), workers)
+        ids = np.concatenate([batches[n] for n in mine] or [np.zeros(0, np.int64)])
+        needed = list(dict.fromkeys(self.samples.shard[ids].tolist()))
+        self._prefetch = Prefetcher(self.root, self.split, self.entries, needed)
         try:
-            for number in range(self.skip + worker, len(batches), workers):
+            for number in mine:
                 yield self.collate([self.sample(int(i)) for i in batches[number]])
         finally:
+            self._prefetch.stop()
             self.close()
 
     def sample(self, sample_id: int) -> dict[str, Any]:
         """One decoded sample, cut to this epoch's frames."""
         shard = int(self.samples.shard[sample_id])
+        if self._prefetch is not None and shard != self._reading:
+            self._reading = shard
+            self._prefetch.reading(shard)  # fetch or hash the next shards meanwhile
         table = self._table(shard)
         raw = table.sample(self._descriptor(shard), int(self.samples.position[sample_id]))
         sample = with_fields(decode_sample(raw), self.collate.fields)
@@ -381,17 +391,3 @@ def fresh_enough(out: Path, split: str, allow_stale: bool) -> dict[str, str]:
     for stage, why in stale.items():
         log.warning("make_loader: %s is stale (%s); loading anyway (allow_stale=True)", stage, why)
     return stale
-
-
-def first_fields(root, split: str, entries: list[dict[str, Any]]) -> list[str]:
-    """The per-frame fields of the first non-empty shard (see :func:`per_frame_fields`)."""
-    for entry in entries:
-        if entry.get("nsamples"):
-            path = root.shard(split, entry, checksum=False)  # one json: no need to hash it all
-            return per_frame_fields([str(path)], [entry])
-    return []
-
-
-def as_is(batch: Any) -> Any:
-    """Batches are collated in the dataset; torch's default conversion would walk every json."""
-    return batch

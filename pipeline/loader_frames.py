@@ -98,3 +98,8 @@ def sampled(
     if max_frames is not None:
         positions = at_most(positions, max_frames, rng)
     return select_frames(sample, fields, positions)
+
+
+def as_is(batch: Any) -> Any:
+    """Batches are collated in the dataset; torch's default conversion would walk every json."""
+    return batch

@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +34,7 @@ from typing import Any, Callable
 
 from pipeline.errors import PrepError, ShardError
 from pipeline.layout import Layout
-from pipeline.shard_reader import checked_sha256, shard_file
+from pipeline.shard_reader import checked_sha256, per_frame_fields, shard_file
 from pipeline.shards import INDEX_NAME, read_index
 
 log = logging.getLogger(__name__)
@@ -92,22 +93,29 @@ class LocalRoot:
     def read_index(self, split: str) -> dict[str, Any]:
         return read_index(Layout(self.path).shard_dir(split))
 
-    def shard(self, split: str, entry: dict[str, Any], checksum: bool = True) -> Path:
+    def shard(
+        self, split: str, entry: dict[str, Any], checksum: bool = True, wait: bool = True
+    ) -> Path | None:
+        """The shard's path, its sha256 checked first (None when ``wait`` is False and another
+        thread or process is checking it)."""
         path = shard_file(Layout(self.path).shard_dir(split), entry)
         if checksum and self.checksums and path not in self.checked:
-            self._check_once(path, entry)
+            if not self._check_once(path, entry, wait):
+                return None
             self.checked.add(path)
         return path
 
-    def _check_once(self, path: Path, entry: dict[str, Any]) -> None:
+    def _check_once(self, path: Path, entry: dict[str, Any], wait: bool) -> bool:
         mark = self.marks / hashlib.sha256(str(path).encode()).hexdigest()
         if mark.exists():
-            return
+            return True
         with open(mark.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for this one's verdict
+            if not locked(lock, wait):  # the others wait for this one's verdict
+                return False
             if not mark.exists():
                 checked_sha256(path, entry)
                 mark.touch()
+        return True
 
 
 class RemoteRoot:
@@ -136,14 +144,18 @@ class RemoteRoot:
             raise ShardError(f"{self._address(relative)} has no shardlist: not a shard index")
         return index
 
-    def shard(self, split: str, entry: dict[str, Any], checksum: bool = True) -> Path:
+    def shard(
+        self, split: str, entry: dict[str, Any], checksum: bool = True, wait: bool = True
+    ) -> Path | None:
         """The cached copy of a shard, downloaded and checked first when absent (always
-        checked: ``checksum`` is for local roots)."""
+        checked: ``checksum`` is for local roots); None when ``wait`` is False and another
+        thread or process is downloading it."""
         name = shard_file(Path(split), entry).name  # a plain file name, never a path
         target = self.cache / split / name
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target.with_name(f".{name}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one download per shard across workers
+            if not locked(lock, wait):  # one download per shard across workers
+                return None
             if target.is_file() and target.stat().st_size == entry.get("filesize"):
                 os.utime(target)  # recently used
                 return target
@@ -260,3 +272,57 @@ def _fetch_pipe(command: str, relative: str, sink) -> bytes | None:
     if process.returncode != 0:
         raise OSError(f"pipe command exited with {process.returncode}")
     return data
+
+
+def locked(handle, wait: bool) -> bool:
+    """An exclusive lock on ``handle``: waited for, or only when free (``wait`` False)."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+class Prefetcher:
+    """Gets the shards a reader needs next ready in a thread (downloaded into the cache, or a
+    local shard's sha256 checked), at most ``ahead`` shards past the one it reads, so fetching
+    and hashing overlap decoding. A shard another worker is already fetching is skipped: that
+    worker's download serves both. Errors are left for the reader to meet, in one line."""
+
+    def __init__(self, root, split: str, entries: list, needed: list[int], ahead: int = 2):
+        self.root, self.split, self.entries, self.needed = root, split, entries, needed
+        self.place = {shard: i for i, shard in reversed(list(enumerate(needed)))}
+        self.position, self.ahead, self.stopped = 0, ahead, False
+        self.wake = threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def reading(self, shard: int) -> None:
+        with self.wake:
+            self.position = max(self.position, self.place.get(shard, 0))
+            self.wake.notify_all()
+
+    def stop(self) -> None:
+        with self.wake:
+            self.stopped = True
+            self.wake.notify_all()
+
+    def _run(self) -> None:
+        for number, shard in enumerate(self.needed):
+            with self.wake:
+                self.wake.wait_for(lambda n=number: self.stopped or n <= self.position + self.ahead)
+                if self.stopped:
+                    return
+            try:
+                self.root.shard(self.split, self.entries[shard], wait=False)
+            except Exception:  # noqa: BLE001 (the reader meets it again and says it in one line)
+                return
+
+
+def first_fields(root, split: str, entries: list[dict[str, Any]]) -> list[str]:
+    """The per-frame fields of the first non-empty shard (see :func:`per_frame_fields`)."""
+    for entry in entries:
+        if entry.get("nsamples"):
+            path = root.shard(split, entry, checksum=False)  # one json: no need to hash it all
+            return per_frame_fields([str(path)], [entry])
+    return []
