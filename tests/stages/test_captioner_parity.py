@@ -248,3 +248,22 @@ def test_caption_text_collapsed_by_default_stripped_as_beyondgloss_keeps_it():
     decoded = "  The right hand rises.\n\nThen  it  falls. "
     assert kept_text(decoded, "collapsed") == "The right hand rises. Then it falls."
     assert kept_text(decoded, "stripped") == "The right hand rises.\n\nThen  it  falls."
+
+
+def test_vllm_is_refused_the_originals_arithmetic_in_one_line(built, tmp_path, monkeypatch):
+    """vLLM runs its own kernels and image processing: the recipe's settings cannot hold there,
+    so it stops before any clip is read rather than record settings it did not use."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec  # as if vLLM were installed
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "vllm" else find_spec(name, *a),
+    )
+    result = run_recipe(
+        built, tmp_path / "out", built["clip-folder-converted"], "--captioner", "vllm"
+    )
+    error = result.stderr.strip()
+    assert result.exit_code == 1 and len(error.splitlines()) == 1, result.output
+    assert "pass --captioner-compute auto --image-backend torchvision" in error
