@@ -18,6 +18,8 @@
     <out>/pose/<split>/<id>.pose          a clip's landmarks in pose-format (``--pose-files``)
     <out>/report/index.html               the static report page (``prep report``)
     <out>/plan.json                       time estimates per stage (``prep plan``)
+    <out>/launch/<stage>.sbatch           the batch script ``prep launch slurm`` submitted
+    <out>/launch/logs/<stage>-<job>_<task>.log  one Slurm array task's log
 """
 
 from __future__ import annotations
@@ -110,6 +112,21 @@ class Layout:
 
     def plan_estimate(self) -> Path:
         return self.out / "plan.json"
+
+    def launch_dir(self) -> Path:
+        return self.out / "launch"
+
+    def launch_script(self, stage: str) -> Path:
+        return self.launch_dir() / f"{stage}.sbatch"
+
+    def launch_log_pattern(self, stage: str) -> Path:
+        """Slurm's ``--output`` pattern: ``%A`` the array job id, ``%a`` the task (the rank)."""
+        return self.launch_dir() / "logs" / f"{stage}-%A_%a.log"
+
+    def launch_logs(self, stage: str, rank: int) -> list[Path]:
+        """The logs of every task that ran ``rank`` of ``stage``, oldest job first."""
+        found = (self.launch_dir() / "logs").glob(f"{stage}-*_{rank}.log")
+        return sorted(found, key=lambda p: int(p.stem.rsplit("-", 1)[1].split("_")[0]))
 
 
 def temporary_sibling(path: Path) -> Path:

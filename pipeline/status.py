@@ -61,8 +61,67 @@ def stage_states(out: Path) -> list[tuple[str, str]]:
             state = f"partial: {done}/{total} units"
         else:
             state = "not run"
+        if state.startswith(("partial", "not run")):
+            state += "".join(f"\n{'':<15}{line}" for line in rank_progress(layout, stage))
         states.append((stage, state))
     return states
+
+
+def rank_progress(layout: Layout, stage: str) -> list[str]:
+    """Per rank of the latest plan: committed units of its share (units go to ranks by plan
+    position modulo the world size), and why its newest Slurm task log says it ended early."""
+    committed, world = _committed_in_plan_order(layout, stage)
+    logged = {
+        int(p.stem.rsplit("_", 1)[1]) for p in layout.launch_dir().glob(f"logs/{stage}-*_*.log")
+    }
+    lines = []
+    for rank in sorted(logged | (set(range(world)) if world > 1 else set())):
+        line = f"rank {rank}"
+        if committed and rank < world:
+            share = committed[rank::world]
+            line += f": {sum(share)}/{len(share)} units"
+        ended = _ended_early(layout, stage, rank)
+        lines.append(f"{line}; {ended}" if ended else line)
+    return lines
+
+
+def _committed_in_plan_order(layout: Layout, stage: str) -> tuple[list[bool], int]:
+    """Whether each unit of the latest plan is committed, in plan order, and the world size of
+    the run that wrote the plan (1 when unknown)."""
+    path = layout.plan_record(stage)
+    if not path.is_file():
+        return [], 1
+    plan = json.loads(path.read_text())
+    record = layout.run_record(stage, plan.get("config_hash", ""))
+    world = json.loads(record.read_text()).get("world_size", 1) if record.is_file() else 1
+    committed = []
+    for split in sorted(plan["splits"], key=m.split_order):  # stages plan splits in this order
+        for index in range(plan["splits"][split]["units"]):
+            marker = layout.unit_marker(stage, f"{split}/{index:05d}")
+            committed.append(
+                marker.is_file()
+                and json.loads(marker.read_text()).get("config_hash") == plan.get("config_hash")
+            )
+    return committed, max(1, int(world))
+
+
+EARLY_ENDS = {"prep: error:": "failed", "prep: stopped by": "stopped"}
+
+
+def _ended_early(layout: Layout, stage: str, rank: int) -> str:
+    """``failed: <prep's one line> (log <path>)`` when the newest log of this rank's task ends
+    with an error or a stop; empty when it ended well, still runs or never logged."""
+    logs = layout.launch_logs(stage, rank)
+    if not logs:
+        return ""
+    lines = [line for line in logs[-1].read_text(errors="replace").splitlines() if line.strip()]
+    said = [line for line in lines if line.startswith("prep: ")]  # Slurm may write after prep
+    for start, what in EARLY_ENDS.items():
+        if said and said[-1].startswith(start):
+            return f"{what}: {said[-1]} (log {logs[-1]})"
+    if lines and lines[-1].startswith("slurmstepd"):  # killed before prep could say anything
+        return f"ended: {lines[-1]} (log {logs[-1]})"
+    return ""
 
 
 def stage_status(layout: Layout, stage: str) -> list[SplitStatus]:

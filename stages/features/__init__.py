@@ -64,6 +64,7 @@ class FeaturesStage(Stage):
     requires = ("manifest",)
     collects_exports = True  # after every stage whose columns ride along in the shards
     position = 40
+    uses_gpu = True
     libraries = ("webdataset", "wids", "mediapipe", "pose-format")
     commands = (("convert-hamer", convert_hamer),)
 
