@@ -17,6 +17,7 @@ from pipeline.config import check_option_values, merge_options
 from pipeline.errors import DEBUG, PrepError, handled_errors, stop_on_sigterm
 from pipeline.execution import all_defaults, build_run_config, build_stage, execute, run_all
 from pipeline.export_commands import export_command, list_exports
+from pipeline.launch_slurm import make_launch_app
 from pipeline.layout import Layout
 from pipeline.native_logs import filter_native_stderr, unfilter_native_stderr
 from pipeline.recipes import doctor_checks as recipe_checks
@@ -147,6 +148,13 @@ def checked_options(flags: dict[str, Any], config: Optional[Path]) -> dict[str, 
     options = merged_options(flags, config, defaults)
     check_option_values(options, value_rules(run), defaults)
     return options
+
+
+def parsed_run_options(args: list[str]) -> dict[str, Any]:
+    """``prep run``'s flags in ``args`` parsed and checked as ``prep run`` does (``prep launch``)."""
+    params = dict(typer.main.get_command(app).commands["run"].make_context("run", args).params)
+    config = params.pop("config")
+    return checked_options(params, config)
 
 
 @app.command()
@@ -363,6 +371,7 @@ def plan(
 app.command("export")(export_command)
 app.command("exports")(list_exports)
 app.command("recipes")(list_recipes)
+app.add_typer(make_launch_app(parsed_run_options), name="launch")
 
 
 def add_stage_commands() -> None:
