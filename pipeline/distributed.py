@@ -54,7 +54,15 @@ class RankGroup:
         import torch.distributed as dist
 
         total = torch.tensor([int(flag)], dtype=torch.int64, device=self.device)
-        dist.all_reduce(total)
+        try:
+            dist.all_reduce(total)
+        except RuntimeError as exc:  # torch's DistError family: a peer died or timed out
+            why = str(exc).splitlines()[0].split("] ", 1)[-1].split(". ")[0]  # gloo's first clause
+            raise PrepError(
+                f"rank {self.rank}/{self.world_size}: another rank left the process group "
+                f"(its node or process was lost: {why[:200]}); finished "
+                "units are kept: run the same command again on every node to resume"
+            ) from None
         return int(total.item())
 
 
