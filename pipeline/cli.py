@@ -150,13 +150,6 @@ def checked_options(flags: dict[str, Any], config: Optional[Path]) -> dict[str, 
     return options
 
 
-def parsed_run_options(args: list[str]) -> dict[str, Any]:
-    """``prep run``'s flags in ``args`` parsed and checked as ``prep run`` does (``prep launch``)."""
-    params = dict(typer.main.get_command(app).commands["run"].make_context("run", args).params)
-    config = params.pop("config")
-    return checked_options(params, config)
-
-
 @app.command()
 def synth(
     layout: str = typer.Option("phoenix14t", help="phoenix14t, csl-daily or generic."),
@@ -371,7 +364,7 @@ def plan(
 app.command("export")(export_command)
 app.command("exports")(list_exports)
 app.command("recipes")(list_recipes)
-app.add_typer(make_launch_app(parsed_run_options), name="launch")
+app.add_typer(make_launch_app(checked_options), name="launch")
 
 
 def add_stage_commands() -> None:

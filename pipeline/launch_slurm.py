@@ -179,8 +179,21 @@ def launch(
     return lines
 
 
-def make_launch_app(parse_run: Callable[[list[str]], dict[str, Any]]) -> typer.Typer:
-    """The ``prep launch`` commands; ``parse_run`` turns ``prep run`` flags into checked options."""
+def run_options_parser(ctx: typer.Context, check_options: Callable) -> Callable:
+    """Parses ``prep run``'s flags with the ``run`` command of this very CLI, then checks them."""
+
+    def parse_run(args: list[str]) -> dict[str, Any]:
+        run_command = ctx.find_root().command.commands["run"]  # type: ignore[attr-defined]
+        params = dict(run_command.make_context("run", args).params)
+        config = params.pop("config")
+        return check_options(params, config)
+
+    return parse_run
+
+
+def make_launch_app(check_options: Callable[[dict[str, Any], Any], dict[str, Any]]) -> typer.Typer:
+    """The ``prep launch`` commands; ``check_options(flags, config)`` is what ``prep run`` uses
+    to merge and check its flags with a config file and recipe."""
     launch_app = typer.Typer(
         no_args_is_help=True, help="Submit prep to a cluster scheduler (Slurm)."
     )
@@ -243,7 +256,9 @@ def make_launch_app(parse_run: Callable[[list[str]], dict[str, Any]]) -> typer.T
         with handled_errors():
             if only_rank is not None and only_rank >= array:
                 raise PrepError(f"--only-rank {only_rank} is not a task of --array {array}")
-            lines = launch(list(ctx.args), settings, parse_run, dry_run)
+            lines = launch(
+                list(ctx.args), settings, run_options_parser(ctx, check_options), dry_run
+            )
         for line in lines:
             typer.echo(line)
 
