@@ -50,7 +50,7 @@ from pipeline.errors import PrepError
 from pipeline.exporter import Exporter, ShardSample
 from pipeline.layout import temporary_sibling
 from pipeline.storage import atomic_write_bytes, commit_dir
-from pipeline.video import DecodeError, FrameFolderSource, FrameSelection, iter_clip, open_source
+from pipeline.video import DecodeError, FrameFolderSource, FrameSelection, sample_frames
 from stages.features.geometry import KEEP_ASPECT, squash
 
 FRAMES = "frames"
@@ -222,23 +222,14 @@ class GfsltVlpExporter(Exporter):
         one), squashed to 256² as datasets.py:140 squashes them (:func:`squash`: PIL bicubic,
         in the pass order of the Pillow of GFSLT-VLP's time), as PNGs."""
         path = self.source.source_base / row["source_path"]
-        source = None
         try:
-            source = open_source(path, row["fps"], row["start"], row["end"], 1, row.get("crop"))
-            if source.num_frames != row["num_frames"]:
-                raise DecodeError(
-                    f"{source.num_frames} frames, the manifest counted {row['num_frames']}"
-                )
-            for clip in iter_clip(source, self.selection, BATCH):
+            for clip in sample_frames(self.source.source_base, row, self.selection, BATCH):
                 for index, frame in zip(clip.indices, clip.frames):
                     yield frame_file(int(index), ".png"), encode_png(squash(frame, RESIZE))
         except DecodeError as exc:
             raise PrepError(
                 f"gfslt-vlp: {row['id']} ({path}): {exc}; rerun the manifest with --deep-check"
             ) from exc
-        finally:
-            if hasattr(source, "close"):
-                source.close()
 
     def _quarantined_by_features(self, split: str) -> set[str]:
         path = self.source.layout.quarantine_table(FEATURES)

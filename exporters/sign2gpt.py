@@ -59,7 +59,7 @@ from pipeline.errors import PrepError
 from pipeline.exporter import Exporter
 from pipeline.layout import temporary_sibling
 from pipeline.storage import atomic_file, commit_dir
-from pipeline.video import DecodeError, FrameSelection, iter_clip, open_source
+from pipeline.video import DecodeError, FrameSelection, sample_frames
 from stages.features.geometry import squash
 from stages.pseudo_gloss.vocabulary import VOCAB_FILE
 
@@ -151,14 +151,8 @@ class Sign2GptExporter(Exporter):
         from PIL import Image
 
         path = self.source.source_base / row["source_path"]
-        source = None
         try:
-            source = open_source(path, row["fps"], row["start"], row["end"], 1, row.get("crop"))
-            if source.num_frames != row["num_frames"]:
-                raise DecodeError(
-                    f"{source.num_frames} frames, the manifest counted {row['num_frames']}"
-                )
-            for clip in iter_clip(source, FrameSelection(), BATCH):
+            for clip in sample_frames(self.source.source_base, row, FrameSelection(), BATCH):
                 for frame in clip.frames:
                     image = Image.fromarray(squash(frame, SIZE))  # Pillow 9/10's pass order
                     buffer = io.BytesIO()
@@ -166,9 +160,6 @@ class Sign2GptExporter(Exporter):
                     yield buffer.getvalue()
         except DecodeError as exc:
             raise PrepError(f"sign2gpt: {row['id']} ({path}): {exc}; rerun the manifest") from exc
-        finally:
-            if hasattr(source, "close"):
-                source.close()
 
     def _clips_from_shards(self, split: str) -> Iterator[tuple[str, list[bytes]]]:
         """The stored ``frame_NNNNN.jpg`` of each sample in frame order, bytes unchanged (a

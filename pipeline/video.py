@@ -12,7 +12,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -231,6 +231,51 @@ def open_source(
     from pipeline.crop import CroppedSource
 
     return CroppedSource(source, crop)
+
+
+def open_sample(base_dir: Path, row: Mapping[str, Any], threads: int | None = None) -> FrameSource:
+    """The frames of one manifest row, as every stage, exporter and report reads them: its file or
+    folder under the corpus's base folder (:func:`pipeline.manifest.source_base`), its segment and
+    its signer crop. A source that no longer has the frames the manifest counted (a file replaced
+    since) raises :class:`DecodeError`: its frame numbers would not be the manifest's."""
+    source = open_source(
+        base_dir / row["source_path"],
+        row["fps"],
+        row["start"],
+        row["end"],
+        threads,
+        row.get("crop"),
+    )
+    if source.num_frames != row["num_frames"]:
+        raise DecodeError(
+            f"{source.num_frames} frames now, the manifest counted {row['num_frames']}: rerun it"
+        )
+    return source
+
+
+def sample_frames(
+    base_dir: Path,
+    row: Mapping[str, Any],
+    selection: FrameSelection,
+    batch_size: int = 16,
+    threads: int | None = None,
+) -> Iterator[Clip]:
+    """A manifest row's selected frames (``selection``: the manifest's frame selection, in its
+    provenance) in bounded batches, each with its frames' times in seconds from the sample's
+    start and their indices; the source is closed when the iteration ends.
+
+    The one way a stage reads a clip::
+
+        selection = FrameSelection(**m.read_provenance(manifest_table)["frame_selection"])
+        for clip in sample_frames(base_dir, row, selection):
+            clip.frames, clip.timestamps, clip.indices  # [T,H,W,3] uint8 RGB, [T] s, [T]
+    """
+    source = open_sample(base_dir, row, threads)
+    try:
+        yield from iter_clip(source, selection, batch_size)
+    finally:
+        if hasattr(source, "close"):
+            source.close()
 
 
 def iter_clip(

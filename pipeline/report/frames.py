@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.report.data import RunOutputs, has_field, iter_shard_members, shard_paths
 from pipeline.shards import sample_key
-from pipeline.video import DecodeError, open_source
+from pipeline.video import DecodeError, open_sample
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ class FrameReader:
         if base is None:
             return [], "the manifest records no base folder"
         try:
-            path = base / row["source_path"]
-            source = open_source(path, row["fps"], row["start"], row["end"], 1, row.get("crop"))
+            source = open_sample(base, row, threads=1)
             frames = source.read([min(n, source.num_frames - 1) for n in frame_numbers])
         except (DecodeError, OSError, ValueError) as exc:
             log.warning("report: cannot read frames of %s: %s", row["id"], exc)

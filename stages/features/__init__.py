@@ -27,7 +27,7 @@ from pipeline.shards import ShardWriter, encode_json, encode_npy, parse_size, sa
 from pipeline.stage import Planned, Stage, WorkUnit, hook, slice_units
 from pipeline.storage import atomic_write_json, write_parquet
 from pipeline.table_stage import quarantine_row
-from pipeline.video import DecodeError, FrameSelection, open_source
+from pipeline.video import FrameSelection, open_sample
 from stages.features.commands import convert_hamer
 from stages.features.dinov2 import Dinov2Encoder
 from stages.features.extract import ExtractedClip, extract_clips
@@ -200,12 +200,7 @@ class FeaturesStage(Stage):
         }
 
     def _open_clip(self, context: FeaturesContext, row: dict):
-        path = context.base_dir / row["source_path"]
-        source = open_source(path, row["fps"], row["start"], row["end"], 2, row.get("crop"))
-        if source.num_frames != row["num_frames"]:
-            raise DecodeError(
-                f"{source.num_frames} frames now, the manifest counted {row['num_frames']}: rerun it"
-            )
+        source = open_sample(context.base_dir, row, threads=2)
         selected = context.selection.indices(source.num_frames)
         self._frame_times[row["id"]] = source.timestamps(selected)
         return source, context.selection

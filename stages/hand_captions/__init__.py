@@ -34,7 +34,7 @@ from pipeline.table_stage import (
     UnitTables,
     quarantine_row,
 )
-from pipeline.video import DecodeError, open_source
+from pipeline.video import DecodeError, open_sample, open_source
 from stages.hand_captions import original_numerics as original
 from stages.hand_captions.backends import make_captioner
 from stages.hand_captions.chunking import CAPTION_JOINS, chunks_of
@@ -342,8 +342,7 @@ class HandCaptionsStage(TableStage):
     ) -> int:
         item = work.item
         try:
-            path = context.base_dir / item["source_path"]
-            source = open_source(path, item["fps"], item["start"], item["end"], 2, item["crop"])
+            source = open_sample(context.base_dir, item, threads=2)
         except (DecodeError, OSError) as exc:
             raise ClipUnreadable.because(exc) from exc
         if self.detector is not None:

@@ -111,3 +111,40 @@ def test_segments_of_one_video_index_it_once_and_a_changed_file_again(tmp_path, 
     synthetic.write_video(path, synthetic.render_frames(30, 64, 48, "short"), 25.0, (64, 48))
     assert open_source(path, 25.0).num_frames == 30 and len(indexed) == 2
     video_file._cached_index.cache_clear()
+
+
+def test_a_stage_reads_a_manifest_rows_selected_frames_and_times(tmp_path, tiny_dinov2):
+    """``sample_frames``: the public way a stage reads a clip (the one the built-in stages,
+    exporters and the report use) gives the frames and times the features stage stored."""
+    import json
+
+    from pipeline import manifest as m
+    from pipeline.shards import iter_tar_samples
+    from pipeline.video import open_sample, sample_frames
+    from tests.conftest import manifest_rows, run_generic
+
+    samples = synthetic.default_samples("de", clips=3, frames=(9, 14))
+    csv = synthetic.write_generic(tmp_path / "corpus", samples, "de")
+    out = tmp_path / "out"
+    result = run_generic("features", csv, out, "--dinov2", tiny_dinov2, "--frame-step", 2)
+    assert result.exit_code == 0, result.output
+    stored = {}
+    for tar in (out / "shards" / "train").glob("*.tar"):
+        for _key, fields in iter_tar_samples(tar):
+            meta = json.loads(fields["json"])
+            stored[meta["id"]] = meta
+    provenance = m.read_provenance(out / "manifest" / "train.parquet")
+    selection = FrameSelection(**provenance["frame_selection"])
+    base = m.source_base(provenance, csv)
+    for row in manifest_rows(out, "train"):
+        clips = list(sample_frames(base, row, selection, batch_size=4))
+        indices = np.concatenate([c.indices for c in clips]).tolist()
+        times = np.concatenate([c.timestamps for c in clips]).round(6).tolist()
+        assert indices == stored[row["id"]]["frame_indices"] == list(range(0, row["num_frames"], 2))
+        assert times == stored[row["id"]]["frame_times"]
+        frames = np.concatenate([c.frames for c in clips])
+        assert frames.shape == (len(indices), row["height"], row["width"], 3)
+        assert np.array_equal(frames, open_source(base / row["source_path"]).read(indices))
+    changed = dict(row, num_frames=row["num_frames"] + 1)
+    with pytest.raises(DecodeError, match="the manifest counted .*: rerun it"):
+        open_sample(base, changed)
