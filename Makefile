@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cu
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,hands,captions]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,hands,captions,remote]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

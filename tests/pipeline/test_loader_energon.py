@@ -17,6 +17,7 @@ import pytest
 from pipeline.energon import META, collapsed, write_energon_meta
 from pipeline.shard_reader import read_samples
 from pipeline.shards import decode_npy, read_index
+from tests.conftest import missing
 from tests.pipeline.test_loader_resume import write_run
 
 
@@ -25,7 +26,9 @@ def energon():
     try:
         import megatron.energon
     except ImportError:
-        pytest.skip("megatron-energon is not installed: pip install 'prep[energon]'")
+        missing(
+            "megatron-energon is not installed: pip install 'prep[dev]' (megatron-energon==7.4.1)"
+        )
     return megatron.energon
 
 
