@@ -165,7 +165,7 @@ def committed_by_rank(out: Path, stage: str) -> dict[int, dict[str, int]]:
 
 @pytest.fixture(scope="module")
 def longer_corpus(tmp_path_factory) -> tuple[Path, Path]:
-    """24 clips of 16 frames: 13 units of at most 2 clips, so 4 or 5 per rank of 3."""
+    """24 clips of 16 frames, one unit each: 8 units per rank of 3, time enough to catch one midway."""
     folder = tmp_path_factory.mktemp("slurm-longer")
     root = synthetic.write_phoenix14t(folder / "corpus", phoenix_samples(24, 16), size=(42, 52))
     write_keypoints(root, folder / "keypoints")
@@ -173,7 +173,7 @@ def longer_corpus(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def features_args(corpus: tuple[Path, Path], model: Path, out: Path) -> tuple:
-    return (*run_args(corpus, model, out, "features")[:-4], "--unit-size", 2, "--shard-clips", 2)
+    return (*run_args(corpus, model, out, "features")[:-4], "--unit-size", 1, "--shard-clips", 1)
 
 
 def test_a_requeued_task_resumes_and_a_cancelled_one_resubmitted_alone_finishes(
@@ -181,7 +181,7 @@ def test_a_requeued_task_resumes_and_a_cancelled_one_resubmitted_alone_finishes(
 ):
     out = tmp_path / "out"
     manifest = run_args(longer_corpus, tiny_dinov2, out, "manifest")
-    assert prep("run", "--quiet", *manifest[:-4], "--unit-size", 2).exit_code == 0
+    assert prep("run", "--quiet", *manifest[:-4], "--unit-size", 1).exit_code == 0
     args = features_args(longer_corpus, tiny_dinov2, out)
     job = launch(slurm, "--array", 3, "--", *args)["features"]
     suspended: dict[int, dict[str, int]] = {}
@@ -194,7 +194,7 @@ def test_a_requeued_task_resumes_and_a_cancelled_one_resubmitted_alone_finishes(
         return len(suspended) == 2
 
     slurm.wait(caught_midway, 180, "ranks 1 and 2 committed a unit", step=0.1)
-    assert all(1 <= len(units) < 4 for units in suspended.values()), suspended
+    assert all(1 <= len(units) < 8 for units in suspended.values()), suspended
     for rank in (1, 2):  # running again, with units left to do when the signal comes
         slurm.command("scontrol", "resume", f"{job}_{rank}")
         if rank == 1:
@@ -210,20 +210,20 @@ def test_a_requeued_task_resumes_and_a_cancelled_one_resubmitted_alone_finishes(
         "prep: stopped by SIGTERM" in text
         and "was preempted or requeued (restart 1): resuming" in text
     )
-    assert f"units (4 for rank 1/3), {4 - len(suspended[1])} to do" in text  # 13 units: 5, 4, 4
+    assert f"24 units (8 for rank 1/3), {8 - len(suspended[1])} to do" in text
 
     status = run_prep("status", "--out", out)
     assert status.returncode == 0, status.stderr
     assert "features       partial: " in status.stdout
-    assert f"rank 2: {len(suspended[2])}/4 units" in status.stdout  # the cancelled task's share
-    assert "rank 0: 5/5 units" in status.stdout and "rank 1: 4/4 units" in status.stdout
+    assert f"rank 2: {len(suspended[2])}/8 units" in status.stdout  # the cancelled task's share
+    assert "rank 0: 8/8 units" in status.stdout and "rank 1: 8/8 units" in status.stdout
 
     again = launch(slurm, "--array", 3, "--only-rank", 2, "--", *args)["features"]
     assert slurm.wait_finished(again, timeout=180) == {f"{again}_2": ("COMPLETED", "None")}
     after = committed_by_rank(out, "features")
     for rank, units in suspended.items():  # units committed before the stop were not redone
         assert all(after[rank][unit] == mtime for unit, mtime in units.items())
-    assert sum(len(units) for units in after.values()) == 13
+    assert sum(len(units) for units in after.values()) == 24
     keys = Counter(
         key
         for split in SPLITS
