@@ -69,12 +69,21 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+def stop(node: subprocess.Popen) -> tuple[str, str]:
+    """Kill a node's torchrun and its ranks (by pid: they are ours) and collect its output."""
+    for pid in (*children(node.pid), node.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return node.communicate()
+
+
 def finish(node: subprocess.Popen, timeout: float = NODE_TIMEOUT_S) -> tuple[int, str, str]:
     try:
         stdout, stderr = node.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        node.kill()
-        stdout, stderr = node.communicate()
+        stdout, stderr = stop(node)
         raise AssertionError(f"a node did not end within {timeout} s: {stderr[-2000:]}") from None
     return node.returncode, stdout, stderr
 
@@ -130,7 +139,8 @@ def test_a_lost_node_stops_the_other_in_one_line_and_a_rerun_resumes(
     deadline = time.monotonic() + NODE_TIMEOUT_S
     while not committed(out, "features") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert committed(out, "features"), "no features unit committed"
+    if not committed(out, "features"):
+        raise AssertionError(f"no features unit committed: {[stop(n)[1][-2000:] for n in nodes]}")
     lost, survivor = nodes[1], nodes[0]
     for pid in (lost.pid, *children(lost.pid)):  # the whole node goes: torchrun and its ranks
         os.kill(pid, signal.SIGKILL)
