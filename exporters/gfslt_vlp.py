@@ -141,14 +141,7 @@ class GfsltVlpExporter(Exporter):
     def unreachable(self) -> str | None:
         """Why the clips' own files cannot be decoded (None: they can, and whole frames are
         written); then the features stage's stored frames are copied."""
-        base = self.source.source_base
-        if base is None:
-            return "the corpus folder is unknown"
-        for split in self.splits:
-            for row in self.source.manifest_rows(split):
-                if not (base / row["source_path"]).exists():
-                    return f"{base / row['source_path']} is not reachable"
-        return None
+        return self.source.unreachable(self.splits)
 
     @cached_property
     def selection(self) -> FrameSelection:

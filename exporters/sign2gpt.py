@@ -120,14 +120,7 @@ class Sign2GptExporter(Exporter):
     def unreachable(self) -> str | None:
         """Why the clips' own files cannot be decoded (None: they can, with the creator's
         resize and JPEG settings, every frame); then the features stage's stored frames are used."""
-        base = self.source.source_base
-        if base is None:
-            return "the corpus folder is unknown"
-        for split in self.splits:
-            for row in self.source.manifest_rows(split):
-                if not (base / row["source_path"]).exists():
-                    return f"{base / row['source_path']} is not reachable"
-        return None
+        return self.source.unreachable(self.splits)
 
     def export_split(self, split: str) -> list[Path]:
         """The split's LMDBs, then its table rows (only clips with an LMDB: a clip the

@@ -97,6 +97,18 @@ class ExportSource:
             return None
         return m.source_base(self.provenance(self.manifest_stage), root)
 
+    def unreachable(self, splits: list[str]) -> str | None:
+        """Why the samples' own files cannot be decoded again (None: every one is there), for an
+        exporter that reads the corpus itself rather than the frames the shards stored."""
+        base = self.source_base
+        if base is None:
+            return "the corpus folder is unknown"
+        for split in splits:
+            for row in self.manifest_rows(split):
+                if not (base / row["source_path"]).exists():
+                    return f"{base / row['source_path']} is not reachable"
+        return None
+
     def shard_index(self, split: str) -> dict[str, Any] | None:
         folder = self.layout.shard_dir(split)
         return read_index(folder) if (folder / INDEX_NAME).is_file() else None

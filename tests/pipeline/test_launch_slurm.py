@@ -140,8 +140,9 @@ def test_arrays_chained_by_afterok_give_the_bytes_of_one_process(
     names = registry.names()
     for after in names[1:]:
         ((state, reason),) = {v for v in slurm.job_states(jobs[after]).values()} or {("", "")}
-        if state == "PENDING":  # until the stage before has completed
-            assert reason == "Dependency", (after, reason)
+        if state == "PENDING":  # until the stage before has completed; for a moment after
+            # submitting, or once the dependency is met, slurmctld shows no reason or queueing
+            assert reason in ("Dependency", "None", "Priority", "Resources"), (after, reason)
         script = Layout(out).launch_script(after).read_text()
         assert "--gpus-per-task" not in script  # --gpus-per-task 0: a CPU cluster
     for stage in names:
