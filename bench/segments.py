@@ -80,7 +80,9 @@ def main() -> None:
         work = Path(tmp)
         starts = np.linspace(30, args.minutes * 60 - 30 - args.seconds, args.segments)
         length = int(args.seconds * FPS)
-        windows = [(int(round(s * FPS)), int(round(s * FPS)) + length) for s in starts]
+        # the frames presented in [start, end), as prep (and ffmpeg -ss/-to) keep them
+        firsts = [int(np.ceil(s * FPS - 1e-6)) for s in starts]
+        windows = [(first, first + length) for first in firsts]
         kept: list[list[np.ndarray]] = [[] for _ in windows]
 
         def keep_segments(frames):
@@ -108,7 +110,6 @@ def main() -> None:
             began = time.perf_counter()
             from_files = own_files()
             file_runs.append(time.perf_counter() - began)
-        firsts = [first for first, _ in windows]
         expected = frames_at(video, set(firsts))
         for (n_cut, first), (n_file, _), number in zip(from_cut, from_files, firsts):
             assert n_cut == n_file == length, (n_cut, n_file, length)
