@@ -72,6 +72,7 @@ def stale_stages(layout: Layout) -> dict[str, str]:
     from pipeline import registry
 
     stale: dict[str, str] = {}
+    current: dict[str, dict[str, Any] | None] = {}  # each upstream hashed once per call
     for stage in registry.names():
         summary = _summary(layout, stage)
         if summary is None or SUMMARY_KEY not in summary:
@@ -80,7 +81,9 @@ def stale_stages(layout: Layout) -> dict[str, str]:
             if up in stale:
                 stale[stage] = f"it read {up}, which is stale"
                 break
-            now = identity(layout, up)
+            if up not in current:
+                current[up] = identity(layout, up)
+            now = current[up]
             if now != recorded:
                 stale[stage] = _why(up, recorded, now)
                 break
