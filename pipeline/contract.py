@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 NOT_USED = "-"
+PER_CLIP, PER_FRAME = "clip", "frame"  # an exported array column's kind (pipeline.stage)
+MISSING = "missing"  # a shard sample's json: exported column -> why an upstream stage left it out
 MAX_LISTED = 20  # problems listed per split report; more are counted in one line
 
 

@@ -51,7 +51,9 @@ from pipeline.loader_frames import (  # noqa: F401  (the loader's public names, 
     PadCollate,
     as_is,
     at_most,
+    checked_arrays,
     frame_window,
+    loaded_fields,
     sampled,
     select_frames,
 )
@@ -68,11 +70,7 @@ from pipeline.loader_plan import (
     worker_slot,
 )
 from pipeline.remote import Prefetcher, first_fields, open_root
-from pipeline.shard_reader import (
-    ShardTable,
-    decode_sample,
-    with_fields,
-)
+from pipeline.shard_reader import ShardTable, decode_sample, shard_file
 
 log = logging.getLogger(__name__)
 OPEN_SHARDS = 64  # file descriptors a loader process keeps open at most
@@ -184,7 +182,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             self._prefetch.reading(shard)  # fetch or hash the next shards meanwhile
         table = self._table(shard)
         raw = table.sample(self._descriptor(shard), int(self.samples.position[sample_id]))
-        sample = with_fields(decode_sample(raw), self.collate.fields)
+        sample = self.collate.complete(decode_sample(raw))
         if self.frame_stride > 1 or self.random_shift > 0 or self.max_frames is not None:
             sample = sampled(
                 sample,
@@ -356,9 +354,12 @@ def make_loader(
     stale = {} if root.remote else fresh_enough(Path(root.path), split, allow_stale)
     index = root.read_index(split)
     entries = index["shardlist"]
-    if fields is None:
-        fields = first_fields(root, split, entries)
-    if not fields:
+    for entry in entries:  # names checked before any use: an index from elsewhere is untrusted
+        shard_file(Path(split), entry)
+    collate = loaded_fields(fields, checked_arrays(index, f"{out}/{split}"), dtype)
+    if collate is None:  # an index from before it described its arrays
+        collate = PadCollate(first_fields(root, split, entries), dtype)
+    if not collate.fields:
         raise ValueError(f"the {split} shards under {out} hold no per-frame .npy field to load")
     rank, world_size = current_rank(rank, world_size)
     dataset = ShardStream(
@@ -372,7 +373,7 @@ def make_loader(
         seed=seed,
         shuffle_buffer=shuffle_buffer,
         bucket_buffer=bucket_buffer,
-        collate=PadCollate(fields, dtype),
+        collate=collate,
         frame_stride=frame_stride,
         random_shift=random_shift,
         max_frames=max_frames,

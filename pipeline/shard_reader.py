@@ -118,17 +118,6 @@ def read_samples(url: str, entry: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield {"__key__": key, "__url__": url, "__meta__": sample_meta(url, key, fields), **fields}
 
 
-def with_fields(sample: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    """The sample, when it holds every field the loader pads; else one line naming it."""
-    missing = [name for name in fields if name not in sample]
-    if missing:
-        raise ShardError(
-            f"{Path(sample.get('__url__', 'shard')).name}: sample {sample['__key__']!r} has no "
-            f"{', '.join(f'{m}.npy' for m in missing)}; choose fields= that every sample holds"
-        )
-    return sample
-
-
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
     """Raw sample -> ``json`` parsed, ``*.npy`` as read-only arrays (never unpickled), rest bytes."""
     out: dict[str, Any] = {"__key__": sample["__key__"]}

@@ -20,8 +20,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from pipeline.config import RunConfig
-from pipeline.contract import Check, FrameReader, RunOutputs, Section, SplitReport
+from pipeline.contract import (
+    PER_CLIP,
+    PER_FRAME,
+    Check,
+    FrameReader,
+    RunOutputs,
+    Section,
+    SplitReport,
+)
 from pipeline.journal import UnitJournal
 from pipeline.layout import Layout
 from pipeline.storage import canonical_json
@@ -101,13 +111,83 @@ def check_options(options: Any) -> None:
             raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
 
 
+# keys of a shard sample's json that the packing stage writes itself: no stage may export them
+SAMPLE_KEYS = ("frame_indices", "frame_times", "fields", "missing", "provenance")
+
+
+@dataclass(frozen=True)
+class ArrayColumn:
+    """An exported column that every shard sample holds as its own ``<column>.npy`` field, in
+    ``dtype``: ``per="clip"`` any shape (a caption embedding), ``per="frame"`` first axis = the
+    clip's selected frames (what :func:`pipeline.video.sample_frames` yields), which the loader
+    pads and loads by default and verify counts. Build with :func:`per_clip`/:func:`per_frame`."""
+
+    column: str
+    per: str = PER_CLIP
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.per not in (PER_CLIP, PER_FRAME):
+            raise ValueError(f"array column {self.column}: per must be clip or frame")
+        if np.dtype(self.dtype).kind not in "fiub":
+            raise ValueError(f"array column {self.column}: dtype {self.dtype} is not numeric")
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)  # "f4" -> "float32"
+
+    @property
+    def field(self) -> str:
+        """The shard field: one rule for every stage, so loaders and verify find it."""
+        return f"{self.column}.npy"
+
+
+def per_clip(column: str, dtype: str = "float32") -> ArrayColumn:
+    """An exported array of any shape, one per clip (e.g. a caption's embedding)."""
+    return ArrayColumn(column, PER_CLIP, dtype)
+
+
+def per_frame(column: str, dtype: str = "float32") -> ArrayColumn:
+    """An exported array whose first axis is the clip's selected frames."""
+    return ArrayColumn(column, PER_FRAME, dtype)
+
+
 @dataclass(frozen=True)
 class Export:
     """Per-sample columns of a stage's ``<split>.parquet`` (keyed by ``id``) that other stages
-    read through the registry; ``arrays`` maps a column to the shard field holding it as .npy."""
+    read through the registry and the features stage packs into every shard sample: ``columns``
+    go into the sample's json as they are; ``arrays`` (:func:`per_clip`, :func:`per_frame`)
+    become ``<column>.npy`` fields in their dtype. A sample whose row an upstream stage
+    quarantined keeps its place in the shards: its json columns are ``null``, its array fields
+    absent, and its json's ``missing`` names each such column with the upstream reason."""
 
     columns: tuple[str, ...]
-    arrays: tuple[tuple[str, str], ...] = ()
+    arrays: tuple[ArrayColumn, ...] = ()
+
+    def __post_init__(self) -> None:
+        arrays = tuple(_array_column(a) for a in self.arrays)
+        object.__setattr__(self, "arrays", arrays)
+        named = [a.column for a in arrays]
+        taken = sorted(set(self.columns) & set(SAMPLE_KEYS))
+        if taken:
+            raise ValueError(f"Export: {', '.join(taken)} is a key prep writes in every sample")
+        if len(set(named)) != len(named):
+            raise ValueError(f"Export: an array column is declared twice in {named}")
+        extra = tuple(c for c in named if c not in self.columns)
+        object.__setattr__(self, "columns", tuple(self.columns) + extra)
+
+    def array(self, column: str) -> ArrayColumn | None:
+        return next((a for a in self.arrays if a.column == column), None)
+
+
+def _array_column(declared: Any) -> ArrayColumn:
+    """An :class:`ArrayColumn`; the older ``(column, "column.npy")`` pair reads as per clip."""
+    if isinstance(declared, ArrayColumn):
+        return declared
+    column, field = declared
+    if field != f"{column}.npy":
+        raise ValueError(
+            f"Export: array column {column} would be stored as {field}; shard fields are named "
+            f"<column>.npy by the framework: declare per_clip({column!r}) or per_frame({column!r})"
+        )
+    return per_clip(column)
 
 
 def hook(target: str) -> Any:

@@ -65,7 +65,7 @@ def test_the_framework_spells_no_stage_name_or_exported_column():
     for stage in stages:
         if stage.exports is not None and not stage.writes_manifest:
             forbidden |= set(stage.exports.columns)
-            forbidden |= {field for _, field in stage.exports.arrays}
+            forbidden |= {array.field for array in stage.exports.arrays}
     offending = [
         f"{name}:{node.lineno}: {node.value!r}"
         for name, path in modules("pipeline").items()

@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline import manifest as m
+from pipeline.columns import annotated_rows, column_arrays, split_arrays
 from pipeline.devices import resolve_device, torch_dtype
 from pipeline.errors import PrepError
 from pipeline.layout import UNIT_QUARANTINE
@@ -34,18 +35,27 @@ from stages.features.extract import ExtractedClip, extract_clips
 from stages.features.geometry import check_geometry
 from stages.features.options import FeaturesOptions
 from stages.features.publish import publish_split
-from stages.features.sample import (
-    FrameJpegs,
-    annotated_rows,
-    annotation_arrays,
-    frame_field,
-    sample_json,
-)
+from stages.features.sample import FrameJpegs, frame_field, sample_json
 
 DECODE_FAILED = "decode_failed"
 FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
 UNIT_SHARDS = "shards.json"
 FULL_PRECISION_FIELDS = {"hands.npy", "pose.npy", "pose_conf.npy"}  # pixels: float16 rounds them
+OWN_DTYPES = dict.fromkeys(FULL_PRECISION_FIELDS, "float32")  # the others: float16
+
+
+def own_dtype(field: str) -> str:
+    """The stored dtype of one of this stage's per-frame fields."""
+    return OWN_DTYPES.get(field, "float16")
+
+
+def _field_stats(parts: list) -> dict[str, dict]:
+    """Field -> the first shard's stats that describe it (``shape_tail``), over a split."""
+    found: dict[str, dict] = {}
+    for _, _, info in parts:
+        for field, stats in info["fields"].items():
+            found.setdefault(field, stats)
+    return found
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class FeaturesStage(Stage):
     """Per-frame features of every clip, packed with its annotations into WebDataset shards."""
 
     name = "features"
-    version = 3  # 3: recipe options (frame geometry, HaMeR conventions); 2: frame_times in every sample's json
+    version = 4  # 4: exported arrays in their declared dtype, per clip or per frame, ``missing`` in a sample's json, the index describes its arrays; 3: recipe options (frame geometry, HaMeR conventions); 2: frame_times in every sample's json
     options_class = FeaturesOptions
     requires = ("manifest",)
     collects_exports = True  # after every stage whose columns ride along in the shards
@@ -222,13 +232,16 @@ class FeaturesStage(Stage):
     ) -> dict[str, bytes]:
         fields: dict[str, bytes] = {}
         described: dict[str, dict] = {}
+        indices = selection.indices(row["num_frames"])
         for field, array in clip.arrays.items():
-            dtype = np.float32 if field in FULL_PRECISION_FIELDS else np.float16
+            dtype = own_dtype(field)
             fields[field] = encode_npy(array.astype(dtype))
-            described[field] = {"dtype": np.dtype(dtype).name, "shape": list(array.shape)}
-        for field, array in annotation_arrays(row).items():  # per clip, not per frame
-            fields[field] = encode_npy(array)
-            described[field] = {"dtype": "float32", "shape": list(array.shape), "per_clip": True}
+            described[field] = {"dtype": dtype, "shape": list(array.shape)}
+        for field, (array, description) in column_arrays(row, len(indices)).items():
+            if field in fields:
+                raise PrepError(f"an exported column is named like the features field {field}")
+            fields[field] = encode_npy(array)  # other stages' columns, by the framework's rule
+            described[field] = description
         for position, jpeg in enumerate(clip.extras):
             fields[frame_field(position)] = jpeg
         if clip.extras:
@@ -237,7 +250,6 @@ class FeaturesStage(Stage):
                 "size": [self.options.frame_size] * 2,
                 "frame_geometry": self.options.frame_geometry,
             }
-        indices = selection.indices(row["num_frames"])
         times = self._frame_times.pop(row["id"])
         fields["json"] = encode_json(sample_json(row, indices, times, described, provenance))
         return fields
@@ -273,6 +285,7 @@ class FeaturesStage(Stage):
             rejected = [q for q in quarantine if q["split"] == split]
             extra = {
                 "samples": sum(p[2]["samples"] for p in parts[split]),
+                "arrays": split_arrays(_field_stats(parts[split]), OWN_DTYPES),
                 "provenance": provenance,
             }
             index = publish_split(

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import manifest as m
+from pipeline.columns import annotated_rows, array_columns
 from pipeline.layout import Layout
 from pipeline.shard_reader import ShardError, checked_npy, sample_meta, shard_file
 from pipeline.shards import INDEX_NAME, iter_tar_samples, read_index, sample_key
 from pipeline.verify import SplitReport
 from pipeline.video import FrameSelection
-from stages.features.sample import annotated_rows, array_columns
 
 STAGE = "features"
 STALE_HINT = "the shards are older than it; rerun --stage features with --overwrite"
@@ -196,7 +196,7 @@ def _check_columns(shard: str, key: str, fields: dict, expected: dict, report: S
     arrays = array_columns()
     for column, value in expected.items():
         if column in arrays:
-            field = arrays[column]
+            field, dtype = arrays[column].field, arrays[column].dtype
             if value is None:
                 differs = field in fields
             else:
@@ -207,7 +207,9 @@ def _check_columns(shard: str, key: str, fields: dict, expected: dict, report: S
                 except ShardError as exc:
                     report.problem(str(exc))
                     continue
-                differs = held is None or not np.array_equal(held, np.asarray(value, np.float32))
+                differs = held is None or not (
+                    held.dtype == dtype and np.array_equal(held, np.asarray(value, dtype))
+                )
         else:
             differs = meta.get(column) != value
         if differs:

@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipeline import manifest as m
 from pipeline.devices import DEVICE_HELP, PRECISION_CHOICES, PRECISION_HELP, resolve_device
 from pipeline.errors import PrepError
-from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
+from pipeline.stage import Export, Planned, WorkUnit, hook, option, per_clip, slice_units
 from pipeline.table_stage import (
     MergedTables,
     MergeResult,
@@ -194,10 +194,7 @@ class HandCaptionsStage(TableStage):
             "caption_emb",
             "caption_chunks_emb",
         ),
-        arrays=(
-            ("caption_emb", "caption_emb.npy"),
-            ("caption_chunks_emb", "caption_chunks_emb.npy"),
-        ),
+        arrays=(per_clip("caption_emb"), per_clip("caption_chunks_emb")),
     )
     position = 30
     uses_gpu = True
