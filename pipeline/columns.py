@@ -27,7 +27,7 @@ from pipeline.stage import ArrayColumn
 
 def annotating_stages() -> list:
     """Stages besides the manifest whose exported columns ride along in every sample."""
-    return [s for s in registry.exporters() if not s.writes_manifest]
+    return [s for s in registry.exporting_stages() if not s.writes_manifest]
 
 
 def array_columns() -> dict[str, ArrayColumn]:

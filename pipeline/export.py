@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,16 @@ def resumable_splits(target: Path, identity: dict[str, Any], overwrite: bool) ->
     return record.get("done", {})
 
 
+def trainer_link(trainer: str) -> str:
+    """A GitHub link where ``trainer`` is an ``owner/repository`` name or a URL; else the name
+    as written (a lab's exporter may name an in-house trainer)."""
+    if trainer.startswith(("https://", "http://")):
+        return f"<{trainer}>"
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+", trainer):
+        return f"[{trainer}](https://github.com/{trainer})"
+    return trainer
+
+
 def export_readme(
     exporter: Exporter,
     source: ExportSource,
@@ -170,7 +181,7 @@ def export_readme(
     return (
         f"# {exporter.name} export of {source.out}\n\n"
         f"Written by prep {__version__}, exporter `{exporter.name}` version {exporter.version}, "
-        f"for [{exporter.trainer}](https://github.com/{exporter.trainer}).\n\n"
+        f"for {trainer_link(exporter.trainer)}.\n\n"
         f"Dataset: {source.dataset}. Splits: {', '.join(exporter.splits)}. "
         f"Fields: {', '.join(exporter.fields) or 'none'}.\n\n"
         f"## From the prep run\n\n{stages}\n\n{_stale_note(stale or {})}"

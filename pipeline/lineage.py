@@ -34,7 +34,7 @@ def upstream_of(stage: str) -> list[str]:
     cls = stages[stage]
     read = set(cls.requires)
     if cls.collects_exports:
-        read |= {s.name for s in registry.exporters() if s.name != stage}
+        read |= {s.name for s in registry.exporting_stages() if s.name != stage}
     return [name for name in registry.names() if name in read]
 
 

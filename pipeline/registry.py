@@ -22,6 +22,7 @@ from pipeline.errors import PrepError
 from pipeline.stage import Stage, check_options
 
 ENTRY_POINT_GROUP = "prep.stages"
+OWN_DISTRIBUTION = "prep"  # the built-in stages' distribution
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def registered() -> dict[str, type[Stage]]:
     package must not stop ``prep status`` on runs that never used it."""
     found: dict[str, type[Stage]] = {}
     sources: dict[str, str] = {}
+    owners: dict[str, str] = {}  # stage -> "distribution NAME"
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             stage = _load(entry)
@@ -61,12 +63,37 @@ def registered() -> dict[str, type[Stage]]:
                 f"two packages register stage {stage.name!r}: {sources[stage.name]} and {entry.value}"
             )
         found[stage.name], sources[stage.name] = stage, entry.value
+        owners[stage.name] = _distribution(entry)
     if not found:
         raise PrepError(
             f"no stage is registered under the {ENTRY_POINT_GROUP!r} entry point; "
             "reinstall prep (pip install -e .)"
         )
-    return {name: found[name] for name in _run_order(_usable(found))}
+    return {name: found[name] for name in _order_leaving_out_circles(_usable(found), owners)}
+
+
+def _order_leaving_out_circles(found: dict[str, type[Stage]], owners: dict[str, str]) -> list[str]:
+    """The run order; plug-in stages caught in a circle are left out (broken, one line each),
+    as a plug-in that fails to import is. A circle among prep's own stages is prep's bug."""
+    try:
+        return _run_order(found)
+    except StageCircle as circle:
+        plugins = [n for n in circle.stages if owners[n] != f"distribution {OWN_DISTRIBUTION}"]
+        if not plugins:
+            raise
+        for name in plugins:
+            _BROKEN[name] = f"{owners[name]}: {circle}"
+        return _order_leaving_out_circles(
+            _usable({k: v for k, v in found.items() if k not in plugins}), owners
+        )
+
+
+class StageCircle(PrepError):
+    """Stages that wait for each other; ``stages`` names them."""
+
+    def __init__(self, message: str, stages: list[str]) -> None:
+        super().__init__(message)
+        self.stages = stages
 
 
 _BROKEN: dict[str, str] = {}  # entry point name -> "distribution: why", filled by registered()
@@ -135,11 +162,34 @@ def _run_order(stages: Mapping[str, type[Stage]]) -> list[str]:
     while len(order) < len(stages):
         ready = [n for n in stages if n not in order and before[n] <= set(order)]
         if not ready:
-            raise PrepError(
-                f"stages depend on each other in a circle: {sorted(set(stages) - set(order))}"
+            waiting = _in_circles({n: before[n] for n in stages if n not in order})
+            raise StageCircle(
+                "stages depend on each other in a circle: "
+                + "; ".join(_waits(stages[n], before[n] & set(waiting)) for n in waiting),
+                waiting,
             )
         order.append(min(ready, key=lambda n: (stages[n].position, n)))
     return order
+
+
+def _in_circles(before: dict[str, set[str]]) -> list[str]:
+    """The stages of ``before`` (stage -> what it waits for) that some other of them waits
+    for, repeatedly: what is left are the circles, not the stages merely after them."""
+    left = set(before)
+    while True:
+        awaited = {d for n in left for d in before[n]} & left
+        if awaited == left:
+            return sorted(left)
+        left = awaited
+
+
+def _waits(stage: type[Stage], on: set[str]) -> str:
+    """What one stage of a circle waits for, each edge named by where it comes from."""
+    edges = [
+        f"requires {name}" if name in stage.requires else f"collects the exports of {name}"
+        for name in sorted(on)
+    ]
+    return f"{stage.name} {' and '.join(edges)}"
 
 
 def names() -> list[str]:
@@ -178,8 +228,9 @@ def manifest_stage() -> type[Stage]:
     return writers[0]
 
 
-def exporters() -> list[type[Stage]]:
-    """Stages whose per-sample columns others read (:class:`pipeline.stage.Export`)."""
+def exporting_stages() -> list[type[Stage]]:
+    """Stages whose per-sample columns others read (:class:`pipeline.stage.Export`); not to be
+    confused with the ``prep.exporters`` plug-ins, which write a trainer's files."""
     return [s for s in registered().values() if s.exports is not None]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from exporters.signjoey import SignJoeyExporter
+from pipeline.export import trainer_link
 from tests.conftest import prep
 
 
@@ -54,3 +55,9 @@ def test_an_interrupted_export_resumes_after_its_last_finished_split(
     for path in sorted(reference.glob("phoenix14t.*")):
         assert path.read_bytes() == (target / path.name).read_bytes(), path.name
     assert json.loads((target / ".prep-export.json").read_text())["complete"]
+
+
+def test_export_md_links_only_what_names_a_repository():
+    assert trainer_link("neccam/slt") == "[neccam/slt](https://github.com/neccam/slt)"
+    assert trainer_link("https://git.lab.example/slt") == "<https://git.lab.example/slt>"
+    assert trainer_link("our in-house trainer") == "our in-house trainer"

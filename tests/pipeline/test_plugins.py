@@ -279,3 +279,31 @@ def test_every_run_setting_is_reserved():
 
     own = set(inspect.signature(cli.run).parameters) - set(registry.options())
     assert own == RUN_SETTINGS
+
+
+def test_a_circle_through_the_collected_exports_names_that_edge(tmp_path):
+    """An exporting stage that requires features closes a loop through the edge features adds
+    itself (it collects every export): the plug-in is left out in one line naming each edge and
+    where it comes from, and prep's own stages keep working."""
+    env = install_plugin(tmp_path / "plugin")
+    stage = tmp_path / "plugin" / "toy_duration_stage.py"
+    stage.write_text(
+        stage.read_text().replace('requires = ("manifest",)', 'requires = ("features",)')
+    )
+    circle = (
+        "prep: warning: plug-in stage clip-duration is left out: distribution toy-duration-stage: "
+        "stages depend on each other in a circle: clip-duration requires features; "
+        "features collects the exports of clip-duration"
+    )
+    result = run_prep("status", "--help", env=env)
+    assert result.returncode == 0 and circle in result.stderr.splitlines()
+    flags = ["--dataset", "phoenix14t", "--root", tmp_path, "--out", tmp_path / "o"]
+    needed = run_prep("run", "--stage", "clip-duration", *flags, env=env)
+    assert needed.returncode == 1 and "Traceback" not in needed.stderr
+    assert (
+        needed.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "prep: error: stage clip-duration is unusable: distribution toy-duration-stage: stages"
+        )
+    )
