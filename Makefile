@@ -26,5 +26,5 @@ bench: $(STAMP)  ## every bench/*.py; table to bench/RESULTS.md and README (deco
 	$(VENV)/bin/python bench/all.py --readme README.md
 
 lint: $(STAMP)  ## ruff's linter and formatter (the suite checks both too: tests/test_style.py)
-	$(VENV)/bin/ruff check pipeline stages exporters manifests recipes tests bench
-	$(VENV)/bin/ruff format --check pipeline stages exporters manifests recipes tests bench
+	$(VENV)/bin/ruff check pipeline stages exporters manifests recipes tests bench examples
+	$(VENV)/bin/ruff format --check pipeline stages exporters manifests recipes tests bench examples

@@ -39,9 +39,18 @@ def declarations(option: StageOption) -> list[str]:
 
 
 def help_text(option: StageOption) -> str:
-    if option.default in (None, False, "") or "default" in option.help:
+    """The help with the default and the accepted range; the range is checked with the
+    stage's other rules (:func:`pipeline.stage.check_options`), so a value outside it is the
+    same one ``prep: error:`` line from a flag as from a config file."""
+    notes = []
+    if not (option.default in (None, False, "") or "default" in option.help):
+        notes.append(f"default: {option.default}")
+    if option.low is not None or option.high is not None:
+        low, high = ("" if v is None else v for v in (option.low, option.high))
+        notes.append(f"range: {low}..{high}")
+    if not notes:
         return option.help
-    return f"{option.help.removesuffix('.')} (default: {option.default})."
+    return f"{option.help.removesuffix('.')} ({'; '.join(notes)})."
 
 
 def parameter(option: StageOption) -> inspect.Parameter:
@@ -51,8 +60,6 @@ def parameter(option: StageOption) -> inspect.Parameter:
         *declarations(option),
         help=help_text(option),
         rich_help_panel=panel(option),
-        min=option.low,
-        max=option.high,
     )
     return inspect.Parameter(
         option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typed
@@ -90,7 +97,8 @@ def with_stage_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def value_rules(command: Callable[..., Any]) -> dict[str, ValueRule]:
     """What each option of ``command`` accepts, read from its typer declaration: the annotation's
-    type (``Optional[int]`` -> int) and the option's ``min``/``max``. A config file's values are
+    type (``Optional[int]`` -> int) and its ``min``/``max`` (a stage option's from its
+    :func:`pipeline.stage.option`, which typer is not told). A config file's values are
     checked against these (:func:`pipeline.config.check_option_values`), so the file and the
     flags cannot accept different things."""
     rules = {}
@@ -100,6 +108,9 @@ def value_rules(command: Callable[..., Any]) -> dict[str, ValueRule]:
             continue
         option = parameter.default if isinstance(parameter.default, OptionInfo) else None
         low, high = (option.min, option.max) if option is not None else (None, None)
+        declared = registry.options().get(parameter.name)  # a stage option: its own range
+        if declared is not None:
+            low, high = declared.low, declared.high
         rules[parameter.name] = ValueRule(kind, low, high)
     return rules
 

@@ -7,7 +7,7 @@ import sys
 
 from tests.conftest import REPO
 
-PACKAGES = ("pipeline", "stages", "exporters", "manifests", "recipes", "tests", "bench")
+PACKAGES = ("pipeline", "stages", "exporters", "manifests", "recipes", "tests", "bench", "examples")
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:
