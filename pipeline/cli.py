@@ -146,7 +146,7 @@ def checked_options(flags: dict[str, Any], config: Optional[Path]) -> dict[str, 
     its ``prep run`` flag declares: a config file holds the same keys, so the same rules."""
     defaults = all_defaults()
     options = merged_options(flags, config, defaults)
-    check_option_values(options, value_rules(run), defaults)
+    check_option_values(options, value_rules(run), defaults, flags)
     return options
 
 

@@ -109,10 +109,14 @@ EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a
 
 
 def check_option_values(
-    options: Mapping[str, Any], rules: Mapping[str, ValueRule], defaults: Mapping[str, Any]
+    options: Mapping[str, Any],
+    rules: Mapping[str, ValueRule],
+    defaults: Mapping[str, Any],
+    flags: Mapping[str, Any] | None = None,
 ) -> None:
     """Every option in ``defaults`` holds a value of its flag's type and range, or None where
-    its default is None; a config file's value that does not is one error line naming its key.
+    its default is None; one that does not is one error line naming its flag (when ``flags``
+    gave it) or its config key.
 
     Flags were converted by typer already; a file's values arrive as TOML/YAML/JSON typed them
     (``"false"`` is a string, ``1e400`` infinite), so each is checked, never coerced.
@@ -123,7 +127,10 @@ def check_option_values(
             continue
         problem = value_problem(value, rule)
         if problem:
-            raise PrepError(f"config key {key}: {problem}")
+            given = (flags or {}).get(key) is not None
+            raise PrepError(
+                f"{'--' + key.replace('_', '-') if given else 'config key ' + key}: {problem}"
+            )
 
 
 def value_problem(value: Any, rule: ValueRule) -> str | None:

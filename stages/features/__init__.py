@@ -32,7 +32,6 @@ from pipeline.video import FrameSelection, open_sample
 from stages.features.commands import convert_hamer
 from stages.features.dinov2 import Dinov2Encoder
 from stages.features.extract import ExtractedClip, extract_clips
-from stages.features.geometry import check_geometry
 from stages.features.options import FeaturesOptions
 from stages.features.publish import publish_split
 from stages.features.sample import FrameJpegs, frame_field, sample_json
@@ -83,15 +82,6 @@ class FeaturesStage(Stage):
         self._frame_times: dict[
             str, np.ndarray
         ] = {}  # clip id -> stored frames' seconds, set at decode
-        for name, value in (
-            ("batch-size", options.batch_size),
-            ("shard-clips", options.shard_clips),
-            ("decode-workers", options.decode_workers),
-            ("frame-size", options.frame_size),
-        ):
-            if value < 1:
-                raise PrepError(f"--{name} must be at least 1, got {value}")
-        check_geometry(options.frame_geometry)
         self.max_shard_bytes = parse_size(options.shard_size)
         self.device = resolve_device(options.device)
         torch_dtype(options.precision, self.device)  # validates the choice early

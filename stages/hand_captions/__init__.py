@@ -25,7 +25,6 @@ import pyarrow as pa
 
 from pipeline import manifest as m
 from pipeline.devices import DEVICE_HELP, PRECISION_CHOICES, PRECISION_HELP, resolve_device
-from pipeline.errors import PrepError
 from pipeline.stage import Export, Planned, WorkUnit, hook, option, per_clip, slice_units
 from pipeline.table_stage import (
     MergedTables,
@@ -128,10 +127,10 @@ class HandCaptionsOptions:
     )
     chunk_frames: int = option(16, "Frames per described chunk (BeyondGloss: 16).", min=1)
     chunk_stride: int | None = option(
-        None, "Frames between chunk starts (default: the chunk length, no overlap)."
+        None, "Frames between chunk starts (default: the chunk length, no overlap).", min=1
     )
     chunk_sample_frames: int = option(
-        0, "Frames shown per chunk, spread evenly (default: 0 = all)."
+        0, "Frames shown per chunk, spread evenly (default: 0 = all).", min=0
     )
     refine_model: str | None = option(
         None,
@@ -143,12 +142,15 @@ class HandCaptionsOptions:
         "{captions} marks where the description goes.",
     )
     refine_max_new_tokens: int | None = option(
-        None, "Longest refinement, in tokens (default: --max-new-tokens; BeyondGloss: 1024)."
+        None,
+        "Longest refinement, in tokens (default: --max-new-tokens; BeyondGloss: 1024).",
+        min=1,
     )
     caption_join: str = option(
         "timed",
         "Chunk captions joined for refinement and embedding: timed (each behind its [t0–t1 s] span) "
         "or plain (BeyondGloss: concatenated in time order, nothing between).",
+        choices=CAPTION_JOINS,
     )
     text_encoder: str = option(
         DEFAULT_ENCODER,
@@ -203,22 +205,6 @@ class HandCaptionsStage(TableStage):
 
     def __init__(self, options: HandCaptionsOptions, run: Any) -> None:
         super().__init__(options, run)
-        if options.chunk_frames < 1 or (
-            options.chunk_stride is not None and options.chunk_stride < 1
-        ):
-            raise PrepError("--chunk-frames and --chunk-stride must be at least 1")
-        if (
-            options.max_new_tokens < 1
-            or options.caption_batch_size < 1
-            or options.chunk_sample_frames < 0
-        ):
-            raise PrepError(
-                "--max-new-tokens and --caption-batch-size must be at least 1, --chunk-sample-frames at least 0"
-            )
-        if options.caption_join not in CAPTION_JOINS:
-            raise PrepError(f"--caption-join must be one of {', '.join(CAPTION_JOINS)}")
-        if options.refine_max_new_tokens is not None and options.refine_max_new_tokens < 1:
-            raise PrepError("--refine-max-new-tokens must be at least 1")
         if not options.refine_model and (options.refine_prompt or options.refine_max_new_tokens):
             log.warning(
                 "no --refine-model: refinement is off, --refine-prompt/--refine-max-new-tokens unused"

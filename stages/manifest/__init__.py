@@ -73,6 +73,9 @@ class ManifestOptions:
         flag="--signer-crop/--no-signer-crop",
     )
 
+    def __post_init__(self) -> None:
+        self.selection()  # its own rules between step, count and sampling: ValueError, one line
+
     def selection(self) -> FrameSelection:
         return FrameSelection(self.frame_step, self.max_frames, self.sampling)
 
@@ -118,12 +121,6 @@ class ManifestStage(TableStage):
 
     def __init__(self, options: ManifestOptions, run: Any) -> None:
         super().__init__(options, run)
-        try:
-            options.selection()
-        except ValueError as exc:
-            raise PrepError(str(exc)) from exc
-        if options.unit_size < 1:
-            raise PrepError("--unit-size must be at least 1")
         if run.dataset not in manifests.available():
             known = ", ".join(manifests.available())
             raise PrepError(f"unknown dataset {run.dataset!r}; choose one of {known}")

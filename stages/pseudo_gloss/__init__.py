@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import manifest as m
-from pipeline.errors import PrepError
 from pipeline.stage import Export, Planned, WorkUnit, hook, option, slice_units
 from pipeline.storage import atomic_write_bytes, atomic_write_json
 from pipeline.table_stage import (
@@ -72,17 +71,25 @@ class PseudoGlossOptions:
     max_gloss_share: float | None = option(
         None,
         "Drop pseudo-glosses whose share (see --gloss-share-by) reaches this (Sign2GPT: 0.4; default: off).",
+        max=1.0,
     )
     gloss_share_by: str = option(
         "sentences",
         "How --max-gloss-share counts: sentences (share of unique sentences containing the gloss) "
         "or occurrences (Sign2GPT: all occurrences over unique sentences).",
+        choices=SHARE_BY,
     )
     vocabulary_splits: str = option(
         "train",
         "Splits the vocabulary and its filter count: train, or all (Sign2GPT: train, dev and test).",
+        choices=VOCABULARY_SPLITS,
     )
     nlp_batch_size: int = option(256, "Sentences per nlp.pipe batch.", min=1)
+
+    def __post_init__(self) -> None:
+        share = self.max_gloss_share
+        if share is not None and not 0 < share <= 1:
+            raise ValueError(f"--max-gloss-share must be in (0, 1], got {share}")
 
 
 def analysed(doc, language: str) -> tuple[list[str], list[str], list[str]]:
@@ -114,17 +121,6 @@ class PseudoGlossStage(TableStage):
 
     def __init__(self, options: PseudoGlossOptions, run: Any) -> None:
         super().__init__(options, run)
-        share = options.max_gloss_share
-        if share is not None and not 0 < share <= 1:
-            raise PrepError(f"--max-gloss-share must be in (0, 1], got {share}")
-        if options.gloss_share_by not in SHARE_BY:
-            raise PrepError(
-                f"--gloss-share-by takes {' or '.join(SHARE_BY)}, got {options.gloss_share_by!r}"
-            )
-        if options.vocabulary_splits not in VOCABULARY_SPLITS:
-            raise PrepError(
-                f"--vocabulary-splits takes {' or '.join(VOCABULARY_SPLITS)}, got {options.vocabulary_splits!r}"
-            )
         self._pipelines: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:

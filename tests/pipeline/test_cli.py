@@ -137,3 +137,13 @@ def test_stage_option_values_are_checked_where_they_are_declared(phoenix_root, t
     assert quality.exit_code == 1 and "config key jpeg_quality" in quality.output
     batch = prep("run", "--stage", "features", *where, "--batch-size", 0)
     assert batch.exit_code != 0 and not out.exists()
+    for stage, flag, value, said in (  # each built-in stage's rules live in its dataclass
+        ("pseudo-gloss", "--max-gloss-share", 0, "--max-gloss-share must be in (0, 1], got 0.0"),
+        ("hand-captions", "--caption-join", "joined", "--caption-join must be one of timed, plain"),
+        ("hand-captions", "--chunk-stride", 0, "--chunk-stride: expected at least 1, got 0"),
+        ("manifest", "--sampling", "random", "sampling must be one of"),
+    ):
+        result = prep("run", "--stage", stage, *where, flag, value)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert said in result.output.strip().splitlines()[-1], (flag, result.output)
+        assert not out.exists()
