@@ -29,6 +29,7 @@ from pathlib import Path
 from pipeline.config import (
     RunConfig,
     barrier_timeout_seconds,
+    environment_number,
     launched_together,
     local_rank_from_environment,
 )
@@ -84,7 +85,7 @@ def _init_group(rank: int, world_size: int) -> RankGroup:
     import torch.distributed as dist
 
     local_rank = local_rank_from_environment() or 0
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    local_world = environment_number(os.environ, "LOCAL_WORLD_SIZE", str(world_size), minimum=1)
     use_nccl = (
         torch.cuda.is_available()
         and dist.is_nccl_available()

@@ -220,6 +220,10 @@ LAUNCHER_ERRORS = [
     ),
     ({"LOCAL_RANK": "gpu0"}, "environment variable LOCAL_RANK must be an integer, got 'gpu0'"),
     ({"PREP_WORKERS": "-2"}, "environment variable PREP_WORKERS must be at least 1, got '-2'"),
+    (  # read before the process group is joined: no rank waits for this one
+        {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "LOCAL_WORLD_SIZE": "8x"},
+        "environment variable LOCAL_WORLD_SIZE must be an integer, got '8x'",
+    ),
     (
         {"PREP_DIST_TIMEOUT": "soon"},
         "environment variable PREP_DIST_TIMEOUT must be a number, got 'soon'",
