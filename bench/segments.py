@@ -61,10 +61,12 @@ def frames_at(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
 
 
 def decode_all(source) -> tuple[int, np.ndarray]:
+    """Every frame in 16-frame batches, then the source closed, as the stages read a clip."""
     count, first = 0, None
     for clip in iter_clip(source, FrameSelection(), 16):
         first = clip.frames[0] if first is None else first
         count += len(clip.frames)
+    source.close()
     return count, first
 
 

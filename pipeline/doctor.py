@@ -70,7 +70,7 @@ def library_checks(names: Iterable[str]) -> list[Check]:
 def video_codec_check() -> Check:
     """Which common video codecs this machine can decode (a clip in another is quarantined as
     ``unsupported_codec``, naming its codec)."""
-    from pipeline.video_file import COMMON_CODECS, decodable_codecs
+    from pipeline.video_common import COMMON_CODECS, decodable_codecs
 
     found = decodable_codecs(COMMON_CODECS)
     missing = [c for c in COMMON_CODECS if c not in found]

@@ -26,7 +26,14 @@ from typing import Iterator, Sequence
 import av
 import numpy as np
 
-from pipeline.video_common import DecodeError, first_line, segment_slice
+from pipeline.open_containers import OPEN
+from pipeline.video_common import (
+    DecodeError,
+    codec_name,
+    first_line,
+    has_decoder,
+    segment_slice,
+)
 from pipeline.video_display import (
     RgbConverter,
     best_video_stream,
@@ -97,35 +104,11 @@ def _open(path: Path, threads: int = 1):
         raise DecodeError(f"unreadable video {path.name}: no video stream")
     stream = best_video_stream(container.streams.video)
     name = codec_name(stream)
-    if stream.codec_context is None or not _has_decoder(name):
+    if stream.codec_context is None or not has_decoder(name):
         container.close()
         raise UnsupportedCodec(f"no decoder for the {name} codec of {path.name}")
     stream.codec_context.thread_count = max(1, threads)
     return container, stream
-
-
-def codec_name(stream) -> str:
-    """The stream's codec (``av1``), not the decoder FFmpeg picked for it (``libdav1d``)."""
-    context = stream.codec_context
-    if context is None:
-        return "unknown"
-    return getattr(context.codec, "canonical_name", None) or context.name
-
-
-COMMON_CODECS = ("h264", "hevc", "av1", "vp9", "vp8", "mpeg4", "mpeg2video", "mjpeg", "prores")
-
-
-def decodable_codecs(names: Sequence[str]) -> list[str]:
-    """Those of ``names`` this machine's FFmpeg (PyAV's) can decode (``prep doctor`` lists them)."""
-    return [name for name in names if _has_decoder(name)]
-
-
-def _has_decoder(name: str) -> bool:
-    try:
-        av.codec.Codec(name, "r")
-    except Exception:  # PyAV raises UnknownCodecError (a ValueError) or av.error.*
-        return False
-    return True
 
 
 INDEXES_KEPT = 16  # long videos that many segments are cut from, per process
@@ -301,10 +284,10 @@ class VideoFileSource:
             for slot, number in enumerate(wanted):
                 out[slot] = self._decode_frame_checked(number)
         except DecodeError:
-            self.close()
+            self._discard()
             raise
         except av.FFmpegError as exc:  # a damaged stream; any other error is a bug and stays one
-            self.close()
+            self._discard()
             raise DecodeError(f"cannot decode {self.path.name}: {first_line(exc)}") from exc
         return out
 
@@ -355,7 +338,7 @@ class VideoFileSource:
         if self._frames is not None and number >= self._next:
             if not self._seekable or keyframe - self._next < SEEK_MIN_SKIP:
                 return  # decoding on is cheaper, or the clock is not one a seek can trust
-        self._restart()
+        self._restart(reuse=self._seekable and keyframe > 0)  # a reused one is always sought
         if not self._seekable or keyframe == 0:
             return
         self._container.seek(int(self.index.pts[keyframe]), stream=self._stream, backward=True)
@@ -378,9 +361,10 @@ class VideoFileSource:
             break
         yield from frames
 
-    def _restart(self) -> None:
+    def _restart(self, reuse: bool = False) -> None:
         self.close()
-        self._container, self._stream = _open(self.path, self._threads)
+        kept = OPEN.take(self.path, self._threads) if reuse else None
+        self._container, self._stream = kept or _open(self.path, self._threads)
         self._frames, self._next = self._stream_frames(), 0
         self._rgb = RgbConverter(self.index.info.filters, self.index.info.time_base)
 
@@ -388,6 +372,14 @@ class VideoFileSource:
         return self._container.decode(self._stream)
 
     def close(self) -> None:
+        """Done reading: a file read by seeking keeps its container open for the next segment
+        (:mod:`pipeline.open_containers`); any other is closed."""
+        if self._container is not None and self._seekable:
+            OPEN.give(self.path, self._threads, (self._container, self._stream))
+            self._container = None
+        self._discard()
+
+    def _discard(self) -> None:
         if self._container is not None:
             self._container.close()
         self._container = self._frames = None

@@ -63,6 +63,7 @@ def _decoded(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(frames, indices) batches of one clip. Only opening and decoding are guarded: an error
     from a hook (a model's preprocessing, MediaPipe, a crop) is a bug and must stay one."""
+    source = None
     try:
         source, selection = open_clip(clip)
         frame_bytes = 3 * max(1, source.width * source.height)
@@ -77,6 +78,9 @@ def _decoded(
             yield batch.frames, batch.indices
     except (DecodeError, OSError) as exc:
         raise Unreadable(" ".join(str(exc).split())[:300] or type(exc).__name__) from exc
+    finally:  # now, not when the collector finds it: its file stays open for the next segment
+        if hasattr(source, "close"):
+            source.close()
 
 
 def decoded_chunks(

@@ -244,8 +244,8 @@ def test_the_cli_stores_ffmpegs_frames_and_times(corpus, tmp_path, tiny_dinov2):
 def test_a_codec_without_a_decoder_is_quarantined_naming_it(corpus, tmp_path, monkeypatch):
     from pipeline import video_file
 
-    real = video_file._has_decoder
-    monkeypatch.setattr(video_file, "_has_decoder", lambda name: name != "av1" and real(name))
+    real = video_file.has_decoder
+    monkeypatch.setattr(video_file, "has_decoder", lambda name: name != "av1" and real(name))
     out = tmp_path / "out"
     result = run_generic("manifest", corpus / "corpus.csv", out, "--max-quarantine-share", 0.5)
     assert result.exit_code == 0, result.output
