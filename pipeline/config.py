@@ -216,6 +216,12 @@ def barrier_timeout_seconds(env: Mapping[str, str] | None = None) -> float:
     return environment_number(env, "PREP_DIST_TIMEOUT", "86400", kind=float, minimum=1)
 
 
+def lock_stale_seconds(env: Mapping[str, str] | None = None) -> float:
+    """How long a lock of a rank on another host may go unrefreshed before it is taken over."""
+    env = os.environ if env is None else env
+    return environment_number(env, "PREP_LOCK_STALE_S", "600", kind=float, minimum=1)
+
+
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from pipeline.config import (
     environment_number,
     launched_together,
     local_rank_from_environment,
+    lock_stale_seconds,
 )
 from pipeline.errors import PrepError
 
@@ -123,13 +125,28 @@ class LockHolder:
 @contextmanager
 def held_lock(path: Path) -> Iterator[LockHolder | None]:
     """Hold ``path`` exclusively (a stage's merge, a rank's run); yields None when this process
-    holds it, else who does. A lock of a process gone from this host is taken over."""
+    holds it, else who does. While held, its modification time is refreshed (a heartbeat), so a
+    lock of a process gone from this host, or one from another host not refreshed for
+    ``PREP_LOCK_STALE_S`` seconds (a task killed on a node that is gone), is taken over."""
     holder = _acquire(path)
+    stop = threading.Event()
+    if holder is None:
+        beat = max(0.05, min(30.0, lock_stale_seconds() / 10))
+        threading.Thread(target=_heartbeat, args=(path, stop, beat), daemon=True).start()
     try:
         yield holder
     finally:
+        stop.set()
         if holder is None:
             path.unlink(missing_ok=True)
+
+
+def _heartbeat(path: Path, stop: threading.Event, every: float) -> None:
+    while not stop.wait(every):
+        try:
+            os.utime(path)
+        except OSError:  # gone: the holder is releasing it
+            return
 
 
 def _acquire(path: Path) -> LockHolder | None:
@@ -140,7 +157,7 @@ def _acquire(path: Path) -> LockHolder | None:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _read_holder(path)
-            if holder is not None and not _is_stale(holder):
+            if holder is not None and not _is_stale(holder, path):
                 return holder
             log.warning("removing a lock left by a process that is gone: %s", path)
             path.unlink(missing_ok=True)
@@ -170,10 +187,17 @@ def _read_holder(path: Path) -> LockHolder | None:
         return LockHolder("unknown", -1, path.stat().st_mtime)  # being written right now
 
 
-def _is_stale(holder: LockHolder) -> bool:
-    """Only a holder on this host can be checked: stale when its process no longer exists."""
-    if holder.host != socket.gethostname() or holder.pid <= 0:
+def _is_stale(holder: LockHolder, path: Path) -> bool:
+    """A holder on this host: stale when its process no longer exists. One on another host:
+    when its heartbeat stopped ``PREP_LOCK_STALE_S`` seconds ago (its node died or it was
+    killed; the default, 10 minutes, leaves room for clocks that differ between nodes)."""
+    if holder.pid <= 0:
         return False
+    if holder.host != socket.gethostname():
+        try:
+            return time.time() - path.stat().st_mtime > lock_stale_seconds()
+        except FileNotFoundError:
+            return True
     if holder.pid == os.getpid():
         return True  # our own, left by an earlier merge attempt of this process
     try:

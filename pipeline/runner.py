@@ -39,7 +39,8 @@ def run_stage(stage: Stage) -> dict[str, Any] | None:
             raise PrepError(
                 f"stage {stage.name} (rank {stage.run_config.rank}) is already running on this --out: "
                 f"{holder.describe()}; wait for it to end, or if no prep process is running, "
-                f"delete {lock}"
+                f"delete {lock} (from another host it is taken over once not refreshed for "
+                "PREP_LOCK_STALE_S seconds, default 600)"
             )
         return _run_stage_locked(stage)
 

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pipeline import manifest as m
 from pipeline import registry
 from pipeline.config import launched_together
 from pipeline.devices import rank_gpu
+from pipeline.distributed import held_lock
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
 from pipeline.shards import iter_tar_samples, sample_key
@@ -311,6 +313,36 @@ def test_a_merge_lock_held_elsewhere_is_never_ignored(phoenix_template, tmp_path
     )  # that node merges
     lock.unlink()
     assert prep(*manifest_args(phoenix_template, out)).exit_code == 0
+
+
+def test_a_lock_whose_node_stopped_refreshing_it_is_taken_over(phoenix_template, tmp_path, caplog):
+    """A task SIGKILLed on a node (or the node lost) leaves its rank's lock; a resubmission on
+    another node takes it over once its heartbeat has been silent for PREP_LOCK_STALE_S."""
+    out = tmp_path / "out"
+    lock = Layout(out).run_lock("manifest", 0)
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": "node-gone", "pid": 4242, "since": 0}))
+    stale = time.time() - 601
+    os.utime(lock, (stale, stale))
+    result = prep(*manifest_args(phoenix_template, out))
+    assert result.exit_code == 0, result.output
+    assert "removing a lock left by a process that is gone" in caplog.text
+    assert (out / "manifest" / "summary.json").is_file() and not lock.exists()
+
+
+def test_a_held_lock_keeps_its_heartbeat(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREP_LOCK_STALE_S", "2")  # a beat every 0.2 s
+    lock = tmp_path / "rank-0.lock"
+    with held_lock(lock) as holder:
+        assert holder is None
+        os.utime(lock, (0, 0))
+        time.sleep(0.6)
+        assert time.time() - lock.stat().st_mtime < 1.0
+        other = json.loads(lock.read_text())
+        lock.write_text(json.dumps({**other, "host": "another-node"}))
+        with held_lock(lock) as elsewhere:  # refreshed: another node's live task, not taken
+            assert elsewhere is not None and elsewhere.host == "another-node"
+    assert not lock.exists()
 
 
 @pytest.fixture(scope="module")
