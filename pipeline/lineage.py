@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 from pipeline.errors import PrepError
 from pipeline.layout import Layout
 
+log = logging.getLogger(__name__)
+
 SUMMARY_KEY = "lineage"
+OWN_DIGEST = "outputs_digest"  # a summary's digest of its own stage's files, as merged
 NOT_RUN = None  # an upstream that had not run when the stage merged
 
 
@@ -54,10 +58,18 @@ def identity(layout: Layout, stage: str) -> dict[str, Any] | None:
     summary = _summary(layout, stage)
     if summary is None:
         return NOT_RUN
+    return {**declared_identity(summary), "digest": output_digest(layout, stage)}
+
+
+def declared_identity(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stage's identity as its summary states it (the digest of its files when it merged):
+    all a reader of a remote run, which cannot list a folder to hash it, has to compare."""
+    if summary is None:
+        return NOT_RUN
     return {
         "version": summary.get("stage_version"),
         "config_hash": summary.get("config_hash"),
-        "digest": output_digest(layout, stage),
+        "digest": summary.get(OWN_DIGEST),
     }
 
 
@@ -69,12 +81,21 @@ def record(layout: Layout, stage: str) -> dict[str, Any]:
 def stale_stages(layout: Layout) -> dict[str, str]:
     """Finished stages whose recorded upstream no longer matches, in run order, each with the
     reason in words (naming the upstream that changed, or the stale stage it read)."""
+    return _stale(lambda stage: _summary(layout, stage), lambda up: identity(layout, up))
+
+
+def stale_in_summaries(summaries: dict[str, dict[str, Any] | None]) -> dict[str, str]:
+    """:func:`stale_stages` of a run known only by its summaries (a remote one)."""
+    return _stale(summaries.get, lambda up: declared_identity(summaries.get(up)))
+
+
+def _stale(summary_of, identity_of) -> dict[str, str]:
     from pipeline import registry
 
     stale: dict[str, str] = {}
     current: dict[str, dict[str, Any] | None] = {}  # each upstream hashed once per call
     for stage in registry.names():
-        summary = _summary(layout, stage)
+        summary = summary_of(stage)
         if summary is None or SUMMARY_KEY not in summary:
             continue  # not run, or made before lineage was recorded: nothing to compare
         for up, recorded in summary[SUMMARY_KEY].items():
@@ -82,12 +103,18 @@ def stale_stages(layout: Layout) -> dict[str, str]:
                 stale[stage] = f"it read {up}, which is stale"
                 break
             if up not in current:
-                current[up] = identity(layout, up)
-            now = current[up]
-            if now != recorded:
-                stale[stage] = _why(up, recorded, now)
+                current[up] = identity_of(up)
+            if _differs(recorded, current[up]):
+                stale[stage] = _why(up, recorded, current[up])
                 break
     return stale
+
+
+def _differs(recorded: dict | None, now: dict | None) -> bool:
+    """A digest the summary does not state (merged before it did) is not compared."""
+    if recorded is None or now is None or now.get("digest") is not None:
+        return recorded != now
+    return {**recorded, "digest": None} != now
 
 
 def _why(up: str, recorded: dict | None, now: dict | None) -> str:
@@ -107,6 +134,30 @@ def refresh_command(layout: Layout, stage: str) -> str:
     summary = _summary(layout, stage) or {}
     options = layout.run_record(stage, summary.get("config_hash", "?"))
     return f"prep run --stage {stage} --overwrite --out {layout.out} with the options in {options}"
+
+
+def fresh_for_loading(root: Any, split: str, allow_stale: bool) -> dict[str, str]:
+    """The stale stages of the run ``root`` (:mod:`pipeline.remote`) holds, local or remote,
+    for :func:`pipeline.loader.make_loader`: refused unless ``allow_stale``, logged if taken."""
+    from pipeline import registry
+
+    what = f"make_loader({str(root)!r}, {split!r})"
+    if not root.remote:
+        layout = Layout(root.path)
+        stale = stale_stages(layout)
+        if not allow_stale:
+            require_fresh(layout, what=what)
+    else:
+        stale = stale_in_summaries({s: root.read_summary(s) for s in registry.names()})
+        if stale and not allow_stale:
+            stage, why = next(iter(stale.items()))
+            raise StaleOutputs(
+                f"{what}: {stage} is stale ({why}); bring it up to date where the run was "
+                f"prepared (prep status --out ... names the command), or pass allow_stale=True"
+            )
+    for stage, why in stale.items():
+        log.warning("%s: %s is stale (%s); loading anyway (allow_stale=True)", what, stage, why)
+    return stale
 
 
 def require_fresh(layout: Layout, stages: list[str] | None = None, *, what: str) -> dict:

@@ -46,7 +46,6 @@ import torch.utils.data
 
 from pipeline import lineage
 from pipeline.errors import PrepError
-from pipeline.layout import Layout
 from pipeline.loader_frames import (  # noqa: F401  (the loader's public names, as before)
     PadCollate,
     as_is,
@@ -338,8 +337,8 @@ def make_loader(
 
     Shards older than an upstream stage's latest run (stale: e.g. pseudo-glosses redone with
     other options, so their gloss ids no longer match ``vocab.json``) are refused unless
-    ``allow_stale=True``; ``loader.stale`` names them either way (local runs; a remote run's
-    lineage is checked where it was prepared).
+    ``allow_stale=True``; ``loader.stale`` names them either way (a remote run: as its stages'
+    summaries state them).
     """
     if frame_stride < 1 or random_shift < 0 or (max_frames is not None and max_frames < 1):
         raise ValueError(
@@ -351,7 +350,7 @@ def make_loader(
     root = open_root(
         out, cache_dir=cache_dir, cache_bytes=cache_bytes, retries=retries, checksums=checksums
     )
-    stale = {} if root.remote else fresh_enough(Path(root.path), split, allow_stale)
+    stale = lineage.fresh_for_loading(root, split, allow_stale)
     index = root.read_index(split)
     entries = index["shardlist"]
     for entry in entries:  # names checked before any use: an index from elsewhere is untrusted
@@ -381,14 +380,3 @@ def make_loader(
     loader = ResumableLoader(dataset, num_workers=num_workers, samples=len(dataset.samples))
     loader.stale = stale
     return loader
-
-
-def fresh_enough(out: Path, split: str, allow_stale: bool) -> dict[str, str]:
-    """The stale upstream stages of a local run; refused unless ``allow_stale``."""
-    layout = Layout(out)
-    stale = lineage.stale_stages(layout)
-    if not allow_stale:
-        lineage.require_fresh(layout, what=f"make_loader({str(out)!r}, {split!r})")
-    for stage, why in stale.items():
-        log.warning("make_loader: %s is stale (%s); loading anyway (allow_stale=True)", stage, why)
-    return stale

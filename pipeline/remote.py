@@ -144,6 +144,31 @@ class RemoteRoot:
             raise ShardError(f"{self._address(relative)} has no shardlist: not a shard index")
         return index
 
+    def read_summary(self, stage: str) -> dict[str, Any] | None:
+        """A stage's ``summary.json`` (what lineage compares), or None where the stage has not
+        run: HTTP 404, no such file, or (``pipe:``, which cannot tell) a failing command."""
+        relative = f"{stage}/summary.json"
+
+        def attempt() -> bytes | None:
+            try:
+                return self._fetch(relative, None)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    return None
+                raise
+            except FileNotFoundError:
+                return None
+            except OSError:
+                if self.url.startswith("pipe:"):
+                    return None
+                raise
+
+        data = self._with_retries(relative, attempt)
+        try:
+            return None if data is None else json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ShardError(f"{self._address(relative)} is not a JSON summary: {exc}") from None
+
     def shard(
         self, split: str, entry: dict[str, Any], checksum: bool = True, wait: bool = True
     ) -> Path | None:

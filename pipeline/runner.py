@@ -184,6 +184,7 @@ def merge(
                 "config_hash": chash,
                 "plan_fingerprint": fingerprint,
                 lineage.SUMMARY_KEY: lineage.record(stage.layout, stage.name),
+                lineage.OWN_DIGEST: lineage.output_digest(stage.layout, stage.name),
             }
         )
         atomic_write_json(stage.layout.summary(stage.name), summary)

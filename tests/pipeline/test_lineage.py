@@ -4,7 +4,11 @@ pass again. The scenario of issue 24, on a synthetic Phoenix14T corpus through t
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import threading
+from contextlib import contextmanager
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +17,20 @@ from pipeline.lineage import StaleOutputs
 from pipeline.loader import make_loader
 from pipeline.shards import iter_tar_samples
 from tests.conftest import prep
+
+
+@contextmanager
+def served(out):
+    """The run over HTTP on a free loopback port, as a training job on another machine sees it."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def stage_state(out, stage: str) -> str:
@@ -85,6 +103,12 @@ def test_shards_older_than_their_pseudo_glosses_are_stale_everywhere(
         make_loader(out, "train", num_workers=0)
     loader = make_loader(out, "train", num_workers=0, train=False, allow_stale=True)
     assert list(loader.stale) == ["features"]
+    with served(out) as url:  # the same run read remotely: its summaries say as much
+        cache = {"cache_dir": tmp_path / "cache", "num_workers": 0}
+        with pytest.raises(StaleOutputs, match="features is stale .pseudo-gloss was rerun with"):
+            make_loader(url, "train", **cache)
+        remote = make_loader(url, "train", **cache, train=False, allow_stale=True)
+        assert list(remote.stale) == ["features"]
 
     redone = prep(*features, "--overwrite")
     assert redone.exit_code == 0, redone.output
@@ -95,6 +119,9 @@ def test_shards_older_than_their_pseudo_glosses_are_stale_everywhere(
         prep("export", "--format", "signjoey", "--out", out, "--to", tmp_path / "z").exit_code == 0
     )
     assert make_loader(out, "train", num_workers=0, train=False).stale == {}
+    with served(out) as url:
+        remote = make_loader(url, "train", cache_dir=tmp_path / "c2", num_workers=0, train=False)
+        assert remote.stale == {} and len(list(remote)) == len(remote)
 
 
 def test_a_stage_that_runs_after_the_shards_makes_them_stale(phoenix_root, tmp_path, tiny_dinov2):
