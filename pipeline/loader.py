@@ -45,10 +45,11 @@ import torch
 import torch.utils.data
 
 from pipeline import lineage
-from pipeline.errors import PrepError
+from pipeline.errors import PrepError, ShardError
 from pipeline.loader_frames import (  # noqa: F401  (the loader's public names, as before)
     PadCollate,
     as_is,
+    as_tensors,
     at_most,
     checked_arrays,
     frame_window,
@@ -68,7 +69,8 @@ from pipeline.loader_plan import (
     sample_rng,
     worker_slot,
 )
-from pipeline.remote import Prefetcher, first_fields, open_root
+from pipeline.prefetch import Prefetcher
+from pipeline.remote import first_fields, open_root
 from pipeline.shard_reader import ShardTable, decode_sample, shard_file
 
 log = logging.getLogger(__name__)
@@ -196,17 +198,27 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def _table(self, shard: int) -> ShardTable:
         if shard not in self._tables:
-            path = self.root.shard(self.split, self.entries[shard])
-            self._tables[shard] = ShardTable.scan(path, self.entries[shard])
+            self._tables[shard] = self._fetched(shard, ShardTable.scan)
         return self._tables[shard]
 
     def _descriptor(self, shard: int) -> int:
         if shard not in self._open:
             if len(self._open) >= OPEN_SHARDS:
                 os.close(self._open.pop(next(iter(self._open))))
-            path = self.root.shard(self.split, self.entries[shard])  # back in a remote cache
-            self._open[shard] = os.open(path, os.O_RDONLY)
+            self._open[shard] = self._fetched(shard, lambda path, _: os.open(path, os.O_RDONLY))
         return self._open[shard]
+
+    def _fetched(self, shard: int, use: Any) -> Any:
+        """``use(path, entry)`` on the shard (back in a remote cache first); a cached copy that
+        another reader evicted to make room between the two is fetched again."""
+        entry = self.entries[shard]
+        for attempt in range(3):
+            path = self.root.shard(self.split, entry)
+            try:
+                return use(path, entry)
+            except (FileNotFoundError, ShardError):
+                if not self.root.remote or path.exists() or attempt == 2:
+                    raise
 
     def close(self) -> None:
         for descriptor in self._open.values():
@@ -259,7 +271,7 @@ class ResumableLoader:
         try:
             for batch in loader:
                 self.dataset.skip += 1
-                yield batch
+                yield as_tensors(batch)
         except PrepError as exc:  # from a worker, torch adds its traceback: keep our one line
             lines = str(exc).strip().splitlines()
             if len(lines) == 1:

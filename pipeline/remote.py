@@ -24,7 +24,6 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +40,7 @@ log = logging.getLogger(__name__)
 
 REMOTE_EXTRA = "pip install 'prep[remote]'"
 CHUNK = 1 << 20
+ROOM_WAIT_S = 2.0  # how long a needed shard waits for room in a full cache before passing it
 TRANSIENT = (OSError, http.client.HTTPException, urllib.error.URLError, EOFError)
 
 
@@ -173,8 +173,8 @@ class RemoteRoot:
         self, split: str, entry: dict[str, Any], checksum: bool = True, wait: bool = True
     ) -> Path | None:
         """The cached copy of a shard, downloaded and checked first when absent (always
-        checked: ``checksum`` is for local roots); None when ``wait`` is False and another
-        thread or process is downloading it."""
+        checked: ``checksum`` is for local roots). ``wait`` False (fetching ahead): None when
+        another thread or process is downloading it, or when it would not fit the cache."""
         name = shard_file(Path(split), entry).name  # a plain file name, never a path
         target = self.cache / split / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -184,10 +184,16 @@ class RemoteRoot:
             if target.is_file() and target.stat().st_size == entry.get("filesize"):
                 os.utime(target)  # recently used
                 return target
-            self._make_room(int(entry.get("filesize") or 0))
+            size = int(entry.get("filesize") or 0)
+            partial = target.with_name(f".{name}.{size}.part")  # counted while it grows
+            if not self._room_for(partial, size, needed=wait):
+                return None  # a fetch ahead that would not fit: the reader fetches it
             relative = f"shards/{split}/{name}"
-            partial = target.with_name(f".{name}.part")
-            self._with_retries(relative, lambda: self._download(relative, partial, entry))
+            try:
+                self._with_retries(relative, lambda: self._download(relative, partial, entry))
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
             os.replace(partial, target)
         return target
 
@@ -241,20 +247,68 @@ class RemoteRoot:
             return _fetch_http(address, sink)
         return _fetch_fsspec(address, sink)
 
-    def _make_room(self, incoming: int) -> None:
-        """Evict least recently used shards until ``incoming`` more bytes fit the bound."""
-        if incoming > self.cache_bytes:
+    def _downloading(self) -> int:
+        """Bytes that downloads in progress (other threads', other workers') will add; a part
+        whose shard lock is free was left by a killed process and is removed."""
+        total = 0
+        for part in self.cache.rglob(".*.part"):
+            shard_name = part.name[1:].rsplit(".", 2)[0]
+            with open(part.with_name(f".{shard_name}.lock"), "w") as lock:
+                if locked(lock, False):  # nobody downloads it
+                    part.unlink(missing_ok=True)
+                    continue
+            total += _part_size(part)
+        return total
+
+    def _room_for(self, partial: Path, size: int, needed: bool) -> bool:
+        """Room for ``size`` more bytes, then ``partial`` created (counted by the others from
+        then on), under the cache's lock. A fetch ahead gives up at once when there is none; a
+        shard a reader needs waits (up to ``ROOM_WAIT_S``) for downloads in progress and
+        readers' locks to free some, then comes in anyway, past the bound."""
+        if size > self.cache_bytes:
             raise PrepError(
-                f"a {incoming}-byte shard does not fit the loader cache of {self.cache_bytes} "
+                f"a {size}-byte shard does not fit the loader cache of {self.cache_bytes} "
                 "bytes; raise cache_bytes"
             )
-        files = [p for p in self.cache.rglob("*") if p.is_file() and not p.name.startswith(".")]
-        files.sort(key=lambda p: p.stat().st_mtime)
-        used = sum(p.stat().st_size for p in files)
-        while files and used + incoming > self.cache_bytes:
-            oldest = files.pop(0)
-            used -= oldest.stat().st_size
-            oldest.unlink(missing_ok=True)
+        waited_until = time.monotonic() + ROOM_WAIT_S
+        while True:
+            with open(self.cache / ".room.lock", "w") as room:  # one sizes the cache at a time
+                locked(room, True)
+                if self._make_room(size) or (needed and time.monotonic() > waited_until):
+                    partial.touch()
+                    return True
+            if not needed:
+                return False
+            time.sleep(0.01)
+
+    def _make_room(self, incoming: int) -> bool:
+        """Evict least recently used shards (not those a reader holds) until ``incoming`` more
+        bytes fit the bound, which downloads in progress count against; whether they fit."""
+        downloading = self._downloading()  # first: a part renamed meanwhile counts twice, not 0
+        sizes = {p: p.stat().st_size for p in self.cache.rglob("[!.]*") if p.is_file()}
+        used = sum(sizes.values()) + downloading
+        for oldest in sorted(sizes, key=lambda p: p.stat().st_mtime):
+            if used + incoming <= self.cache_bytes:
+                break
+            if _evicted(oldest):
+                used -= sizes[oldest]
+        return used + incoming <= self.cache_bytes
+
+
+def _evicted(shard: Path) -> bool:
+    """``shard`` removed from the cache, unless a reader holds its lock (checking or fetching
+    it right now)."""
+    with open(shard.with_name(f".{shard.name}.lock"), "w") as lock:
+        if not locked(lock, False):
+            return False
+        shard.unlink(missing_ok=True)
+    return True
+
+
+def _part_size(part: Path) -> int:
+    """The full size a download in progress (``.<name>.<size>.part``) will have."""
+    size = part.name[: -len(".part")].rpartition(".")[2]
+    return int(size) if size.isdigit() else part.stat().st_size
 
 
 def _stream(handle, sink: Callable[[bytes], Any] | None, expected: int | None) -> bytes | None:
@@ -306,42 +360,6 @@ def locked(handle, wait: bool) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-class Prefetcher:
-    """Gets the shards a reader needs next ready in a thread (downloaded into the cache, or a
-    local shard's sha256 checked), at most ``ahead`` shards past the one it reads, so fetching
-    and hashing overlap decoding. A shard another worker is already fetching is skipped: that
-    worker's download serves both. Errors are left for the reader to meet, in one line."""
-
-    def __init__(self, root, split: str, entries: list, needed: list[int], ahead: int = 2):
-        self.root, self.split, self.entries, self.needed = root, split, entries, needed
-        self.place = {shard: i for i, shard in reversed(list(enumerate(needed)))}
-        self.position, self.ahead, self.stopped = 0, ahead, False
-        self.wake = threading.Condition()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def reading(self, shard: int) -> None:
-        with self.wake:
-            self.position = max(self.position, self.place.get(shard, 0))
-            self.wake.notify_all()
-
-    def stop(self) -> None:
-        with self.wake:
-            self.stopped = True
-            self.wake.notify_all()
-
-    def _run(self) -> None:
-        for number, shard in enumerate(self.needed):
-            with self.wake:
-                self.wake.wait_for(lambda n=number: self.stopped or n <= self.position + self.ahead)
-                if self.stopped:
-                    return
-            try:
-                self.root.shard(self.split, self.entries[shard], wait=False)
-            except Exception:  # noqa: BLE001 (the reader meets it again and says it in one line)
-                return
 
 
 def first_fields(root, split: str, entries: list[dict[str, Any]]) -> list[str]:

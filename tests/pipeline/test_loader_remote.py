@@ -118,6 +118,19 @@ def test_the_cache_stays_within_its_byte_bound(run, server, tmp_path):
     assert sum(p.stat().st_size for p in cache_files(tmp_path)) <= bound
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_a_tight_cache_shared_by_workers_evicts_without_losing_a_sample(run, server, tmp_path):
+    """Two workers, each fetching two shards ahead, in a cache of two shards: downloads in
+    progress count against the bound, and a shard evicted by the other worker between its
+    download and its opening is fetched again."""
+    shards = sorted((run / "shards" / "train").glob("*.tar"))
+    bound = 2 * max(p.stat().st_size for p in shards)
+    options = {"cache_dir": tmp_path, "cache_bytes": bound, "num_workers": 2}
+    assert batches(server.url, **options) == batches(run, num_workers=0)
+    assert sum(p.stat().st_size for p in cache_files(tmp_path)) <= bound
+    assert not list(tmp_path.rglob("*.part"))
+
+
 def test_a_missing_run_says_so_in_one_line(server, tmp_path):
     with pytest.raises(TransferError, match="index.json: download failed after 1 tries: HTTP"):
         make_loader(f"{server.url}/nothing", "train", cache_dir=tmp_path)
