@@ -13,6 +13,7 @@ that reads only features, and no reader meets a ``KeyError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -122,11 +123,11 @@ def owner(column: str) -> str:
     return next(s.name for s in annotating_stages() if column in s.exports.columns)
 
 
-def split_arrays(field_stats: dict[str, dict], own_dtypes: dict[str, str]) -> dict[str, dict]:
+def split_arrays(field_stats: dict[str, dict], own_dtype: Callable[[str], str]) -> dict[str, dict]:
     """The index's description of a split's ``.npy`` fields, what a loader needs before it
     reads a sample: per clip or per frame, dtype, and the shape after the first axis.
     ``field_stats``: field -> stats with ``shape_tail`` (:class:`pipeline.shards.FieldStats`);
-    ``own_dtypes``: the packing stage's own per-frame fields and their dtypes."""
+    ``own_dtype``: the dtype of each of the packing stage's own per-frame fields."""
     declared = {a.field: a for a in array_columns().values()}
     described = {}
     for field, stats in sorted(field_stats.items()):
@@ -135,7 +136,7 @@ def split_arrays(field_stats: dict[str, dict], own_dtypes: dict[str, str]) -> di
         column = declared.get(field)
         described[field] = {
             "per": column.per if column else PER_FRAME,
-            "dtype": column.dtype if column else own_dtypes.get(field, "float16"),
+            "dtype": column.dtype if column else own_dtype(field),
             "shape_tail": stats["shape_tail"],
         }
     return described

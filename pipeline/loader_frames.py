@@ -16,11 +16,12 @@ from pipeline.errors import ShardError
 
 
 class PadCollate:
-    """Makes one batch: per-frame ``[T, ...]`` fields zero-padded to the longest clip, in their
-    stored dtype (float16) unless ``dtype`` says otherwise, with ``lengths`` and ``mask`` (True
-    = a frame); per-clip fields zero-padded to the batch's largest shape; ``present`` (bool
-    ``[B]`` per field) False where an upstream stage left the sample's column out (its rows are
-    zeros, see :mod:`pipeline.columns`). ``arrays``: the index's description of the fields."""
+    """Makes one batch in a loader worker: per-frame ``[T, ...]`` fields zero-padded to the
+    longest clip, in their stored dtype (float16) unless ``dtype`` says otherwise, with
+    ``lengths``; per-clip fields zero-padded to the batch's largest shape; ``present`` (``[B]``
+    per field) False where an upstream stage left the sample's column out (its rows are zeros,
+    see :mod:`pipeline.columns`). :func:`as_tensors` finishes it in the training process.
+    ``arrays``: the index's description of the fields."""
 
     def __init__(
         self,

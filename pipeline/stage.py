@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.config import RunConfig
 from pipeline.contract import (
+    MISSING,
     PER_CLIP,
     PER_FRAME,
     Check,
@@ -112,7 +113,7 @@ def check_options(options: Any) -> None:
 
 
 # keys of a shard sample's json that the packing stage writes itself: no stage may export them
-SAMPLE_KEYS = ("frame_indices", "frame_times", "fields", "missing", "provenance")
+SAMPLE_KEYS = ("frame_indices", "frame_times", "fields", MISSING, "provenance")
 
 
 @dataclass(frozen=True)
@@ -172,9 +173,6 @@ class Export:
             raise ValueError(f"Export: an array column is declared twice in {named}")
         extra = tuple(c for c in named if c not in self.columns)
         object.__setattr__(self, "columns", tuple(self.columns) + extra)
-
-    def array(self, column: str) -> ArrayColumn | None:
-        return next((a for a in self.arrays if a.column == column), None)
 
 
 def _array_column(declared: Any) -> ArrayColumn:

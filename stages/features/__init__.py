@@ -40,12 +40,11 @@ DECODE_FAILED = "decode_failed"
 FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
 UNIT_SHARDS = "shards.json"
 FULL_PRECISION_FIELDS = {"hands.npy", "pose.npy", "pose_conf.npy"}  # pixels: float16 rounds them
-OWN_DTYPES = dict.fromkeys(FULL_PRECISION_FIELDS, "float32")  # the others: float16
 
 
 def own_dtype(field: str) -> str:
     """The stored dtype of one of this stage's per-frame fields."""
-    return OWN_DTYPES.get(field, "float16")
+    return "float32" if field in FULL_PRECISION_FIELDS else "float16"
 
 
 def _field_stats(parts: list) -> dict[str, dict]:
@@ -275,7 +274,7 @@ class FeaturesStage(Stage):
             rejected = [q for q in quarantine if q["split"] == split]
             extra = {
                 "samples": sum(p[2]["samples"] for p in parts[split]),
-                "arrays": split_arrays(_field_stats(parts[split]), OWN_DTYPES),
+                "arrays": split_arrays(_field_stats(parts[split]), own_dtype),
                 "provenance": provenance,
             }
             index = publish_split(

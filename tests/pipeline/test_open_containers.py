@@ -1,6 +1,6 @@
 """Segments of one long video reuse its open container (its header is parsed once) and still get
-exactly the frames a fresh reader gets; a replaced file, another decoder setting or a reader
-that cannot seek never gets a kept container."""
+exactly the frames a fresh reader gets; a replaced file, a read from the first frame or a
+forked process never gets a kept container."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from pipeline import open_containers, synthetic
 from pipeline.video import FrameSelection, sample_frames
 from pipeline.video_file import VideoFileSource
+from tests.frames import decode_clip
 
 FPS = 25
 
@@ -50,15 +51,9 @@ def opened(monkeypatch) -> list[str]:
 
 def segment(path: Path, start: float, end: float) -> np.ndarray:
     source = VideoFileSource(path, FPS, start, end)
-    frames = np.concatenate([c.frames for c in _clips(source)])
+    frames = decode_clip(source).frames
     source.close()
     return frames
-
-
-def _clips(source):
-    from pipeline.video import iter_clip
-
-    return list(iter_clip(source, FrameSelection(), 8))
 
 
 def test_segments_of_one_video_share_its_container_and_its_frames(tmp_path, opened):
